@@ -1,0 +1,50 @@
+// Acquire + report through CredentialPool, per strategy and pool size, on one
+// and two threads. Uses the real steady clock, as production does.
+//
+//   build/benchmarks/bench_pool --benchmark_min_time=0.2
+#include "floodgate/core/pool.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <string>
+
+namespace {
+
+struct Token {
+  std::string value;
+};
+
+template <class Strategy>
+using Pool = floodgate::CredentialPool<Token, Strategy>;
+
+template <class Strategy>
+void acquire_report(benchmark::State& state) {
+  static std::unique_ptr<Pool<Strategy>> pool;  // shared by the benchmark's threads
+  if (state.thread_index() == 0) {
+    pool = std::make_unique<Pool<Strategy>>();
+    for (int i = 0; i < state.range(0); ++i) {
+      pool->add({"cred-" + std::to_string(i), {"v"}, static_cast<std::uint32_t>(1 + i % 5)});
+    }
+  }
+  for (auto _ : state) {
+    auto lease = pool->acquire();
+    benchmark::DoNotOptimize(lease->id());
+    lease->success(std::chrono::microseconds(100));
+  }
+  if (state.thread_index() == 0) pool.reset();
+}
+
+#define FLOODGATE_POOL_BENCHMARK(Strategy)                                                     \
+  BENCHMARK(acquire_report<floodgate::Strategy>)                                               \
+      ->Name("acquire_report/" #Strategy)->ArgName("credentials")                              \
+      ->Arg(3)->Arg(16)->Arg(1000)->Arg(10000)->Threads(1)->Threads(2)->UseRealTime()
+
+FLOODGATE_POOL_BENCHMARK(BestHealth);
+FLOODGATE_POOL_BENCHMARK(RoundRobin);
+FLOODGATE_POOL_BENCHMARK(Weighted);
+FLOODGATE_POOL_BENCHMARK(LeastLoaded);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,101 @@
+// floodgate/core/clock.hpp: the time sources the core is written against.
+//
+// Every timing rule in floodgate (cooldowns, ejection, token buckets, retry
+// backoff) reads time through a `Clock` object, never through a global. In
+// production that is `SteadyClock`; in tests it is `ManualClock`, whose time
+// moves only when the test says so, so that "cooldown expires to the tick" is
+// a statement a test can check exactly, without sleeping.
+//
+// A Clock is any copyable type with
+//   using duration / time_point;       // time_point on a monotonic scale
+//   time_point now() const;            // monotonic time, used for all decisions
+//   std::chrono::system_clock::time_point wall_now() const;  // only to persist
+//
+// Wall-clock time is used only where a cooldown must survive a restart (the
+// CooldownStore), because a steady clock's epoch is per boot.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <memory>
+
+namespace floodgate {
+
+template <class C>
+concept Clock = std::copy_constructible<C> && requires(const C& c) {
+  typename C::duration;
+  typename C::time_point;
+  { c.now() } -> std::same_as<typename C::time_point>;
+  { c.wall_now() } -> std::same_as<std::chrono::system_clock::time_point>;
+};
+
+/// The production clock: std::chrono::steady_clock for decisions, the system
+/// clock for persistence.
+struct SteadyClock {
+  using duration = std::chrono::steady_clock::duration;
+  using time_point = std::chrono::steady_clock::time_point;
+
+  time_point now() const noexcept { return std::chrono::steady_clock::now(); }
+  std::chrono::system_clock::time_point wall_now() const noexcept {
+    return std::chrono::system_clock::now();
+  }
+};
+
+/// A virtual clock for tests and simulations. Copies share one time line, so a
+/// test can hand a copy to a pool and keep one to advance. Thread-safe.
+///
+///   ManualClock clock;             // starts at an arbitrary, non-zero instant
+///   pool.cooldown("A", 900s);
+///   clock.advance(899s);           // A still cooling
+///   clock.advance(1s);             // A usable again, exactly now
+class ManualClock {
+ public:
+  using duration = std::chrono::nanoseconds;
+  using time_point = std::chrono::time_point<ManualClock, duration>;
+  using rep = duration::rep;
+  using period = duration::period;
+  static constexpr bool is_steady = true;
+
+  /// `wall_start` is the wall-clock time at the clock's creation.
+  explicit ManualClock(std::chrono::system_clock::time_point wall_start =
+                           std::chrono::system_clock::time_point{std::chrono::hours{24 * 365 * 56}})
+      : state_(std::make_shared<State>(wall_start)) {}
+
+  time_point now() const noexcept {
+    return time_point{duration{state_->ticks.load(std::memory_order_acquire)}};
+  }
+  /// `wall_start` advanced by as much virtual time as has passed.
+  std::chrono::system_clock::time_point wall_now() const noexcept {
+    return state_->wall_start + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                    duration{state_->ticks.load(std::memory_order_acquire) - kStartTicks});
+  }
+
+  /// Moves time forward; negative steps are ignored (time never runs backwards).
+  void advance(duration step) const noexcept {
+    if (step.count() > 0) state_->ticks.fetch_add(step.count(), std::memory_order_acq_rel);
+  }
+  /// Moves time to `t` if it is later than now.
+  void advance_to(time_point t) const noexcept {
+    auto cur = state_->ticks.load(std::memory_order_acquire);
+    while (cur < t.time_since_epoch().count() &&
+           !state_->ticks.compare_exchange_weak(cur, t.time_since_epoch().count())) {
+    }
+  }
+
+ private:
+  // Virtual time starts one hour in, so that "time_point{}" (zero) always means "never".
+  static constexpr rep kStartTicks = std::chrono::duration_cast<duration>(std::chrono::hours{1}).count();
+
+  struct State {
+    explicit State(std::chrono::system_clock::time_point w) : wall_start(w) {}
+    std::atomic<rep> ticks{kStartTicks};
+    std::chrono::system_clock::time_point wall_start;
+  };
+  std::shared_ptr<State> state_;
+};
+
+static_assert(Clock<SteadyClock>);
+static_assert(Clock<ManualClock>);
+
+}  // namespace floodgate

@@ -1,0 +1,685 @@
+// floodgate/core/pool.hpp: the credential pool.
+//
+// A `CredentialPool` holds several credentials for one service and hands out
+// the best usable one. Work acquires a `Lease`, makes its call, and reports
+// what the server said; the pool never hands out a credential whose cooldown
+// has not expired, and when none is usable it says *when* one will be.
+//
+//   floodgate::CredentialPool<floodgate::BotToken> pool;
+//   pool.add({"token-1", {floodgate::Secret(t1)}});
+//   pool.add({"token-2", {floodgate::Secret(t2)}});
+//
+//   if (auto lease = pool.acquire(chat_id)) {
+//     auto reply = send(lease->payload().token.reveal(), chat_id, text);
+//     if (reply.ok)                lease->success();
+//     else if (reply.retry_after)  lease->flood_wait(std::chrono::seconds(*reply.retry_after));
+//     else                         lease->failure(floodgate::FailureKind::transient);
+//   } else if (lease.error() == floodgate::errc::all_credentials_cooling) {
+//     tell_user_to_wait(lease.retry_after());  // how long until the earliest one is usable
+//   }
+//
+// Cooldowns are either for the whole credential (`FLOOD_WAIT_900`) or for one
+// destination (Telegram's per-chat limit: a token cooling for chat A still
+// serves chat B). After `EjectionPolicy::consecutive_failures` failures in a
+// row a credential rests for a growing time, as Envoy's outlier detection
+// does. A credential whose auth fails is disabled. With `persist_to(store)`
+// cooldowns and disabled flags survive a restart.
+//
+// Thread-safe: one mutex guards all state; every operation is O(log n) in the
+// number of credentials (see strategy.hpp), so the lock is held briefly.
+// The pool must outlive its leases.
+#pragma once
+
+#include "floodgate/core/clock.hpp"
+#include "floodgate/core/cooldown_store.hpp"
+#include "floodgate/core/credential.hpp"
+#include "floodgate/core/detail/indexed_heap.hpp"
+#include "floodgate/core/error.hpp"
+#include "floodgate/core/health.hpp"
+#include "floodgate/core/strategy.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace floodgate {
+
+/// Whether a flood wait applies to the whole credential or only to the
+/// destination (chat, symbol) the lease was acquired for.
+enum class CooldownScope { credential, destination };
+
+/// When a failing credential is taken out of rotation, and for how long.
+struct EjectionPolicy {
+  std::uint32_t consecutive_failures = 5;        ///< failures in a row that eject; 0 = never eject
+  std::chrono::nanoseconds base_rest = std::chrono::seconds(30);  ///< first rest; the n-th is n × base
+  std::chrono::nanoseconds max_rest = std::chrono::minutes(5);
+  std::uint32_t successes_to_forgive = 10;       ///< a streak this long lowers the multiplier by one
+};
+
+struct PoolOptions {
+  EjectionPolicy ejection{};
+  double latency_smoothing = 0.2;  ///< weight of the newest sample in the latency EWMA
+};
+
+namespace detail {
+struct TransparentStringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+}  // namespace detail
+
+template <class Payload, Strategy StrategyT = BestHealth, Clock ClockT = SteadyClock>
+class CredentialPool {
+ public:
+  using payload_type = Payload;
+  using clock_type = ClockT;
+  using time_point = typename ClockT::time_point;
+  using duration = typename ClockT::duration;
+  using credential_type = Credential<Payload>;
+
+  class Lease;
+  class AcquireResult;
+
+  explicit CredentialPool(PoolOptions options = PoolOptions(), ClockT clock = ClockT(), StrategyT strategy = StrategyT())
+      : options_(options), clock_(std::move(clock)), strategy_(std::move(strategy)) {}
+
+  CredentialPool(const CredentialPool&) = delete;
+  CredentialPool& operator=(const CredentialPool&) = delete;
+
+  const ClockT& clock() const noexcept { return clock_; }
+
+  // ---- membership -------------------------------------------------------
+
+  /// Adds a credential. Throws `Error` if the id is taken or the weight is 0.
+  /// When the pool persists to a store, the store's record for this id
+  /// (cooldown, disabled) applies at once.
+  void add(credential_type credential) {
+    if (credential.weight == 0) throw Error(fmt::format("credential {}: weight must be at least 1", credential.id));
+    std::optional<CooldownStore::Entry> stored;
+    if (store_) stored = store_->find(credential.id);
+    std::lock_guard lock(mutex_);
+    if (by_id_.contains(credential.id)) {
+      throw Error(fmt::format("credential {}: {}", credential.id, make_error_code(errc::duplicate_credential).message()));
+    }
+    SlotId id;
+    if (free_.empty()) {
+      id = static_cast<SlotId>(slots_.size());
+      slots_.push_back(nullptr);
+    } else {
+      id = free_.back();
+      free_.pop_back();
+    }
+    slots_[id] = std::make_unique<Slot>(std::move(credential));
+    by_id_.emplace(slots_[id]->credential.id, id);
+    if (stored) apply_stored_locked(id, *stored);
+    refresh_locked(id, clock_.now());
+  }
+
+  /// Removes a credential. Leases already out stay valid; their reports are
+  /// counted nowhere. Returns false if there is no such id.
+  bool remove(std::string_view id) {
+    std::lock_guard lock(mutex_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    const SlotId slot = it->second;
+    by_id_.erase(it);
+    slots_[slot]->removed = true;
+    strategy_.erase(slot);
+    cooling_.erase(slot);
+    release_if_unused_locked(slot);
+    return true;
+  }
+
+  /// Puts a disabled credential back in rotation (its cooldown, if any, still applies).
+  bool enable(std::string_view id) {
+    const bool found = with_slot(id, [&](SlotId slot, Slot& s) {
+      s.credential.enabled = true;
+      s.disabled_reason.clear();
+      refresh_locked(slot, clock_.now());
+    });
+    if (found && store_) store_->set_enabled(id);
+    return found;
+  }
+
+  /// Takes a credential out of rotation until `enable`. Persisted.
+  bool disable(std::string_view id, std::string_view reason = "disabled by the application") {
+    const bool found = with_slot(id, [&](SlotId slot, Slot& s) { disable_locked(slot, s, reason); });
+    if (found && store_) store_->set_disabled(id, reason);
+    return found;
+  }
+
+  /// Changes a credential's weight (used by `Weighted`); takes effect at its next turn.
+  bool set_weight(std::string_view id, std::uint32_t weight) {
+    if (weight == 0) throw Error(fmt::format("credential {}: weight must be at least 1", id));
+    return with_slot(id, [&](SlotId slot, Slot& s) {
+      s.credential.weight = weight;
+      strategy_.update(slot, candidate_of(s));
+    });
+  }
+
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return by_id_.size();
+  }
+
+  // ---- cooldowns --------------------------------------------------------
+
+  /// Cools a credential for `wait` from now. A shorter wait never shortens a
+  /// longer cooldown already in force. Persisted.
+  bool cooldown(std::string_view id, duration wait) {
+    std::optional<time_point> until;
+    with_slot(id, [&](SlotId slot, Slot& s) { until = cool_locked(slot, s, clock_.now() + wait, false); });
+    if (until) persist_cooldown(id, *until);
+    return until.has_value();
+  }
+
+  /// Cools a credential for one destination only (chat id, symbol).
+  bool cooldown(std::string_view id, std::string_view destination, duration wait) {
+    std::optional<time_point> until;
+    with_slot(id, [&](SlotId, Slot& s) { until = cool_scoped_locked(s, destination, clock_.now() + wait); });
+    if (until) persist_scoped(id, destination, *until);
+    return until.has_value();
+  }
+
+  /// Ends every cooldown and ejection of a credential now.
+  bool clear_cooldown(std::string_view id) {
+    const bool found = with_slot(id, [&](SlotId slot, Slot& s) {
+      s.health.cooldown_until = {};
+      s.scoped.clear();
+      s.ejected = false;
+      refresh_locked(slot, clock_.now());
+    });
+    if (found && store_) store_->clear_cooldowns(id);
+    return found;
+  }
+
+  /// The earliest moment any enabled credential is usable: now if one is,
+  /// nothing if none is enabled.
+  std::optional<time_point> earliest_available() const {
+    std::lock_guard lock(mutex_);
+    const auto now = clock_.now();
+    std::optional<time_point> earliest;
+    for (const auto& [id, slot] : by_id_) {
+      const Slot& s = *slots_[slot];
+      if (!s.credential.enabled) continue;
+      const auto usable_at = std::max(now, s.health.cooldown_until);
+      earliest = earliest ? std::min(*earliest, usable_at) : usable_at;
+    }
+    return earliest;
+  }
+
+  // ---- acquire ----------------------------------------------------------
+
+  /// The best usable credential, or why there is none.
+  AcquireResult acquire() { return acquire_impl({}); }
+
+  /// The best usable credential that is not cooling for `destination`.
+  AcquireResult acquire(std::string_view destination) { return acquire_impl(destination); }
+
+  // ---- observation ------------------------------------------------------
+
+  /// Every credential's record, in the order they were added.
+  std::vector<HealthSnapshot> snapshot() const {
+    std::lock_guard lock(mutex_);
+    const auto now = clock_.now();
+    const auto wall = clock_.wall_now();
+    std::vector<HealthSnapshot> out;
+    out.reserve(by_id_.size());
+    for (const auto& slot : slots_) {
+      if (slot && !slot->removed) out.push_back(snapshot_of(*slot, now, wall));
+    }
+    return out;
+  }
+
+  std::optional<HealthSnapshot> snapshot(std::string_view id) const {
+    std::lock_guard lock(mutex_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return std::nullopt;
+    return snapshot_of(*slots_[it->second], clock_.now(), clock_.wall_now());
+  }
+
+  // ---- persistence ------------------------------------------------------
+
+  /// Applies the store's records to the credentials present and keeps the
+  /// store up to date from now on (cooldowns, flood waits, disables). The
+  /// store must outlive the pool.
+  void persist_to(CooldownStore& store) {
+    store_ = &store;
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, slot] : by_id_) {
+      if (auto entry = store.find(id)) apply_stored_locked(slot, *entry);
+    }
+  }
+
+ private:
+  struct Slot {
+    explicit Slot(credential_type c) : credential(std::move(c)) {}
+    credential_type credential;
+    Health<time_point> health;
+    std::string disabled_reason;
+    std::unordered_map<std::string, time_point, detail::TransparentStringHash, std::equal_to<>> scoped;
+    std::uint64_t last_acquired = 0;  // the pool's acquire count then: exact LRU order, even in virtual time
+    bool removed = false;
+    bool ejected = false;  // the cooldown is a rest after failures, not a flood wait
+  };
+
+  struct TickBefore {
+    bool operator()(typename duration::rep a, typename duration::rep b) const noexcept { return a < b; }
+  };
+
+  Candidate candidate_of(const Slot& s) const {
+    return {s.health.smoothed_success_rate(clock_.now()), s.last_acquired, s.health.in_flight, s.credential.weight};
+  }
+  Candidate candidate_of(const Slot& s, time_point now) const {
+    return {s.health.smoothed_success_rate(now), s.last_acquired, s.health.in_flight, s.credential.weight};
+  }
+
+  // Scores fade with time even for credentials nobody touches; each acquire
+  // re-scores one more credential, so every score is at most n acquires stale
+  // at O(log n) cost, instead of re-scoring all n.
+  void rescore_one_locked(time_point now) {
+    if (slots_.empty()) return;
+    rescore_cursor_ = (rescore_cursor_ + 1) % slots_.size();
+    const Slot* s = slots_[rescore_cursor_].get();
+    if (s && !s->removed) strategy_.update(static_cast<SlotId>(rescore_cursor_), candidate_of(*s, now));
+  }
+
+  template <class Fn>
+  bool with_slot(std::string_view id, Fn&& fn) {
+    std::lock_guard lock(mutex_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    fn(it->second, *slots_[it->second]);
+    return true;
+  }
+
+  // Puts a slot where its state says it belongs: in the strategy (usable), in
+  // the cooling queue (waiting for a time), or in neither (disabled, removed).
+  void refresh_locked(SlotId slot, time_point now) {
+    Slot& s = *slots_[slot];
+    if (s.removed || !s.credential.enabled) {
+      strategy_.erase(slot);
+      cooling_.erase(slot);
+    } else if (s.health.cooldown_until > now) {
+      strategy_.erase(slot);
+      cooling_.set(slot, s.health.cooldown_until.time_since_epoch().count());
+    } else {
+      cooling_.erase(slot);
+      s.ejected = false;
+      strategy_.insert(slot, candidate_of(s));
+    }
+  }
+
+  // Moves every credential whose cooldown is over back into the strategy.
+  void promote_expired_locked(time_point now) {
+    while (!cooling_.empty() && cooling_.key(cooling_.top()) <= now.time_since_epoch().count()) {
+      refresh_locked(cooling_.top(), now);
+    }
+  }
+
+  time_point cool_locked(SlotId slot, Slot& s, time_point until, bool ejection) {
+    if (until > s.health.cooldown_until) {
+      s.health.cooldown_until = until;
+      s.ejected = ejection;
+    }
+    refresh_locked(slot, clock_.now());
+    return s.health.cooldown_until;
+  }
+
+  time_point cool_scoped_locked(Slot& s, std::string_view destination, time_point until) {
+    auto it = s.scoped.find(destination);
+    if (it == s.scoped.end()) return s.scoped.emplace(std::string(destination), until).first->second;
+    it->second = std::max(it->second, until);
+    return it->second;
+  }
+
+  void disable_locked(SlotId slot, Slot& s, std::string_view reason) {
+    s.credential.enabled = false;
+    s.disabled_reason = std::string(reason);
+    refresh_locked(slot, clock_.now());
+  }
+
+  void apply_stored_locked(SlotId slot, const CooldownStore::Entry& entry) {
+    Slot& s = *slots_[slot];
+    const auto now = clock_.now();
+    const auto wall = clock_.wall_now();
+    auto to_local = [&](CooldownStore::WallTime until) {
+      return now + std::chrono::duration_cast<duration>(until - wall);
+    };
+    if (entry.cooldown_until) {
+      s.health.cooldown_until = std::max(s.health.cooldown_until, to_local(*entry.cooldown_until));
+    }
+    for (const auto& [destination, until] : entry.scoped) cool_scoped_locked(s, destination, to_local(until));
+    if (entry.disabled) {
+      s.credential.enabled = false;
+      s.disabled_reason = entry.disabled_reason;
+    }
+    refresh_locked(slot, now);
+  }
+
+  void persist_cooldown(std::string_view id, time_point until) {
+    if (store_) store_->set_cooldown(id, to_wall(until));
+  }
+  void persist_scoped(std::string_view id, std::string_view destination, time_point until) {
+    if (store_) store_->set_scoped_cooldown(id, destination, to_wall(until));
+  }
+  CooldownStore::WallTime to_wall(time_point t) const {
+    return clock_.wall_now() +
+           std::chrono::duration_cast<CooldownStore::WallTime::duration>(t - clock_.now());
+  }
+
+  AcquireResult acquire_impl(std::string_view destination) {
+    std::lock_guard lock(mutex_);
+    const auto now = clock_.now();
+    promote_expired_locked(now);
+
+    std::optional<SlotId> chosen;
+    if (destination.empty()) {
+      chosen = strategy_.pick(AcceptAll{});
+    } else {
+      chosen = strategy_.pick([&](SlotId slot) { return !scoped_cooling_locked(*slots_[slot], destination, now); });
+    }
+    if (!chosen) return unavailable_locked(destination, now);
+
+    Slot& s = *slots_[*chosen];
+    ++s.health.requests;
+    ++s.health.in_flight;
+    s.health.last_used = now;
+    s.last_acquired = ++acquires_;
+    strategy_.update(*chosen, candidate_of(s, now));
+    rescore_one_locked(now);
+    return AcquireResult(Lease(this, *chosen, &s, now, destination));
+  }
+
+  bool scoped_cooling_locked(Slot& s, std::string_view destination, time_point now) {
+    if (s.scoped.empty()) return false;
+    auto it = s.scoped.find(destination);
+    if (it == s.scoped.end()) return false;
+    if (it->second > now) return true;
+    s.scoped.erase(it);
+    return false;
+  }
+
+  AcquireResult unavailable_locked(std::string_view destination, time_point now) const {
+    if (by_id_.empty()) return AcquireResult(make_error_code(errc::no_credentials), std::nullopt);
+    std::optional<time_point> earliest;
+    if (!cooling_.empty()) earliest = time_point(duration(cooling_.key(cooling_.top())));
+    if (!destination.empty()) {
+      // Rare path: usable credentials exist but all cool for this destination.
+      for (const auto& [id, slot] : by_id_) {
+        const Slot& s = *slots_[slot];
+        if (!s.credential.enabled || cooling_.contains(slot)) continue;
+        if (auto it = s.scoped.find(destination); it != s.scoped.end() && it->second > now) {
+          earliest = earliest ? std::min(*earliest, it->second) : it->second;
+        }
+      }
+    }
+    if (!earliest) return AcquireResult(make_error_code(errc::all_credentials_disabled), std::nullopt);
+    return AcquireResult(make_error_code(errc::all_credentials_cooling), std::pair{*earliest, now});
+  }
+
+  // ---- reports (called by Lease) ----------------------------------------
+
+  enum class Report { success, flood_wait, transient, auth, bad_request, abandoned };
+
+  void report(const Lease& lease, Report kind, duration value, CooldownScope scope, std::string_view reason) {
+    std::optional<time_point> cooled_until;
+    bool scoped = false;
+    bool disabled = false;
+    const std::string& id = lease.slot_->credential.id;
+    {
+      std::lock_guard lock(mutex_);
+      const auto now = clock_.now();
+      Slot& s = *lease.slot_;
+      Health<time_point>& h = s.health;
+      --h.in_flight;
+      switch (kind) {
+        case Report::success: {
+          ++h.successes;
+          h.consecutive_failures = 0;
+          h.record_outcome(true, now);
+          h.last_success = now;
+          const double us = std::chrono::duration<double, std::micro>(value).count();
+          h.latency_ewma_us = h.successes == 1 ? us : h.latency_ewma_us + options_.latency_smoothing * (us - h.latency_ewma_us);
+          if (++h.success_streak >= options_.ejection.successes_to_forgive && h.ejections > 0) {
+            --h.ejections;
+            h.success_streak = 0;
+          }
+          break;
+        }
+        case Report::flood_wait:
+          ++h.flood_waits;
+          h.record_outcome(false, now);
+          if (!s.removed) {
+            if (scope == CooldownScope::destination && !lease.destination_.empty()) {
+              cooled_until = cool_scoped_locked(s, lease.destination_, now + value);
+              scoped = true;
+            } else {
+              cooled_until = cool_locked(lease.slot_id_, s, now + value, false);
+            }
+          }
+          break;
+        case Report::transient:
+          ++h.failures;
+          ++h.consecutive_failures;
+          h.success_streak = 0;
+          h.record_outcome(false, now);
+          if (options_.ejection.consecutive_failures > 0 &&
+              h.consecutive_failures >= options_.ejection.consecutive_failures && !s.removed) {
+            ++h.ejections;
+            h.consecutive_failures = 0;
+            const auto rest = std::min(options_.ejection.base_rest * h.ejections, options_.ejection.max_rest);
+            cool_locked(lease.slot_id_, s, now + std::chrono::duration_cast<duration>(rest), true);
+          }
+          break;
+        case Report::auth:
+          ++h.failures;
+          h.record_outcome(false, now);
+          if (!s.removed) {
+            disable_locked(lease.slot_id_, s, reason.empty() ? "authentication failed" : reason);
+            disabled = true;
+          }
+          break;
+        case Report::bad_request:
+          ++h.bad_requests;
+          break;
+        case Report::abandoned:
+          ++h.abandoned;
+          break;
+      }
+      if (s.removed) {
+        release_if_unused_locked(lease.slot_id_);
+        return;  // the slot may be gone now; nothing to persist for a removed credential
+      }
+      strategy_.update(lease.slot_id_, candidate_of(s, now));
+    }
+    // Persistence does file I/O: outside the pool's lock.
+    if (cooled_until) {
+      scoped ? persist_scoped(id, lease.destination_, *cooled_until) : persist_cooldown(id, *cooled_until);
+    }
+    if (disabled && store_) store_->set_disabled(id, reason.empty() ? "authentication failed" : reason);
+  }
+
+  void release_if_unused_locked(SlotId slot) {
+    if (slots_[slot]->removed && slots_[slot]->health.in_flight == 0) {
+      slots_[slot].reset();
+      free_.push_back(slot);
+    }
+  }
+
+  HealthSnapshot snapshot_of(const Slot& s, time_point now, HealthSnapshot::WallTime wall) const {
+    const auto& h = s.health;
+    auto to_wall = [&](time_point t) -> std::optional<HealthSnapshot::WallTime> {
+      if (t == time_point{}) return std::nullopt;
+      return wall + std::chrono::duration_cast<HealthSnapshot::WallTime::duration>(t - now);
+    };
+    HealthSnapshot out;
+    out.id = s.credential.id;
+    out.weight = s.credential.weight;
+    out.requests = h.requests;
+    out.successes = h.successes;
+    out.failures = h.failures;
+    out.bad_requests = h.bad_requests;
+    out.flood_waits = h.flood_waits;
+    out.abandoned = h.abandoned;
+    out.consecutive_failures = h.consecutive_failures;
+    out.in_flight = h.in_flight;
+    out.ejections = h.ejections;
+    out.smoothed_success_rate = h.smoothed_success_rate(now);
+    out.latency_ewma = std::chrono::microseconds(static_cast<std::int64_t>(h.latency_ewma_us));
+    out.last_used = to_wall(h.last_used);
+    out.last_success = to_wall(h.last_success);
+    out.scoped_cooldowns = static_cast<std::size_t>(
+        std::count_if(s.scoped.begin(), s.scoped.end(), [&](const auto& kv) { return kv.second > now; }));
+    if (!s.credential.enabled) {
+      out.state = CredentialState::disabled;
+      out.disabled_reason = s.disabled_reason;
+    } else if (h.cooldown_until > now) {
+      out.state = s.ejected ? CredentialState::ejected : CredentialState::cooling;
+    }
+    if (h.cooldown_until > now) {
+      out.cooldown_until = to_wall(h.cooldown_until);
+      out.cooldown_remaining = std::chrono::duration_cast<std::chrono::nanoseconds>(h.cooldown_until - now);
+    }
+    return out;
+  }
+
+  PoolOptions options_;
+  ClockT clock_;
+  mutable std::mutex mutex_;
+  StrategyT strategy_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<SlotId> free_;
+  std::unordered_map<std::string, SlotId, detail::TransparentStringHash, std::equal_to<>> by_id_;
+  detail::IndexedHeap<typename duration::rep, TickBefore> cooling_;  // slot -> cooldown end, in ticks
+  std::uint64_t acquires_ = 0;
+  std::size_t rescore_cursor_ = 0;
+  CooldownStore* store_ = nullptr;
+
+ public:
+  /// The right to use one credential for one call. Report exactly one
+  /// outcome; a lease destroyed without a report counts as abandoned (never
+  /// as a success). Movable, not copyable.
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept
+        : pool_(std::exchange(other.pool_, nullptr)),
+          slot_id_(other.slot_id_),
+          slot_(other.slot_),
+          acquired_at_(other.acquired_at_),
+          destination_(std::move(other.destination_)) {}
+    Lease& operator=(Lease&& other) noexcept {
+      if (this != &other) {
+        abandon();
+        pool_ = std::exchange(other.pool_, nullptr);
+        slot_id_ = other.slot_id_;
+        slot_ = other.slot_;
+        acquired_at_ = other.acquired_at_;
+        destination_ = std::move(other.destination_);
+      }
+      return *this;
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { abandon(); }
+
+    const std::string& id() const noexcept { return slot_->credential.id; }
+    const Payload& payload() const noexcept { return slot_->credential.payload; }
+    /// The destination given to `acquire`, empty if none.
+    const std::string& destination() const noexcept { return destination_; }
+    time_point acquired_at() const noexcept { return acquired_at_; }
+    /// True until an outcome is reported.
+    bool active() const noexcept { return pool_ != nullptr; }
+
+    /// The call succeeded; latency defaults to the time since acquire.
+    void success() { success(pool_ ? pool_->clock_.now() - acquired_at_ : duration{}); }
+    void success(duration latency) { finish(Report::success, latency); }
+
+    /// The service said to wait `wait` (FLOOD_WAIT_X, 429 retry_after). The
+    /// credential is not handed out again before then (for this lease's
+    /// destination only, with CooldownScope::destination).
+    template <class Rep, class Period>
+    void flood_wait(std::chrono::duration<Rep, Period> wait, CooldownScope scope = CooldownScope::credential) {
+      finish(Report::flood_wait, std::chrono::ceil<duration>(wait), scope);
+    }
+
+    /// The call failed. `reason` is kept for auth failures (shown in stats).
+    void failure(FailureKind kind, std::string_view reason = {}) {
+      switch (kind) {
+        case FailureKind::transient: return finish(Report::transient, {}, CooldownScope::credential, reason);
+        case FailureKind::auth: return finish(Report::auth, {}, CooldownScope::credential, reason);
+        case FailureKind::bad_request: return finish(Report::bad_request, {}, CooldownScope::credential, reason);
+      }
+    }
+
+   private:
+    friend class CredentialPool;
+    Lease(CredentialPool* pool, SlotId slot_id, Slot* slot, time_point acquired_at, std::string_view destination)
+        : pool_(pool), slot_id_(slot_id), slot_(slot), acquired_at_(acquired_at), destination_(destination) {}
+
+    void finish(Report kind, duration value, CooldownScope scope = CooldownScope::credential,
+                std::string_view reason = {}) {
+      if (!pool_) return;  // already reported: later reports are ignored
+      auto* pool = std::exchange(pool_, nullptr);
+      pool->report(*this, kind, value, scope, reason);
+    }
+    void abandon() noexcept {
+      if (!pool_) return;
+      auto* pool = std::exchange(pool_, nullptr);
+      try {
+        pool->report(*this, Report::abandoned, {}, CooldownScope::credential, {});
+      } catch (...) {  // report only allocates for a flood wait; abandonment cannot throw in practice
+      }
+    }
+
+    CredentialPool* pool_;
+    SlotId slot_id_;
+    Slot* slot_;
+    time_point acquired_at_;
+    std::string destination_;
+  };
+
+  /// A lease, or the reason there is none (and, for all_credentials_cooling,
+  /// when the earliest credential is usable again).
+  class AcquireResult {
+   public:
+    explicit operator bool() const noexcept { return lease_.has_value(); }
+    Lease& operator*() noexcept { return *lease_; }
+    Lease* operator->() noexcept { return &*lease_; }
+    /// Moves the lease out; only valid when the result holds one.
+    Lease take() && { return std::move(*lease_); }
+
+    std::error_code error() const noexcept { return error_; }
+    /// When the earliest credential becomes usable (all_credentials_cooling only).
+    std::optional<time_point> earliest() const noexcept { return earliest_; }
+    /// How long from the attempt until then: 0 when not cooling.
+    duration retry_after() const noexcept { return earliest_ ? *earliest_ - attempted_at_ : duration{}; }
+
+   private:
+    friend class CredentialPool;
+    explicit AcquireResult(Lease lease) : lease_(std::move(lease)) {}
+    AcquireResult(std::error_code error, std::optional<std::pair<time_point, time_point>> earliest_and_now)
+        : error_(error) {
+      if (earliest_and_now) {
+        earliest_ = earliest_and_now->first;
+        attempted_at_ = earliest_and_now->second;
+      }
+    }
+    std::optional<Lease> lease_;
+    std::error_code error_;
+    std::optional<time_point> earliest_;
+    time_point attempted_at_{};
+  };
+};
+
+}  // namespace floodgate

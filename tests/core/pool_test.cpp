@@ -1,0 +1,276 @@
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace floodgate;
+using namespace floodgate::test;
+
+TEST_CASE("an empty pool says it has no credentials", "[pool]") {
+  Pool<> pool;
+  auto lease = pool.acquire();
+  REQUIRE_FALSE(lease);
+  CHECK(lease.error() == errc::no_credentials);
+  CHECK_FALSE(lease.earliest());
+}
+
+TEST_CASE("duplicate ids and zero weights are rejected", "[pool]") {
+  Pool<> pool;
+  pool.add({"A", {"a"}});
+  CHECK_THROWS_AS(pool.add({"A", {"other"}}), Error);
+  CHECK_THROWS_AS(pool.add({"Z", {"z"}, 0}), Error);
+  CHECK_THROWS_AS(pool.set_weight("A", 0), Error);
+  CHECK(pool.size() == 1);
+}
+
+TEST_CASE("a flood wait cools the credential to the tick", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+
+  pool.acquire()->flood_wait(900s);
+  auto refused = pool.acquire();
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == errc::all_credentials_cooling);
+  REQUIRE(refused.earliest());
+  CHECK(*refused.earliest() == clock.now() + 900s);
+  CHECK(refused.retry_after() == 900s);
+
+  clock.advance(900s - 1ns);
+  CHECK_FALSE(pool.acquire());
+  clock.advance(1ns);
+  auto lease = pool.acquire();
+  REQUIRE(lease);
+  CHECK(lease->id() == "A");
+}
+
+TEST_CASE("work moves to another credential while one cools", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<RoundRobin> pool({}, clock);
+  add_credentials(pool, {"A", "B", "C"});
+  pool.cooldown("B", 60s);
+  CHECK(picks(pool, 4) == std::vector<std::string>{"A", "C", "A", "C"});
+  clock.advance(60s);
+  const auto after = picks(pool, 3);
+  CHECK(std::count(after.begin(), after.end(), "B") == 1);
+}
+
+TEST_CASE("all cooling reports the earliest credential", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A", "B", "C"});
+  const auto start = clock.now();
+  pool.cooldown("A", 300s);
+  pool.cooldown("B", 120s);
+  pool.cooldown("C", 900s);
+  auto refused = pool.acquire();
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == errc::all_credentials_cooling);
+  CHECK(*refused.earliest() == start + 120s);
+  CHECK(pool.earliest_available() == start + 120s);
+
+  clock.advance(120s);
+  auto lease = pool.acquire();
+  REQUIRE(lease);
+  CHECK(lease->id() == "B");
+}
+
+TEST_CASE("a shorter cooldown never shortens a longer one", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+  pool.cooldown("A", 900s);
+  pool.cooldown("A", 10s);
+  clock.advance(10s);
+  CHECK_FALSE(pool.acquire());
+  CHECK(pool.clear_cooldown("A"));
+  CHECK(pool.acquire());
+}
+
+TEST_CASE("scoped cooldowns block one destination only", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<RoundRobin> pool({}, clock);
+  add_credentials(pool, {"A", "B"});
+
+  auto lease = pool.acquire("chat-1");
+  REQUIRE(lease->id() == "A");
+  lease->flood_wait(30s, CooldownScope::destination);
+
+  // A still serves chat-2, but chat-1 only gets B.
+  CHECK(picks(pool, 4, "chat-1") == std::vector<std::string>{"B", "B", "B", "B"});
+  const auto other = picks(pool, 2, "chat-2");
+  CHECK(std::count(other.begin(), other.end(), "A") == 1);
+
+  // Both cooling for chat-1: the error names the earliest end.
+  pool.cooldown("B", "chat-1", 10s);
+  auto refused = pool.acquire("chat-1");
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == errc::all_credentials_cooling);
+  CHECK(refused.retry_after() == 10s);
+
+  clock.advance(10s);
+  CHECK(picks(pool, 2, "chat-1") == std::vector<std::string>{"B", "B"});
+  clock.advance(20s);
+  const auto later = picks(pool, 2, "chat-1");
+  CHECK(std::count(later.begin(), later.end(), "A") == 1);
+  CHECK(pool.snapshot("A")->scoped_cooldowns == 0);
+}
+
+TEST_CASE("a scoped flood wait without a destination cools the whole credential", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+  pool.acquire()->flood_wait(5s, CooldownScope::destination);
+  CHECK_FALSE(pool.acquire("anything"));
+}
+
+TEST_CASE("an abandoned lease is counted, never as a success", "[pool][lease]") {
+  Pool<> pool;
+  add_credentials(pool, {"A"});
+  { auto lease = pool.acquire(); }
+  auto s = pool.snapshot("A");
+  CHECK(s->requests == 1);
+  CHECK(s->abandoned == 1);
+  CHECK(s->successes == 0);
+  CHECK(s->in_flight == 0);
+}
+
+TEST_CASE("a lease reports once; moves keep it alive", "[pool][lease]") {
+  Pool<> pool;
+  add_credentials(pool, {"A"});
+  auto result = pool.acquire();
+  auto lease = std::move(result).take();
+  auto moved = std::move(lease);
+  CHECK(moved.active());
+  CHECK(pool.snapshot("A")->in_flight == 1);
+  moved.success(5ms);
+  moved.failure(FailureKind::transient);  // ignored: already reported
+  auto s = pool.snapshot("A");
+  CHECK(s->successes == 1);
+  CHECK(s->failures == 0);
+  CHECK(s->in_flight == 0);
+  CHECK(s->abandoned == 0);
+  CHECK(s->latency_ewma == 5ms);
+}
+
+TEST_CASE("auth failure disables the credential with a reason", "[pool]") {
+  Pool<> pool;
+  add_credentials(pool, {"A", "B"});
+  auto lease = pool.acquire();
+  const std::string id = lease->id();
+  lease->failure(FailureKind::auth, "401 Unauthorized");
+  auto s = pool.snapshot(id);
+  CHECK(s->state == CredentialState::disabled);
+  CHECK(s->disabled_reason == "401 Unauthorized");
+  for (const auto& other : picks(pool, 5)) CHECK(other != id);
+
+  pool.disable(id == "A" ? "B" : "A");
+  auto refused = pool.acquire();
+  CHECK(refused.error() == errc::all_credentials_disabled);
+  CHECK(pool.enable(id));
+  CHECK(pool.acquire());
+}
+
+TEST_CASE("bad requests do not count against the credential", "[pool]") {
+  Pool<> pool;
+  add_credentials(pool, {"A"});
+  for (int i = 0; i < 20; ++i) pool.acquire()->failure(FailureKind::bad_request);
+  auto s = pool.snapshot("A");
+  CHECK(s->bad_requests == 20);
+  CHECK(s->failures == 0);
+  CHECK(s->state == CredentialState::ready);
+}
+
+TEST_CASE("consecutive failures eject for a growing rest, successes recover", "[pool][ejection]") {
+  ManualClock clock;
+  PoolOptions options;
+  options.ejection.consecutive_failures = 3;
+  options.ejection.base_rest = 10s;
+  options.ejection.max_rest = 25s;
+  options.ejection.successes_to_forgive = 2;
+  Pool<> pool(options, clock);
+  add_credentials(pool, {"A"});
+
+  auto fail = [&](int n) {
+    for (int i = 0; i < n; ++i) pool.acquire()->failure(FailureKind::transient);
+  };
+  fail(2);
+  CHECK(pool.snapshot("A")->state == CredentialState::ready);
+  fail(1);
+  auto s = pool.snapshot("A");
+  CHECK(s->state == CredentialState::ejected);
+  CHECK(s->ejections == 1);
+  CHECK(s->cooldown_remaining == 10s);
+  CHECK_FALSE(pool.acquire());
+
+  clock.advance(10s);
+  fail(3);  // second ejection: 2 × base
+  CHECK(pool.snapshot("A")->cooldown_remaining == 20s);
+  clock.advance(20s);
+  fail(3);  // third: capped at max_rest
+  CHECK(pool.snapshot("A")->cooldown_remaining == 25s);
+  clock.advance(25s);
+
+  // A success streak lowers the multiplier step by step.
+  for (int i = 0; i < 4; ++i) pool.acquire()->success(1ms);
+  CHECK(pool.snapshot("A")->ejections == 1);
+  CHECK(pool.snapshot("A")->consecutive_failures == 0);
+}
+
+TEST_CASE("ejection can be turned off", "[pool][ejection]") {
+  PoolOptions options;
+  options.ejection.consecutive_failures = 0;
+  Pool<> pool(options);
+  add_credentials(pool, {"A"});
+  for (int i = 0; i < 50; ++i) pool.acquire()->failure(FailureKind::transient);
+  CHECK(pool.snapshot("A")->state == CredentialState::ready);
+}
+
+TEST_CASE("credentials can be added and removed while leases are out", "[pool]") {
+  Pool<RoundRobin> pool;
+  add_credentials(pool, {"A", "B"});
+  auto lease = pool.acquire();
+  REQUIRE(lease->id() == "A");
+  CHECK(pool.remove("A"));
+  CHECK_FALSE(pool.remove("A"));
+  CHECK(lease->payload().value == "value-A");  // still readable
+  CHECK(picks(pool, 3) == std::vector<std::string>{"B", "B", "B"});
+  lease->success(1ms);  // reported after removal: harmless
+  pool.add({"A", {"new"}});
+  CHECK(pool.snapshot("A")->requests == 0);  // a new record
+  CHECK(pool.size() == 2);
+}
+
+TEST_CASE("removing the last credential mid-cooldown leaves an empty pool", "[pool]") {
+  Pool<> pool;
+  add_credentials(pool, {"A"});
+  pool.cooldown("A", 60s);
+  pool.remove("A");
+  CHECK(pool.acquire().error() == errc::no_credentials);
+  CHECK_FALSE(pool.earliest_available());
+}
+
+TEST_CASE("a disabled credential keeps its cooldown when enabled again", "[pool]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+  pool.cooldown("A", 60s);
+  pool.disable("A");
+  pool.enable("A");
+  CHECK_FALSE(pool.acquire());
+  clock.advance(60s);
+  CHECK(pool.acquire());
+}
+
+TEST_CASE("snapshots carry wall-clock cooldown times", "[pool]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A", "B"});
+  pool.cooldown("B", 90s);
+  const auto snapshots = pool.snapshot();
+  REQUIRE(snapshots.size() == 2);
+  CHECK(snapshots[0].id == "A");
+  CHECK(snapshots[0].state == CredentialState::ready);
+  CHECK_FALSE(snapshots[0].cooldown_until);
+  CHECK(snapshots[1].state == CredentialState::cooling);
+  CHECK(*snapshots[1].cooldown_until == clock.wall_now() + 90s);
+}
