@@ -430,7 +430,7 @@ class CredentialPool {
 
   // ---- reports (called by Lease) ----------------------------------------
 
-  enum class Report { success, flood_wait, transient, auth, bad_request, abandoned };
+  enum class Report { success, flood_wait, transient, auth, bad_request, abandoned, deferred };
 
   void report(const Lease& lease, Report kind, duration value, CooldownScope scope, std::string_view reason) {
     std::optional<time_point> cooled_until;
@@ -495,6 +495,10 @@ class CredentialPool {
           break;
         case Report::abandoned:
           ++h.abandoned;
+          break;
+        case Report::deferred:  // handed back unused: as if never acquired, then paused
+          --h.requests;
+          if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, false);
           break;
       }
       if (s.removed) {
@@ -621,6 +625,12 @@ class CredentialPool {
         case FailureKind::bad_request: return finish(Report::bad_request, {}, CooldownScope::credential, reason);
       }
     }
+
+    /// Hands the lease back unused (it counts as no request) and keeps the
+    /// credential out of rotation for `pause`: for a local limiter that says
+    /// "not yet" (its bucket is empty). Not a flood wait: not counted as one,
+    /// not persisted.
+    void defer(duration pause) { finish(Report::deferred, pause); }
 
    private:
     friend class CredentialPool;

@@ -1,0 +1,271 @@
+// floodgate/async/retry_executor.hpp: run one operation against a credential
+// pool until it succeeds or definitely cannot.
+//
+//   floodgate::async::RetryExecutor executor(io.get_executor(), pool, policy);
+//   executor.async_run(
+//       [&](const Pool::Lease& lease) { return send_message(lease.payload(), chat, text); },  // -> Outcome<T>
+//       {.destination = chat},
+//       [](std::error_code ec, floodgate::async::RunResult<Message> result) { … });
+//
+// Each attempt acquires the best usable credential, runs the operation, and
+// reports its classified `Outcome` to the pool (see core/retry_policy.hpp for
+// what each outcome does). When every credential is cooling, the run waits for
+// the earliest one only if that is within `RetryPolicy::max_wait` and the run's
+// deadline; otherwise it ends with `errc::all_credentials_cooling` and
+// `RunResult::earliest`, so a bot can answer "try again in ~5 minutes" at once.
+//
+// Operations are synchronous (`Outcome<T> op(const Lease&)`) or asynchronous,
+// wrapped with `async_attempt<T>`: `void op(const Lease&, Done done)` calling
+// `done(Outcome<T>)` exactly once, from any thread. The completion token may
+// be a callback, `use_future` or `use_awaitable`; the signature is
+// `void(std::error_code, RunResult<T>)`. Every run completes exactly once:
+// with a value, or with an error (bad_request, all_credentials_cooling,
+// attempts_exhausted, deadline_exceeded, no_credentials,
+// all_credentials_disabled, cancelled). Per-operation cancellation is
+// honoured while the run waits; an attempt already sent is reported to the
+// pool first (a success still delivers its value).
+//
+// A gate can be attached (`set_gate`) to pass each attempt through a local
+// rate limiter first: it returns how long the leased credential must wait
+// for its destination; a credential that must wait is handed back and skipped
+// for that long, and the run moves to another.
+//
+// Timers come from async/timer.hpp, so with a ManualClock pool the whole
+// executor runs in virtual time.
+#pragma once
+
+#include "floodgate/async/detail/pending_op.hpp"
+#include "floodgate/async/timer.hpp"
+#include "floodgate/core/error.hpp"
+#include "floodgate/core/retry_policy.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace floodgate::async {
+
+/// What a run produced, with the context a caller needs for either ending.
+template <class T, class TimePoint>
+struct RunResult {
+  std::optional<T> value;                ///< set on success
+  std::string description;               ///< the server's words for the last failure
+  std::optional<TimePoint> earliest;     ///< all_credentials_cooling: when one is usable again
+  std::string credential;                ///< the credential of the last attempt
+  std::uint32_t attempts = 0;            ///< calls made
+};
+
+/// Wraps an asynchronous attempt: `fn(const Lease&, std::function<void(Outcome<T>)> done)`.
+template <class T, class Fn>
+struct AsyncAttempt {
+  using value_type = T;
+  Fn fn;
+};
+template <class T, class Fn>
+AsyncAttempt<T, std::decay_t<Fn>> async_attempt(Fn&& fn) {
+  return {std::forward<Fn>(fn)};
+}
+
+namespace detail {
+template <class Op, class Lease>
+struct attempt_traits {  // a synchronous op: Outcome<T> op(const Lease&)
+  using outcome = std::invoke_result_t<Op&, const Lease&>;
+  using value_type = typename outcome::value_type;
+};
+template <class T, class Fn, class Lease>
+struct attempt_traits<AsyncAttempt<T, Fn>, Lease> {
+  using value_type = T;
+};
+}  // namespace detail
+
+template <class Pool>
+class RetryExecutor {
+ public:
+  using clock_type = typename Pool::clock_type;
+  using time_point = typename Pool::time_point;
+  using duration = typename Pool::duration;
+  using Lease = typename Pool::Lease;
+  /// How long the lease's credential must wait before it may send (0 = now).
+  using Gate = std::function<duration(const Lease&)>;
+
+  struct RunOptions {
+    std::string destination;              ///< chat, symbol…: scoped cooldowns and per-destination limits
+    std::optional<time_point> deadline;   ///< never wait past this; end with deadline_exceeded
+  };
+
+  RetryExecutor(boost::asio::any_io_executor executor, Pool& pool, RetryPolicy policy = {})
+      : executor_(std::move(executor)), pool_(pool), policy_(policy) {}
+
+  void set_gate(Gate gate) { gate_ = std::move(gate); }
+  const RetryPolicy& policy() const noexcept { return policy_; }
+
+  template <class Op, class CompletionToken>
+  auto async_run(Op op, RunOptions options, CompletionToken&& token) {
+    using T = typename detail::attempt_traits<Op, Lease>::value_type;
+    return boost::asio::async_initiate<CompletionToken, void(std::error_code, RunResult<T, time_point>)>(
+        [this](auto handler, Op run_op, RunOptions run_options) {
+          auto completion = floodgate::async::detail::make_pending_op<std::error_code, RunResult<T, time_point>>(
+              std::move(handler), executor_);
+          auto run = std::make_shared<Run<T, Op>>(*this, std::move(run_op), std::move(run_options), std::move(completion),
+                                                  next_seed_.fetch_add(1));
+          run->start();
+        },
+        token, std::move(op), std::move(options));
+  }
+
+ private:
+  template <class T, class Op>
+  class Run : public std::enable_shared_from_this<Run<T, Op>> {
+   public:
+    using Result = RunResult<T, time_point>;
+    using Completion = std::unique_ptr<floodgate::async::detail::PendingOp<std::error_code, Result>>;
+
+    Run(RetryExecutor& owner, Op op, RunOptions options, Completion completion, std::uint64_t seed)
+        : pool_(owner.pool_),
+          gate_(owner.gate_),
+          strand_(boost::asio::make_strand(owner.executor_)),
+          timer_(make_timer(strand_, owner.pool_.clock())),
+          op_(std::move(op)),
+          options_(std::move(options)),
+          schedule_(owner.policy_, seed),
+          completion_(std::move(completion)) {}
+
+    void start() {
+      if (auto slot = completion_->cancellation_slot(); slot.is_connected()) {
+        slot.assign([weak = this->weak_from_this()](boost::asio::cancellation_type type) {
+          if (type == boost::asio::cancellation_type::none) return;
+          if (auto self = weak.lock()) boost::asio::post(self->strand_, [self] { self->cancel(); });
+        });
+      }
+      boost::asio::post(strand_, [self = this->shared_from_this()] { self->attempt(); });
+    }
+
+   private:
+    // Everything below runs on the strand.
+
+    void attempt() {
+      if (cancelled_) return finish(errc::cancelled);
+      const auto now = pool_.clock().now();
+      if (options_.deadline && now >= *options_.deadline) return finish(errc::deadline_exceeded);
+      if (!schedule_.attempts_left()) return finish(errc::attempts_exhausted);
+
+      auto acquired = options_.destination.empty() ? pool_.acquire() : pool_.acquire(options_.destination);
+      if (!acquired) {
+        if (acquired.error() != errc::all_credentials_cooling) return finish(acquired.error());
+        result_.earliest = acquired.earliest();
+        if (!schedule_.should_wait_for(*acquired.earliest(), now, options_.deadline)) {
+          return finish(errc::all_credentials_cooling);
+        }
+        return wait_until(*acquired.earliest());
+      }
+      Lease lease = std::move(acquired).take();
+      if (gate_) {
+        if (const auto pause = gate_(lease); pause > duration::zero()) {
+          lease.defer(pause);  // skip this credential until its limiter admits; try the others
+          return boost::asio::post(strand_, [self = this->shared_from_this()] { self->attempt(); });
+        }
+      }
+      schedule_.count_attempt();
+      result_.attempts = schedule_.attempts();
+      result_.credential = lease.id();
+      lease_.emplace(std::move(lease));
+      send();
+    }
+
+    void send() {
+      if constexpr (std::is_invocable_v<Op&, const Lease&>) {
+        on_outcome(op_(*lease_));
+      } else {
+        // The op may call done from any thread: hop back onto the strand.
+        op_.fn(*lease_, [self = this->shared_from_this()](Outcome<T> outcome) {
+          boost::asio::post(self->strand_, [self, outcome = std::move(outcome)]() mutable {
+            self->on_outcome(std::move(outcome));
+          });
+        });
+      }
+    }
+
+    void on_outcome(Outcome<T> outcome) {
+      Lease lease = std::move(*lease_);
+      lease_.reset();
+      result_.description = outcome.description();
+      switch (outcome.kind()) {
+        case OutcomeKind::success:
+          lease.success();
+          result_.value.emplace(std::move(outcome).value());
+          return finish({});
+        case OutcomeKind::flood_wait:
+          lease.flood_wait(schedule_.flood_cooldown(outcome.wait()), outcome.scope());
+          return next_attempt_now();
+        case OutcomeKind::auth_failed:
+          lease.failure(FailureKind::auth, outcome.description());
+          return next_attempt_now();
+        case OutcomeKind::bad_request:
+          lease.failure(FailureKind::bad_request);
+          return finish(errc::bad_request);
+        case OutcomeKind::transient:
+          lease.failure(FailureKind::transient);
+          return wait_until(pool_.clock().now() + std::chrono::duration_cast<duration>(schedule_.next_backoff()));
+      }
+    }
+
+    void next_attempt_now() {
+      if (cancelled_) return finish(errc::cancelled);
+      attempt();
+    }
+
+    void wait_until(time_point when) {
+      if (cancelled_) return finish(errc::cancelled);
+      if (options_.deadline && when > *options_.deadline) return finish(errc::deadline_exceeded);
+      waiting_ = true;
+      timer_.expires_at(when);
+      timer_.async_wait(boost::asio::bind_executor(strand_, [self = this->shared_from_this()](auto) {
+        self->waiting_ = false;
+        self->attempt();  // a cancelled wait finds cancelled_ set
+      }));
+    }
+
+    void cancel() {
+      cancelled_ = true;
+      if (waiting_) timer_.cancel();  // an attempt in flight finishes first and is reported
+    }
+
+    void finish(std::error_code ec) {
+      if (!completion_) return;  // exactly once
+      auto completion = std::move(completion_);
+      completion->complete(ec, std::move(result_));
+    }
+
+    Pool& pool_;
+    Gate gate_;
+    boost::asio::strand<boost::asio::any_io_executor> strand_;
+    timer_for_t<clock_type> timer_;
+    Op op_;
+    RunOptions options_;
+    RetrySchedule schedule_;
+    Completion completion_;
+    std::optional<Lease> lease_;
+    Result result_;
+    bool cancelled_ = false;
+    bool waiting_ = false;
+  };
+
+  boost::asio::any_io_executor executor_;
+  Pool& pool_;
+  RetryPolicy policy_;
+  Gate gate_;
+  std::atomic<std::uint64_t> next_seed_{1};
+};
+
+}  // namespace floodgate::async

@@ -1,0 +1,138 @@
+// floodgate/core/retry_policy.hpp: what one attempt's outcome means for the
+// next one. Pure decisions, no waiting: the RetryExecutor (async/) waits.
+//
+// An adapter classifies each server reply into an `Outcome<T>`:
+//
+//   success(value)                      done
+//   flood_wait(seconds, scope)          cool that credential (or credential × destination) for exactly
+//                                       the server's seconds plus a small upward-only jitter; retry at
+//                                       once on another credential
+//   transient(description)              network error, timeout, 5xx: back off (exponential, full
+//                                       jitter, capped) and retry
+//   auth_failed(description)            disable the credential (persisted) and retry on another
+//   bad_request(description)            end at once with the server's description; never retried
+//
+// `RetryPolicy` bounds the whole run: attempts, how long it may wait for a
+// cooling credential, and the backoff curve.
+#pragma once
+
+#include "floodgate/core/pool.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+
+namespace floodgate {
+
+enum class OutcomeKind { success, flood_wait, transient, auth_failed, bad_request };
+
+/// One attempt's result, as the adapter classified the server's reply.
+template <class T>
+class Outcome {
+ public:
+  using value_type = T;
+
+  static Outcome success(T value) { return Outcome(OutcomeKind::success, std::move(value)); }
+  static Outcome flood_wait(std::chrono::seconds wait, CooldownScope scope = CooldownScope::credential,
+                            std::string description = {}) {
+    Outcome o(OutcomeKind::flood_wait, std::nullopt, std::move(description));
+    o.wait_ = wait;
+    o.scope_ = scope;
+    return o;
+  }
+  static Outcome transient(std::string description) {
+    return Outcome(OutcomeKind::transient, std::nullopt, std::move(description));
+  }
+  static Outcome auth_failed(std::string description) {
+    return Outcome(OutcomeKind::auth_failed, std::nullopt, std::move(description));
+  }
+  static Outcome bad_request(std::string description) {
+    return Outcome(OutcomeKind::bad_request, std::nullopt, std::move(description));
+  }
+
+  OutcomeKind kind() const noexcept { return kind_; }
+  /// The value of a success.
+  T& value() & { return *value_; }
+  T&& value() && { return std::move(*value_); }
+  std::chrono::seconds wait() const noexcept { return wait_; }
+  CooldownScope scope() const noexcept { return scope_; }
+  /// The server's words, for errors (never contains a secret: adapters build it from the reply body).
+  const std::string& description() const noexcept { return description_; }
+
+ private:
+  Outcome(OutcomeKind kind, std::optional<T> value, std::string description = {})
+      : kind_(kind), value_(std::move(value)), description_(std::move(description)) {}
+
+  OutcomeKind kind_;
+  std::optional<T> value_;
+  std::chrono::seconds wait_{0};
+  CooldownScope scope_ = CooldownScope::credential;
+  std::string description_;
+};
+
+struct RetryPolicy {
+  /// Calls made in one run, whatever their outcomes.
+  std::uint32_t max_attempts = 8;
+  /// The longest the run waits for a cooling credential; longer (or past the
+  /// deadline) ends it with all_credentials_cooling. 0 = never wait.
+  std::chrono::nanoseconds max_wait = std::chrono::seconds(60);
+  /// Transient failures: the k-th retry waits a uniform random time in
+  /// [0, min(backoff_cap, backoff_base × 2^k)] ("full jitter").
+  std::chrono::nanoseconds backoff_base = std::chrono::milliseconds(100);
+  std::chrono::nanoseconds backoff_cap = std::chrono::seconds(10);
+  /// Flood waits: the cooldown is the server's wait plus up to this fraction
+  /// of it (at most flood_jitter_cap), never less, so that processes sharing a
+  /// credential do not all return at the same instant.
+  double flood_jitter = 0.05;
+  std::chrono::nanoseconds flood_jitter_cap = std::chrono::seconds(2);
+};
+
+/// The arithmetic of one run: attempts, backoff and jitter. Deterministic for
+/// a given seed, so tests know each delay.
+class RetrySchedule {
+ public:
+  explicit RetrySchedule(const RetryPolicy& policy, std::uint64_t seed = 0x5eed) : policy_(policy), rng_(seed) {}
+
+  bool attempts_left() const noexcept { return attempts_ < policy_.max_attempts; }
+  std::uint32_t attempts() const noexcept { return attempts_; }
+  void count_attempt() noexcept { ++attempts_; }
+
+  /// The cooldown to apply for a server wait: never shorter than the server said.
+  std::chrono::nanoseconds flood_cooldown(std::chrono::seconds server_wait) {
+    const auto extra_max = std::min<std::chrono::nanoseconds>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(server_wait * policy_.flood_jitter),
+        policy_.flood_jitter_cap);
+    return server_wait + uniform(extra_max);
+  }
+
+  /// The wait before the next retry after a transient failure.
+  std::chrono::nanoseconds next_backoff() {
+    const auto shift = std::min<std::uint32_t>(transient_failures_++, 30);
+    const auto ceiling = std::min(policy_.backoff_cap, policy_.backoff_base * (std::int64_t{1} << shift));
+    return uniform(ceiling);
+  }
+
+  /// Whether a cooling pool is worth waiting for: within max_wait and the deadline.
+  template <class TimePoint>
+  bool should_wait_for(TimePoint earliest, TimePoint now, std::optional<TimePoint> deadline) const {
+    if (earliest - now > policy_.max_wait) return false;
+    return !deadline || earliest <= *deadline;
+  }
+
+ private:
+  std::chrono::nanoseconds uniform(std::chrono::nanoseconds max) {
+    if (max <= std::chrono::nanoseconds::zero()) return std::chrono::nanoseconds::zero();
+    return std::chrono::nanoseconds(std::uniform_int_distribution<std::int64_t>(0, max.count())(rng_));
+  }
+
+  RetryPolicy policy_;
+  std::mt19937_64 rng_;
+  std::uint32_t attempts_ = 0;
+  std::uint32_t transient_failures_ = 0;
+};
+
+}  // namespace floodgate

@@ -1,0 +1,336 @@
+#include "floodgate/async/retry_executor.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <thread>
+
+using namespace std::chrono_literals;
+using floodgate::CooldownScope;
+using floodgate::CredentialState;
+using floodgate::ManualClock;
+using floodgate::Outcome;
+using floodgate::RetryPolicy;
+namespace errc = floodgate;
+
+namespace {
+
+struct Token {
+  std::string value;
+};
+using Pool = floodgate::CredentialPool<Token, floodgate::RoundRobin, ManualClock>;
+using Executor = floodgate::async::RetryExecutor<Pool>;
+using Result = floodgate::async::RunResult<std::string, ManualClock::time_point>;
+
+// One io_context on virtual time, a pool of A, B, C and an executor.
+struct Fixture {
+  boost::asio::io_context io;
+  ManualClock clock;
+  floodgate::async::VirtualTime time{io, clock};
+  Pool pool{{}, clock};
+  RetryPolicy policy;
+  std::vector<std::string> calls;  // credential of each attempt, in order
+
+  explicit Fixture(std::vector<std::string> ids = {"A", "B", "C"}) {
+    for (auto& id : ids) pool.add({id, {id}});
+    policy.flood_jitter = 0;  // exact cooldowns, unless a test asks for jitter
+  }
+
+  struct Completion {
+    bool done = false;
+    int count = 0;
+    std::error_code ec;
+    Result result;
+  };
+
+  template <class Op>
+  std::shared_ptr<Completion> run(Executor& executor, Op op, Executor::RunOptions options = {}) {
+    auto c = std::make_shared<Completion>();
+    executor.async_run(std::move(op), std::move(options), [c](std::error_code ec, Result r) {
+      ++c->count;
+      c->done = true;
+      c->ec = ec;
+      c->result = std::move(r);
+    });
+    return c;
+  }
+
+  // An op that answers each attempt from a script (the last entry repeats),
+  // recording the credential it was given.
+  auto scripted(std::vector<Outcome<std::string>> script) {
+    auto next = std::make_shared<std::size_t>(0);
+    return [this, script = std::move(script), next](const Pool::Lease& lease) {
+      calls.push_back(lease.id());
+      return script[std::min((*next)++, script.size() - 1)];
+    };
+  }
+};
+
+Outcome<std::string> ok(std::string v = "sent") { return Outcome<std::string>::success(std::move(v)); }
+Outcome<std::string> flood(int s, CooldownScope scope = CooldownScope::credential) {
+  return Outcome<std::string>::flood_wait(std::chrono::seconds(s), scope, "Too Many Requests: retry after " + std::to_string(s));
+}
+
+}  // namespace
+
+TEST_CASE("a success on the first attempt completes with the value", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c = f.run(executor, f.scripted({ok("message 1")}));
+  CHECK_FALSE(c->done);  // never completes inside the initiating call
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK_FALSE(c->ec);
+  CHECK(c->result.value == "message 1");
+  CHECK(c->result.attempts == 1);
+  CHECK(c->result.credential == "A");
+  CHECK(f.pool.snapshot("A")->successes == 1);
+}
+
+TEST_CASE("a flood wait cools that credential exactly and moves on at once", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto start = f.clock.now();
+  auto c = f.run(executor, f.scripted({flood(900), ok()}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK_FALSE(c->ec);
+  CHECK(f.calls == std::vector<std::string>{"A", "B"});
+  CHECK(f.clock.now() == start);  // no waiting
+  auto a = f.pool.snapshot("A");
+  CHECK(a->state == CredentialState::cooling);
+  CHECK(a->cooldown_remaining == 900s);
+  CHECK(a->flood_waits == 1);
+}
+
+TEST_CASE("flood-wait jitter only ever lengthens the cooldown", "[retry]") {
+  Fixture f({"A", "B"});
+  f.policy.flood_jitter = 0.05;
+  f.policy.flood_jitter_cap = 2s;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  for (int i = 0; i < 20; ++i) {
+    f.pool.clear_cooldown("A");
+    f.calls.clear();
+    auto c = f.run(executor, f.scripted({flood(100), ok()}));
+    f.time.poll();
+    REQUIRE(c->done);
+    const auto remaining = f.pool.snapshot(f.calls[0])->cooldown_remaining;
+    CHECK(remaining >= 100s);
+    CHECK(remaining <= 102s);
+    f.pool.clear_cooldown(f.calls[0]);
+  }
+}
+
+TEST_CASE("all cooling within max_wait: waits for the earliest, then succeeds", "[retry]") {
+  Fixture f({"A", "B"});
+  f.policy.max_wait = 60s;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto start = f.clock.now();
+  auto c = f.run(executor, f.scripted({flood(30), flood(45), ok()}));
+  REQUIRE(f.time.run_until([&] { return c->done; }, 10min));
+  CHECK_FALSE(c->ec);
+  CHECK(f.calls == std::vector<std::string>{"A", "B", "A"});
+  CHECK(f.clock.now() == start + 30s);  // exactly when A came back, not a tick earlier
+}
+
+TEST_CASE("all cooling beyond max_wait ends at once with the earliest time", "[retry]") {
+  Fixture f({"A", "B"});
+  f.policy.max_wait = 60s;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto start = f.clock.now();
+  auto c = f.run(executor, f.scripted({flood(300), flood(900)}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(c->ec == errc::errc::all_credentials_cooling);
+  REQUIRE(c->result.earliest);
+  CHECK(*c->result.earliest == start + 300s);
+  CHECK(f.clock.now() == start);
+  CHECK(c->result.description == "Too Many Requests: retry after 900");
+}
+
+TEST_CASE("all cooling: the deadline decides whether waiting is worth it", "[retry]") {
+  Fixture f({"A"});
+  f.policy.max_wait = 10min;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto start = f.clock.now();
+  f.pool.cooldown("A", 120s);
+
+  SECTION("deadline before the earliest: ends now") {
+    auto c = f.run(executor, f.scripted({ok()}), {.deadline = start + 60s});
+    f.time.poll();
+    REQUIRE(c->done);
+    CHECK(c->ec == errc::errc::all_credentials_cooling);
+    CHECK(*c->result.earliest == start + 120s);
+    CHECK(f.calls.empty());
+  }
+  SECTION("deadline after the earliest: waits and succeeds") {
+    auto c = f.run(executor, f.scripted({ok()}), {.deadline = start + 180s});
+    REQUIRE(f.time.run_until([&] { return c->done; }, 10min));
+    CHECK_FALSE(c->ec);
+    CHECK(f.clock.now() == start + 120s);
+  }
+}
+
+TEST_CASE("transient failures back off with capped full jitter, then give up", "[retry]") {
+  Fixture f({"A"});
+  f.policy.max_attempts = 4;
+  f.policy.backoff_base = 100ms;
+  f.policy.backoff_cap = 150ms;
+  f.pool.add({"B", {"B"}});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto start = f.clock.now();
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::transient("HTTP 502")}));
+  REQUIRE(f.time.run_until([&] { return c->done; }, 10min));
+  CHECK(c->ec == errc::errc::attempts_exhausted);
+  CHECK(c->result.attempts == 4);
+  CHECK(c->result.description == "HTTP 502");
+  CHECK(f.calls.size() == 4);
+  CHECK(f.clock.now() - start <= 100ms + 150ms + 150ms);  // three backoffs, each under its ceiling
+}
+
+TEST_CASE("auth failure disables the credential and continues on another", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::auth_failed("Unauthorized"), ok()}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK_FALSE(c->ec);
+  CHECK(f.calls == std::vector<std::string>{"A", "B"});
+  auto a = f.pool.snapshot("A");
+  CHECK(a->state == CredentialState::disabled);
+  CHECK(a->disabled_reason == "Unauthorized");
+}
+
+TEST_CASE("a bad request ends at once and is never retried", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::bad_request("Bad Request: chat not found"), ok()}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(c->ec == errc::errc::bad_request);
+  CHECK(c->result.description == "Bad Request: chat not found");
+  CHECK(f.calls.size() == 1);
+  CHECK(f.pool.snapshot("A")->state == CredentialState::ready);
+}
+
+TEST_CASE("a scoped flood wait keeps the credential for other destinations", "[retry]") {
+  Fixture f({"A", "B"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c1 = f.run(executor, f.scripted({flood(30, CooldownScope::destination), ok()}), {.destination = "chat-1"});
+  f.time.poll();
+  REQUIRE(c1->done);
+  CHECK(f.calls == std::vector<std::string>{"A", "B"});
+  CHECK(f.pool.snapshot("A")->state == CredentialState::ready);
+  f.calls.clear();
+  auto c2 = f.run(executor, f.scripted({ok(), ok()}), {.destination = "chat-2"});
+  auto c3 = f.run(executor, f.scripted({ok()}), {.destination = "chat-1"});
+  f.time.poll();
+  CHECK((c2->done && c3->done));
+  CHECK(f.calls == std::vector<std::string>{"A", "B"});  // chat-2 may use A; chat-1 only B
+}
+
+TEST_CASE("cancellation while waiting completes once with cancelled", "[retry]") {
+  Fixture f({"A"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  f.pool.cooldown("A", 30s);
+  boost::asio::cancellation_signal signal;
+  int count = 0;
+  std::error_code result;
+  executor.async_run(f.scripted({ok()}), {},
+                     boost::asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, Result) {
+                       ++count;
+                       result = ec;
+                     }));
+  f.time.poll();
+  CHECK(count == 0);
+  signal.emit(boost::asio::cancellation_type::terminal);
+  f.time.poll();
+  CHECK(count == 1);
+  CHECK(result == errc::errc::cancelled);
+  f.time.advance(60s);
+  CHECK(count == 1);
+  CHECK(f.calls.empty());
+}
+
+TEST_CASE("a pool emptied under a run ends it with no_credentials", "[retry]") {
+  Fixture f({"A", "B"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c = f.run(executor, [&](const Pool::Lease& lease) {
+    f.calls.push_back(lease.id());
+    f.pool.remove("A");
+    f.pool.remove("B");
+    return flood(5);
+  });
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(c->count == 1);
+  CHECK(c->ec == errc::errc::no_credentials);
+}
+
+TEST_CASE("an asynchronous attempt may finish on another thread; use_future works", "[retry]") {
+  boost::asio::io_context io;
+  floodgate::CredentialPool<Token> pool;  // steady clock, real timers
+  pool.add({"A", {"a"}});
+  floodgate::async::RetryExecutor executor(io.get_executor(), pool);
+  std::thread worker;
+  auto future = executor.async_run(floodgate::async::async_attempt<int>([&](const auto& lease, auto done) {
+                                     CHECK(lease.id() == "A");
+                                     worker = std::thread([done] { done(Outcome<int>::success(42)); });
+                                   }),
+                                   {}, boost::asio::use_future);
+  io.run();
+  worker.join();
+  auto [ec, result] = future.get();
+  CHECK_FALSE(ec);
+  CHECK(result.value == 42);
+}
+
+TEST_CASE("a gate's refusal moves the attempt to a credential it admits", "[retry]") {
+  Fixture f({"A", "B"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  std::map<std::string, int> gate_calls;
+  executor.set_gate([&](const Pool::Lease& lease) -> ManualClock::duration {
+    ++gate_calls[lease.id()];
+    return lease.id() == "A" ? ManualClock::duration(1s) : ManualClock::duration::zero();
+  });
+  auto c = f.run(executor, f.scripted({ok()}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(f.calls == std::vector<std::string>{"B"});
+  CHECK(gate_calls["A"] == 1);
+  auto a = f.pool.snapshot("A");
+  CHECK(a->requests == 0);  // handed back unused
+  CHECK(a->flood_waits == 0);
+}
+
+TEST_CASE("no attempt is ever sent into a cooldown the server announced", "[retry]") {
+  Fixture f({"A", "B", "C"});
+  f.policy.max_wait = 30s;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  std::map<std::string, ManualClock::time_point> told;  // what the fake server said
+  int into_cooldown = 0, flood_waits = 0, completed = 0;
+  std::uint64_t x = 7;
+  for (int i = 0; i < 300; ++i) {
+    auto c = f.run(executor, [&](const Pool::Lease& lease) {
+      if (auto it = told.find(lease.id()); it != told.end() && f.clock.now() < it->second) ++into_cooldown;
+      x = x * 6364136223846793005ull + 1;
+      if ((x >> 61) == 0) {  // one in eight: a flood wait of 1..20 s
+        const int s = 1 + static_cast<int>((x >> 40) % 20);
+        told[lease.id()] = f.clock.now() + std::chrono::seconds(s);
+        ++flood_waits;
+        return flood(s);
+      }
+      return ok();
+    });
+    REQUIRE(f.time.run_until([&] { return c->done; }, 10min));
+    completed += c->count;
+    f.time.advance(100ms);
+  }
+  CHECK(completed == 300);
+  CHECK(flood_waits > 10);
+  CHECK(into_cooldown == 0);
+}
