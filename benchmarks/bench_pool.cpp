@@ -1,7 +1,7 @@
 // Acquire + report through CredentialPool, per strategy and pool size, on one
 // and two threads. Uses the real steady clock, as production does.
 //
-//   build/benchmarks/bench_pool --benchmark_min_time=0.2
+//   build-bench/benchmarks/bench_pool --benchmark_min_time=0.2
 #include "floodgate/core/pool.hpp"
 
 #include <benchmark/benchmark.h>
@@ -15,14 +15,15 @@ struct Token {
   std::string value;
 };
 
-template <class Strategy>
-using Pool = floodgate::CredentialPool<Token, Strategy>;
+// The pool's own cost, without the clock: ManualClock reads one atomic.
+template <class Strategy, class Clock = floodgate::SteadyClock>
+using Pool = floodgate::CredentialPool<Token, Strategy, Clock>;
 
-template <class Strategy>
+template <class Strategy, class Clock = floodgate::SteadyClock>
 void acquire_report(benchmark::State& state) {
-  static std::unique_ptr<Pool<Strategy>> pool;  // shared by the benchmark's threads
+  static std::unique_ptr<Pool<Strategy, Clock>> pool;  // shared by the benchmark's threads
   if (state.thread_index() == 0) {
-    pool = std::make_unique<Pool<Strategy>>();
+    pool = std::make_unique<Pool<Strategy, Clock>>();
     for (int i = 0; i < state.range(0); ++i) {
       pool->add({"cred-" + std::to_string(i), {"v"}, static_cast<std::uint32_t>(1 + i % 5)});
     }
@@ -35,7 +36,7 @@ void acquire_report(benchmark::State& state) {
   if (state.thread_index() == 0) pool.reset();
 }
 
-#define FLOODGATE_POOL_BENCHMARK(Strategy)                                                     \
+#define FLOODGATE_POOL_BENCHMARK(Strategy) \
   BENCHMARK(acquire_report<floodgate::Strategy>)                                               \
       ->Name("acquire_report/" #Strategy)->ArgName("credentials")                              \
       ->Arg(3)->Arg(16)->Arg(1000)->Arg(10000)->Threads(1)->Threads(2)->UseRealTime()
@@ -44,6 +45,18 @@ FLOODGATE_POOL_BENCHMARK(BestHealth);
 FLOODGATE_POOL_BENCHMARK(RoundRobin);
 FLOODGATE_POOL_BENCHMARK(Weighted);
 FLOODGATE_POOL_BENCHMARK(LeastLoaded);
+
+// The same without the cost of reading the steady clock (two reads per
+// acquire+report): what the pool itself costs.
+#define FLOODGATE_POOL_BENCHMARK_VIRTUAL_CLOCK(Strategy)                                      \
+  BENCHMARK(acquire_report<floodgate::Strategy, floodgate::ManualClock>)                      \
+      ->Name("acquire_report_no_clock/" #Strategy)->ArgName("credentials")                    \
+      ->Arg(16)->Arg(10000)->Threads(1)->UseRealTime()
+
+FLOODGATE_POOL_BENCHMARK_VIRTUAL_CLOCK(BestHealth);
+FLOODGATE_POOL_BENCHMARK_VIRTUAL_CLOCK(RoundRobin);
+FLOODGATE_POOL_BENCHMARK_VIRTUAL_CLOCK(Weighted);
+FLOODGATE_POOL_BENCHMARK_VIRTUAL_CLOCK(LeastLoaded);
 
 }  // namespace
 

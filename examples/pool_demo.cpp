@@ -1,74 +1,133 @@
-// pool_demo: three credentials, a server that allows each one 5 requests per
-// virtual second and answers FLOOD_WAIT when pushed harder, and a workload
-// that offers 20 requests per second. The pool moves work away from each
-// credential the moment it is told to wait and never calls it again before its
-// cooldown ends. Runs in virtual time, so it finishes at once.
+// pool_demo: three bot tokens, a service that allows each token 5 requests
+// per second and answers FLOOD_WAIT_10 when pushed harder, and 600 messages
+// offered at 20 per second, more than the tokens can carry together (15/s).
 //
-// This is the README's demo until the Kite ticker demo lands.
+// Twice: first the way many bots do it today (one token until it is told to
+// wait, then the next), then through floodgate: a RetryExecutor over a
+// CredentialPool, with a token bucket per token as its gate. It runs in
+// virtual time (ManualClock + VirtualTime), so the 40 simulated seconds take
+// a blink, and prints the status table as it goes.
+#include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core.hpp"
 
+#include <boost/asio/io_context.hpp>
 #include <fmt/format.h>
 
+#include <deque>
 #include <map>
+#include <memory>
 
 using namespace std::chrono_literals;
 using Clock = floodgate::ManualClock;
+using Pool = floodgate::CredentialPool<floodgate::BotToken, floodgate::BestHealth, Clock>;
 
 namespace {
 
-// The service side: a per-credential allowance per second.
+constexpr int kTokens = 3, kPerSecond = 5, kFloodWait = 10, kMessages = 600;
+constexpr auto kArrivalGap = 50ms;  // 20 messages per second
+
+// The service: per token, at most kPerSecond requests in any one-second
+// window; beyond that FLOOD_WAIT_10, and requests inside that wait are
+// refused again (and counted: a well-behaved client sends none).
 class FakeService {
  public:
-  explicit FakeService(int per_second) : per_second_(per_second) {}
+  explicit FakeService(Clock clock) : clock_(std::move(clock)) {}
 
-  // Returns 0 on success, or the flood wait in seconds.
-  int call(const std::string& credential, Clock::time_point now) {
-    auto& w = windows_[credential];
-    const auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-    if (w.second != second) w = {0, second};
-    if (w.used < per_second_) {
-      ++w.used;
-      return 0;
+  std::optional<int> call(const std::string& token) {  // nullopt = sent; else the wait
+    auto& t = tokens_[token];
+    const auto now = clock_.now();
+    if (now < t.blocked_until) {
+      ++sent_into_cooldown_;
+      return static_cast<int>(std::chrono::ceil<std::chrono::seconds>(t.blocked_until - now).count());
     }
-    return 3;  // FLOOD_WAIT_3
+    while (!t.window.empty() && now - t.window.front() >= 1s) t.window.pop_front();
+    if (static_cast<int>(t.window.size()) >= kPerSecond) {
+      t.blocked_until = now + std::chrono::seconds(kFloodWait);
+      ++flood_waits_;
+      return kFloodWait;
+    }
+    t.window.push_back(now);
+    return std::nullopt;
   }
+  int flood_waits() const { return flood_waits_; }
+  int sent_into_cooldown() const { return sent_into_cooldown_; }
 
  private:
-  struct Window {
-    int used = 0;
-    long long second = -1;
+  struct Token {
+    std::deque<Clock::time_point> window;
+    Clock::time_point blocked_until{};
   };
-  int per_second_;
-  std::map<std::string, Window> windows_;
+  Clock clock_;
+  std::map<std::string, Token> tokens_;
+  int flood_waits_ = 0, sent_into_cooldown_ = 0;
 };
+
+std::string token_id(int i) { return fmt::format("token-{}", i); }
+
+void naive_rotation() {
+  Clock clock(std::chrono::system_clock::now());
+  FakeService service(clock);
+  int delivered = 0, current = 0;
+  for (int m = 0; m < kMessages; ++m, clock.advance(kArrivalGap)) {
+    for (int tries = 0; tries < kTokens; ++tries) {  // switch on FLOOD_WAIT, give up after a full round
+      if (!service.call(token_id(current))) {
+        ++delivered;
+        break;
+      }
+      current = (current + 1) % kTokens;
+    }
+  }
+  fmt::print("naive rotation:  {} of {} delivered, {} flood waits, {} requests sent into a known wait\n\n",
+             delivered, kMessages, service.flood_waits(), service.sent_into_cooldown());
+}
+
+void with_floodgate() {
+  boost::asio::io_context io;
+  Clock clock(std::chrono::system_clock::now());
+  floodgate::async::VirtualTime time(io, clock);
+  FakeService service(clock);
+
+  Pool pool({}, clock);
+  std::map<std::string, std::unique_ptr<floodgate::TokenBucket<Clock>>> buckets;
+  for (int i = 0; i < kTokens; ++i) {
+    pool.add({token_id(i), {floodgate::Secret(fmt::format("24021{}:demo-token-not-real", i))}});
+    buckets[token_id(i)] =
+        std::make_unique<floodgate::TokenBucket<Clock>>(floodgate::Rate::per_second(kPerSecond), 1, clock);
+  }
+  floodgate::async::RetryExecutor executor(io.get_executor(), pool, floodgate::RetryPolicy{.max_wait = 30s});
+  executor.set_gate([&](const Pool::Lease& lease) -> Clock::duration {
+    auto& bucket = *buckets[lease.id()];
+    return bucket.try_acquire() ? Clock::duration::zero() : bucket.time_until();
+  });
+
+  int delivered = 0, failed = 0, completed = 0;
+  for (int m = 0; m < kMessages; ++m) {
+    executor.async_run(
+        [&](const Pool::Lease& lease) {
+          if (auto wait = service.call(lease.id())) {
+            return floodgate::Outcome<int>::flood_wait(std::chrono::seconds(*wait));
+          }
+          return floodgate::Outcome<int>::success(m);
+        },
+        {}, [&](std::error_code ec, auto) {
+          ++completed;
+          ec ? ++failed : ++delivered;
+        });
+    time.advance(kArrivalGap);
+    if (m % 200 == 199) {
+      fmt::print("after {:>2} s, {} delivered:\n{}", (m + 1) / 20, delivered, floodgate::status_table(pool.snapshot()));
+    }
+  }
+  time.run_until([&] { return completed == kMessages; }, 10min);
+  fmt::print("floodgate:       {} of {} delivered, {} failed, {} flood waits, {} requests sent into a known wait\n",
+             delivered, kMessages, failed, service.flood_waits(), service.sent_into_cooldown());
+}
 
 }  // namespace
 
 int main() {
-  Clock clock;
-  floodgate::CredentialPool<floodgate::BotToken, floodgate::BestHealth, Clock> pool({}, clock);
-  for (int i = 1; i <= 3; ++i) {
-    pool.add({fmt::format("API-{}", i), {floodgate::Secret(fmt::format("24021{}:demo-token-not-real", i))}});
-  }
-  FakeService service(5);
-
-  int delivered = 0, flood_waits = 0, deferred = 0;
-  for (int tick = 0; tick < 200; ++tick) {  // 20 requests/s for 10 virtual seconds
-    auto lease = pool.acquire();
-    if (!lease) {
-      ++deferred;  // all cooling: a real caller would wait lease.retry_after()
-    } else if (int wait = service.call(lease->id(), clock.now()); wait == 0) {
-      lease->success(20ms);
-      ++delivered;
-    } else {
-      lease->flood_wait(std::chrono::seconds(wait));
-      ++flood_waits;
-    }
-    if (tick % 40 == 39) {
-      fmt::print("after {:>2} s:\n{}", (tick + 1) / 20, floodgate::status_table(pool.snapshot()));
-    }
-    clock.advance(50ms);
-  }
-  fmt::print("\ndelivered {} of 200, {} flood waits, {} deferred while all cooled down\n", delivered, flood_waits,
-             deferred);
+  fmt::print("{} tokens × {} msg/s, {} messages offered at 20/s, FLOOD_WAIT_{} when a token is pushed harder\n\n",
+             kTokens, kPerSecond, kMessages, kFloodWait);
+  naive_rotation();
+  with_floodgate();
 }

@@ -305,6 +305,12 @@ TEST_CASE("a gate's refusal moves the attempt to a credential it admits", "[retr
   auto a = f.pool.snapshot("A");
   CHECK(a->requests == 0);  // handed back unused
   CHECK(a->flood_waits == 0);
+  CHECK(a->state == CredentialState::ready);  // paced, not cooling: shown as ready
+  CHECK(a->cooldown_remaining == 1s);
+  f.calls.clear();
+  for (int i = 0; i < 3; ++i) f.run(executor, f.scripted({ok()}));
+  f.time.poll();
+  CHECK(f.calls == std::vector<std::string>{"B", "B", "B"});  // A is still paced
 }
 
 TEST_CASE("no attempt is ever sent into a cooldown the server announced", "[retry]") {

@@ -239,7 +239,10 @@ class CooldownStore {
       std::filesystem::create_directories(dir, ec);
       if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
     }
-    std::string temp = (dir / ("." + path_.filename().string() + ".XXXXXX")).string();
+    std::string temp_name = ".";  // appended piecewise: GCC 12 warns (-Wrestrict) on a + chain here
+    temp_name += path_.filename().string();
+    temp_name += ".XXXXXX";
+    std::string temp = (dir / temp_name).string();
     const int fd = ::mkstemp(temp.data());  // created 0600
     if (fd < 0) {
       log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));

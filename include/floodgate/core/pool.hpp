@@ -178,7 +178,7 @@ class CredentialPool {
   /// longer cooldown already in force. Persisted.
   bool cooldown(std::string_view id, duration wait) {
     std::optional<time_point> until;
-    with_slot(id, [&](SlotId slot, Slot& s) { until = cool_locked(slot, s, clock_.now() + wait, false); });
+    with_slot(id, [&](SlotId slot, Slot& s) { until = cool_locked(slot, s, clock_.now() + wait, Hold::flood_wait); });
     if (until) persist_cooldown(id, *until);
     return until.has_value();
   }
@@ -196,7 +196,7 @@ class CredentialPool {
     const bool found = with_slot(id, [&](SlotId slot, Slot& s) {
       s.health.cooldown_until = {};
       s.scoped.clear();
-      s.ejected = false;
+      s.hold = Hold::flood_wait;
       refresh_locked(slot, clock_.now());
     });
     if (found && store_) store_->clear_cooldowns(id);
@@ -262,6 +262,8 @@ class CredentialPool {
   }
 
  private:
+  enum class Hold : std::uint8_t { flood_wait, ejection, pacing };
+
   struct Slot {
     explicit Slot(credential_type c) : credential(std::move(c)) {}
     credential_type credential;
@@ -270,25 +272,30 @@ class CredentialPool {
     std::unordered_map<std::string, time_point, detail::TransparentStringHash, std::equal_to<>> scoped;
     std::uint64_t last_acquired = 0;  // the pool's acquire count then: exact LRU order, even in virtual time
     bool removed = false;
-    bool ejected = false;  // the cooldown is a rest after failures, not a flood wait
+    Hold hold = Hold::flood_wait;  // what the current cooldown is for
   };
 
   struct TickBefore {
     bool operator()(typename duration::rep a, typename duration::rep b) const noexcept { return a < b; }
   };
 
-  Candidate candidate_of(const Slot& s) const {
-    return {s.health.smoothed_success_rate(clock_.now()), s.last_acquired, s.health.in_flight, s.credential.weight};
-  }
+  // Strategies that never look at the score spare the pool computing it.
+  static constexpr bool kStrategyUsesScore = [] {
+    if constexpr (requires { StrategyT::uses_score; }) return StrategyT::uses_score;
+    return true;
+  }();
+
+  Candidate candidate_of(const Slot& s) const { return candidate_of(s, clock_.now()); }
   Candidate candidate_of(const Slot& s, time_point now) const {
-    return {s.health.smoothed_success_rate(now), s.last_acquired, s.health.in_flight, s.credential.weight};
+    const double score = kStrategyUsesScore ? s.health.smoothed_success_rate(now) : 0.0;
+    return {score, s.last_acquired, s.health.in_flight, s.credential.weight};
   }
 
   // Scores fade with time even for credentials nobody touches; each acquire
   // re-scores one more credential, so every score is at most n acquires stale
   // at O(log n) cost, instead of re-scoring all n.
   void rescore_one_locked(time_point now) {
-    if (slots_.empty()) return;
+    if (!kStrategyUsesScore || slots_.empty()) return;
     rescore_cursor_ = (rescore_cursor_ + 1) % slots_.size();
     const Slot* s = slots_[rescore_cursor_].get();
     if (s && !s->removed) strategy_.update(static_cast<SlotId>(rescore_cursor_), candidate_of(*s, now));
@@ -315,7 +322,7 @@ class CredentialPool {
       cooling_.set(slot, s.health.cooldown_until.time_since_epoch().count());
     } else {
       cooling_.erase(slot);
-      s.ejected = false;
+      s.hold = Hold::flood_wait;
       strategy_.insert(slot, candidate_of(s));
     }
   }
@@ -327,10 +334,10 @@ class CredentialPool {
     }
   }
 
-  time_point cool_locked(SlotId slot, Slot& s, time_point until, bool ejection) {
+  time_point cool_locked(SlotId slot, Slot& s, time_point until, Hold hold) {
     if (until > s.health.cooldown_until) {
       s.health.cooldown_until = until;
-      s.ejected = ejection;
+      s.hold = hold;
     }
     refresh_locked(slot, clock_.now());
     return s.health.cooldown_until;
@@ -465,7 +472,7 @@ class CredentialPool {
               cooled_until = cool_scoped_locked(s, lease.destination_, now + value);
               scoped = true;
             } else {
-              cooled_until = cool_locked(lease.slot_id_, s, now + value, false);
+              cooled_until = cool_locked(lease.slot_id_, s, now + value, Hold::flood_wait);
             }
           }
           break;
@@ -479,7 +486,7 @@ class CredentialPool {
             ++h.ejections;
             h.consecutive_failures = 0;
             const auto rest = std::min(options_.ejection.base_rest * h.ejections, options_.ejection.max_rest);
-            cool_locked(lease.slot_id_, s, now + std::chrono::duration_cast<duration>(rest), true);
+            cool_locked(lease.slot_id_, s, now + std::chrono::duration_cast<duration>(rest), Hold::ejection);
           }
           break;
         case Report::auth:
@@ -498,7 +505,7 @@ class CredentialPool {
           break;
         case Report::deferred:  // handed back unused: as if never acquired, then paused
           --h.requests;
-          if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, false);
+          if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, Hold::pacing);
           break;
       }
       if (s.removed) {
@@ -549,7 +556,11 @@ class CredentialPool {
       out.state = CredentialState::disabled;
       out.disabled_reason = s.disabled_reason;
     } else if (h.cooldown_until > now) {
-      out.state = s.ejected ? CredentialState::ejected : CredentialState::cooling;
+      switch (s.hold) {
+        case Hold::flood_wait: out.state = CredentialState::cooling; break;
+        case Hold::ejection: out.state = CredentialState::ejected; break;
+        case Hold::pacing: break;  // healthy, merely waiting for a local limiter's next token
+      }
     }
     if (h.cooldown_until > now) {
       out.cooldown_until = to_wall(h.cooldown_until);

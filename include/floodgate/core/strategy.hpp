@@ -1,5 +1,8 @@
 // floodgate/core/strategy.hpp: how the pool chooses among usable credentials.
 //
+// A strategy that ignores `Candidate::score` declares
+// `static constexpr bool uses_score = false;` and the pool skips computing it.
+//
 // A strategy sees only credentials that are usable right now: the pool
 // `insert`s a credential when it becomes usable (added, enabled, cooldown
 // over) and `erase`s it when it stops being usable (cooling, ejected,
@@ -70,6 +73,8 @@ concept Strategy = requires(S s, SlotId id, const Candidate& c) {
 /// not pin all traffic to one credential: equals share the load in LRU order.
 class BestHealth {
  public:
+  static constexpr bool uses_score = true;
+
   void insert(SlotId id, const Candidate& c) { heap_.set(id, key_of(id, c)); }
   void erase(SlotId id) { heap_.erase(id); }
   void update(SlotId id, const Candidate& c) {
@@ -112,6 +117,8 @@ class BestHealth {
 /// cooldown joins at the end of the current round.
 class RoundRobin {
  public:
+  static constexpr bool uses_score = false;  // the pool may skip computing Candidate::score
+
   void insert(SlotId id, const Candidate&) {
     if (id >= next_.size()) {
       next_.resize(id + 1, none);
@@ -172,6 +179,8 @@ class RoundRobin {
 /// time; the change applies from the credential's next turn.
 class Weighted {
  public:
+  static constexpr bool uses_score = false;  // the pool may skip computing Candidate::score
+
   void insert(SlotId id, const Candidate& c) {
     // Joins at the current virtual time, half a stride in, like a fresh start.
     heap_.set(id, {now_ + 0.5 / weight_of(c), weight_of(c), id});
@@ -229,6 +238,8 @@ class Weighted {
 /// random: near-optimal balance at O(1), and no herd on a single "best" one.
 class LeastLoaded {
  public:
+  static constexpr bool uses_score = false;  // the pool may skip computing Candidate::score
+
   explicit LeastLoaded(std::uint64_t seed = 0x9E3779B97F4A7C15ull) : rng_(seed | 1) {}
 
   void insert(SlotId id, const Candidate& c) {

@@ -1,0 +1,586 @@
+#include "floodgate/net/http_client.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include "body_pieces.hpp"
+#include "floodgate/core/error.hpp"
+#include "floodgate/core/log.hpp"
+#include "floodgate/net/tls.hpp"
+
+namespace floodgate::net {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using SteadyTime = std::chrono::steady_clock::time_point;
+using detail::BodyPiece;
+using detail::PieceBody;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+}
+
+// ---- Endpoint, RequestTarget, MultipartForm, HttpRequest, HttpResponse ----
+
+Endpoint Endpoint::parse(std::string_view url) {
+  // The URL is not echoed: a mistaken full API URL could carry a token.
+  const auto invalid = [] {
+    return Error("invalid endpoint URL: expected http(s)://host[:port] with no path");
+  };
+  Endpoint endpoint;
+  if (url.starts_with("https://")) {
+    url.remove_prefix(8);
+  } else if (url.starts_with("http://")) {
+    url.remove_prefix(7);
+    endpoint.tls = false;
+    endpoint.port = 80;
+  } else {
+    throw invalid();
+  }
+  if (url.ends_with('/')) url.remove_suffix(1);
+  if (url.empty() || url.find_first_of("/?#@ ") != std::string_view::npos) throw invalid();
+
+  std::string_view host = url;
+  std::string_view port_text;
+  bool has_port = false;
+  if (url.front() == '[') {
+    const auto close = url.find(']');
+    if (close == std::string_view::npos) throw invalid();
+    host = url.substr(1, close - 1);
+    const auto rest = url.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') throw invalid();
+      has_port = true;
+      port_text = rest.substr(1);
+    }
+  } else if (const auto colon = url.find(':'); colon != std::string_view::npos) {
+    host = url.substr(0, colon);
+    has_port = true;
+    port_text = url.substr(colon + 1);
+  }
+  if (host.empty()) throw invalid();
+  if (has_port) {
+    unsigned port = 0;
+    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
+      throw invalid();
+    }
+    endpoint.port = static_cast<std::uint16_t>(port);
+  }
+  endpoint.host = std::string(host);
+  return endpoint;
+}
+
+namespace {
+std::string host_and_port(const Endpoint& endpoint) {
+  const bool ipv6 = endpoint.host.find(':') != std::string::npos;
+  return ipv6 ? fmt::format("[{}]:{}", endpoint.host, endpoint.port)
+              : fmt::format("{}:{}", endpoint.host, endpoint.port);
+}
+}  // namespace
+
+std::string Endpoint::to_string() const { return (tls ? "https://" : "http://") + host_and_port(*this); }
+
+RequestTarget& RequestTarget::append(std::string text) {
+  parts_.emplace_back(std::move(text));
+  return *this;
+}
+
+RequestTarget& RequestTarget::append(const Secret& secret) {
+  parts_.emplace_back(secret);
+  return *this;
+}
+
+std::string RequestTarget::reveal() const {
+  std::string out;
+  for (const auto& part : parts_) {
+    out += std::holds_alternative<Secret>(part) ? std::get<Secret>(part).reveal() : std::get<std::string>(part);
+  }
+  return out;
+}
+
+std::string RequestTarget::redacted() const {
+  std::string out;
+  for (const auto& part : parts_) {
+    out += std::holds_alternative<Secret>(part) ? std::get<Secret>(part).redacted() : std::get<std::string>(part);
+  }
+  return out;
+}
+
+MultipartForm& MultipartForm::add_field(std::string name, std::string value) {
+  parts_.push_back({std::move(name), {}, {}, std::move(value)});
+  return *this;
+}
+
+MultipartForm& MultipartForm::add_file(std::string name, std::string filename, std::string bytes,
+                                       std::string content_type) {
+  parts_.push_back({std::move(name), std::move(filename), std::move(content_type), std::move(bytes)});
+  return *this;
+}
+
+MultipartForm& MultipartForm::add_file_from_path(std::string name, std::filesystem::path path,
+                                                 std::string content_type, std::string filename) {
+  if (filename.empty()) filename = path.filename().string();
+  parts_.push_back({std::move(name), std::move(filename), std::move(content_type), std::move(path)});
+  return *this;
+}
+
+HttpRequest HttpRequest::get(Endpoint endpoint, RequestTarget target) {
+  HttpRequest request;
+  request.endpoint = std::move(endpoint);
+  request.target = std::move(target);
+  return request;
+}
+
+HttpRequest HttpRequest::post_json(Endpoint endpoint, RequestTarget target, const nlohmann::json& json) {
+  HttpRequest request = get(std::move(endpoint), std::move(target));
+  request.method = HttpMethod::post;
+  request.body = TextBody{"application/json", json.dump()};
+  return request;
+}
+
+HttpRequest HttpRequest::post_form(Endpoint endpoint, RequestTarget target, MultipartForm form) {
+  HttpRequest request = get(std::move(endpoint), std::move(target));
+  request.method = HttpMethod::post;
+  request.body = std::move(form);
+  return request;
+}
+
+std::string_view HttpResponse::header(std::string_view name) const noexcept {
+  for (const auto& [key, value] : headers) {
+    if (beast::iequals(key, name)) return value;
+  }
+  return {};
+}
+
+// ---- Request bodies ----
+
+namespace {
+
+struct OutgoingBody {
+  std::string content_type;
+  PieceBody::value_type pieces;
+};
+
+std::string random_boundary() {
+  std::random_device random;
+  std::uniform_int_distribution<int> hex_digit(0, 15);
+  std::string boundary = "floodgate-";
+  for (int i = 0; i < 32; ++i) boundary += "0123456789abcdef"[hex_digit(random)];
+  return boundary;
+}
+
+// Names and file names inside Content-Disposition quotes, escaped as the
+// HTML living standard does for form submission.
+std::string form_quoted(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "%22"; break;
+      case '\r': out += "%0D"; break;
+      case '\n': out += "%0A"; break;
+      default: out += c;
+    }
+  }
+  return out + '"';
+}
+
+std::error_code encode_multipart(const MultipartForm& form, OutgoingBody& body) {
+  const std::string boundary = random_boundary();
+  body.content_type = "multipart/form-data; boundary=" + boundary;
+  auto pieces = std::make_shared<std::vector<BodyPiece>>();
+  for (const auto& part : form.parts()) {
+    std::string head = "--" + boundary + "\r\nContent-Disposition: form-data; name=" + form_quoted(part.name);
+    if (!part.filename.empty()) head += "; filename=" + form_quoted(part.filename);
+    head += "\r\n";
+    if (!part.content_type.empty()) head += "Content-Type: " + part.content_type + "\r\n";
+    head += "\r\n";
+    pieces->push_back({std::move(head)});
+    if (const auto* path = std::get_if<std::filesystem::path>(&part.content)) {
+      std::error_code size_error;
+      const auto size = std::filesystem::file_size(*path, size_error);
+      if (size_error) return errc::file_error;
+      pieces->push_back({{}, *path, size});
+    } else {
+      pieces->push_back({std::get<std::string>(part.content)});
+    }
+    pieces->push_back({"\r\n"});
+  }
+  pieces->push_back({"--" + boundary + "--\r\n"});
+  body.pieces = std::move(pieces);
+  return {};
+}
+
+std::error_code encode_body(const HttpRequest& request, OutgoingBody& body) {
+  if (const auto* text = std::get_if<TextBody>(&request.body)) {
+    body.content_type = text->content_type;
+    body.pieces = std::make_shared<const std::vector<BodyPiece>>(std::vector<BodyPiece>{{text->data}});
+  } else if (const auto* form = std::get_if<MultipartForm>(&request.body)) {
+    return encode_multipart(*form, body);
+  }
+  return {};
+}
+
+// ---- Connections ----
+
+struct Connection {
+  using Stream = std::variant<beast::tcp_stream, beast::ssl_stream<beast::tcp_stream>>;
+
+  Connection(const Endpoint& target, const asio::any_io_executor& executor, ssl::context& tls)
+      : endpoint(target),
+        stream(target.tls ? Stream(std::in_place_index<1>, executor, tls) : Stream(std::in_place_index<0>, executor)) {}
+
+  beast::tcp_stream& tcp() {
+    return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); }, stream);
+  }
+
+  // A kept-alive connection is usable if it is young enough and the server
+  // has not closed it (or sent anything unasked, which is just as fatal).
+  bool still_usable(SteadyTime now, std::chrono::milliseconds idle_timeout) {
+    if (now - idle_since > idle_timeout || buffer.size() != 0) return false;
+    char byte;
+    const auto n = ::recv(tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  Endpoint endpoint;
+  Stream stream;
+  beast::flat_buffer buffer;  // bytes read past the previous response
+  SteadyTime idle_since;
+};
+
+struct Outcome {
+  std::error_code ec;
+  HttpResponse response;
+};
+
+// The time limits of one request.
+struct Deadlines {
+  SteadyTime total;
+  std::chrono::milliseconds read;
+  std::chrono::milliseconds connect;
+
+  SteadyTime next_io() const { return std::min(std::chrono::steady_clock::now() + read, total); }
+  SteadyTime connect_by() const { return std::min(std::chrono::steady_clock::now() + connect, total); }
+};
+
+bool is_closed_by_peer(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::connection_aborted ||
+         ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
+}
+
+// Maps an error from writing the request or reading the response.
+std::error_code classify_transfer_error(const beast::error_code& ec, bool writing_a_file) {
+  if (ec == beast::error::timeout) return errc::timeout;
+  if (ec == asio::error::operation_aborted) return errc::cancelled;
+  if (is_closed_by_peer(ec)) return errc::connection_closed;
+  if (ec == http::error::body_limit || ec == http::error::buffer_overflow || ec == http::error::header_limit) {
+    return errc::response_too_large;
+  }
+  if (ec.category() == http::make_error_code(http::error::bad_version).category()) return errc::protocol_error;
+  if (writing_a_file || ec == boost::system::errc::io_error) return errc::file_error;
+  return errc::connection_closed;
+}
+
+}  // namespace
+
+// ---- The client ----
+
+struct detail::HttpClientState {
+  HttpClientState(asio::any_io_executor ex, HttpClientOptions opts) : executor(std::move(ex)), options(std::move(opts)) {
+    if (!options.tls) options.tls = make_client_tls_context();
+  }
+
+  std::unique_ptr<Connection> take_idle(const Endpoint& endpoint) {
+    std::lock_guard lock(mutex);
+    const auto it = idle.find(endpoint);
+    if (it == idle.end()) return nullptr;
+    const auto now = std::chrono::steady_clock::now();
+    auto& stack = it->second;
+    while (!stack.empty()) {
+      auto connection = std::move(stack.back());
+      stack.pop_back();
+      if (connection->still_usable(now, options.idle_timeout)) return connection;
+    }
+    return nullptr;
+  }
+
+  void give_back(std::unique_ptr<Connection> connection) {
+    connection->idle_since = std::chrono::steady_clock::now();
+    connection->tcp().expires_never();
+    std::lock_guard lock(mutex);
+    auto& stack = idle[connection->endpoint];
+    if (stack.size() < options.max_idle_per_endpoint) stack.push_back(std::move(connection));
+  }
+
+  asio::any_io_executor executor;
+  HttpClientOptions options;
+  std::mutex mutex;
+  std::map<Endpoint, std::vector<std::unique_ptr<Connection>>> idle;
+  std::atomic<std::uint64_t> connections_opened{0};
+  std::atomic<std::uint64_t> connections_reused{0};
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> failures{0};
+};
+
+namespace {
+
+using State = detail::HttpClientState;
+
+struct Opened {
+  std::error_code ec;
+  std::unique_ptr<Connection> connection;
+};
+
+asio::awaitable<Opened> open_connection(State& state, const Endpoint& endpoint, const Deadlines& deadlines) {
+  const auto executor = co_await asio::this_coro::executor;
+  const SteadyTime connect_by = deadlines.connect_by();
+
+  // The resolver has no timeout of its own: a timer cancels it.
+  auto resolver = std::make_shared<tcp::resolver>(executor);
+  asio::steady_timer resolve_timer(executor, connect_by);
+  resolve_timer.async_wait([weak = std::weak_ptr(resolver)](const boost::system::error_code& ec) {
+    if (auto alive = weak.lock(); alive && !ec) alive->cancel();
+  });
+  auto [resolve_error, addresses] = co_await resolver->async_resolve(endpoint.host, std::to_string(endpoint.port),
+                                                                      use_tuple);
+  resolve_timer.cancel();
+  if (resolve_error) {
+    co_return Opened{std::chrono::steady_clock::now() >= connect_by ? errc::timeout : errc::dns_failed};
+  }
+
+  auto connection = std::make_unique<Connection>(endpoint, executor, *state.options.tls);
+  auto& tcp = connection->tcp();
+  tcp.expires_at(connect_by);
+  auto [connect_error, peer] = co_await tcp.async_connect(addresses, use_tuple);
+  if (connect_error) {
+    co_return Opened{connect_error == beast::error::timeout ? errc::timeout : errc::connect_failed};
+  }
+  ++state.connections_opened;
+  boost::system::error_code ignored;
+  tcp.socket().set_option(tcp::no_delay(true), ignored);  // requests are small; never wait for Nagle
+
+  if (auto* tls = std::get_if<beast::ssl_stream<beast::tcp_stream>>(&connection->stream)) {
+    if (set_tls_peer_name(tls->native_handle(), endpoint.host)) co_return Opened{errc::tls_handshake_failed};
+    tcp.expires_at(connect_by);
+    auto [handshake_error] = co_await tls->async_handshake(ssl::stream_base::client, use_tuple);
+    if (handshake_error) {
+      if (handshake_error == beast::error::timeout) co_return Opened{errc::timeout};
+      const bool certificate_failed = SSL_get_verify_result(tls->native_handle()) != X509_V_OK;
+      co_return Opened{certificate_failed ? errc::certificate_rejected : errc::tls_handshake_failed};
+    }
+  }
+  tcp.expires_never();
+  co_return Opened{{}, std::move(connection)};
+}
+
+struct Exchanged {
+  Outcome outcome;
+  bool keep_alive = false;
+  bool response_started = false;  // false: no response byte arrived
+};
+
+template <class Parser, class Stream>
+asio::awaitable<beast::error_code> read_rest(Stream& stream, Connection& connection, Parser& parser,
+                                             const Deadlines& deadlines) {
+  while (!parser.is_done()) {
+    connection.tcp().expires_at(deadlines.next_io());
+    auto [ec, n] = co_await http::async_read_some(stream, connection.buffer, parser, use_tuple);
+    if (ec) co_return ec;
+  }
+  co_return beast::error_code{};
+}
+
+template <class Parser>
+void copy_head(const Parser& parser, HttpResponse& response) {
+  response.status = static_cast<int>(parser.get().result_int());
+  for (const auto& field : parser.get()) {
+    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+}
+
+template <class Stream>
+asio::awaitable<Exchanged> exchange(State& state, Connection& connection, Stream& stream, const HttpRequest& request,
+                                    const OutgoingBody& body, const Deadlines& deadlines) {
+  Exchanged result;
+  http::request<PieceBody> message{request.method == HttpMethod::get ? http::verb::get : http::verb::post,
+                                   request.target.reveal(), 11};
+  const bool default_port = request.endpoint.port == (request.endpoint.tls ? 443 : 80);
+  message.set(http::field::host, default_port ? request.endpoint.host : host_and_port(request.endpoint));
+  message.set(http::field::user_agent, state.options.user_agent);
+  for (const auto& [name, value] : request.headers) message.insert(name, value);
+  if (body.pieces) {
+    message.set(http::field::content_type, body.content_type);
+    message.body() = body.pieces;
+  }
+  message.keep_alive(true);
+  message.prepare_payload();
+
+  http::request_serializer<PieceBody> serializer(message);
+  while (!serializer.is_done()) {
+    connection.tcp().expires_at(deadlines.next_io());
+    auto [ec, n] = co_await http::async_write_some(stream, serializer, use_tuple);
+    if (ec) {
+      result.outcome.ec = classify_transfer_error(ec, false);
+      co_return result;
+    }
+  }
+
+  http::response_parser<http::empty_body> head;
+  head.body_limit(boost::none);  // the limit depends on where the body goes; checked below
+  connection.tcp().expires_at(deadlines.next_io());
+  auto [head_error, head_bytes] = co_await http::async_read_header(stream, connection.buffer, head, use_tuple);
+  result.response_started = head_bytes > 0 || connection.buffer.size() > 0;
+  if (head_error) {
+    result.outcome.ec = classify_transfer_error(head_error, false);
+    co_return result;
+  }
+  result.response_started = true;
+
+  HttpResponse& response = result.outcome.response;
+  beast::error_code body_error;
+  const bool to_file = !request.download_to.empty() && head.get().result_int() / 100 == 2;
+  // A declared length is checked here because the header has already been
+  // parsed; the body parser's own limit then covers chunked bodies.
+  if (!to_file && head.content_length().value_or(0) > state.options.max_body_bytes) {
+    result.outcome.ec = errc::response_too_large;
+    co_return result;
+  }
+  if (to_file) {
+    http::response_parser<http::file_body> parser(std::move(head));
+    parser.body_limit(boost::none);
+    parser.get().body().open(request.download_to.string().c_str(), beast::file_mode::write, body_error);
+    if (body_error) {
+      result.outcome.ec = errc::file_error;
+      co_return result;
+    }
+    body_error = co_await read_rest(stream, connection, parser, deadlines);
+    copy_head(parser, response);
+    beast::error_code file_error;  // file_body counts only what it reads, so ask the file
+    response.body_bytes = parser.get().body().file().size(file_error);
+    result.keep_alive = parser.keep_alive();
+    if (body_error) {  // no half-written file is left behind
+      parser.get().body().close();
+      std::filesystem::remove(request.download_to, file_error);
+    }
+  } else {
+    http::response_parser<http::string_body> parser(std::move(head));
+    parser.body_limit(state.options.max_body_bytes);
+    body_error = co_await read_rest(stream, connection, parser, deadlines);
+    copy_head(parser, response);
+    response.body = std::move(parser.get().body());
+    response.body_bytes = response.body.size();
+    result.keep_alive = parser.keep_alive();
+  }
+  if (body_error) {
+    result.keep_alive = false;
+    result.outcome.ec = classify_transfer_error(body_error, to_file);
+  }
+  co_return result;
+}
+
+asio::awaitable<Outcome> perform(std::shared_ptr<State> state, HttpRequest request) {
+  const auto& options = state->options;
+  const auto total = request.total_timeout.value_or(options.total_timeout);
+  const Deadlines deadlines{std::chrono::steady_clock::now() + total, request.read_timeout.value_or(options.read_timeout),
+                            options.connect_timeout};
+  if (request.endpoint.host.empty() || request.endpoint.port == 0) co_return Outcome{errc::invalid_url};
+  if (!request.endpoint.tls && !options.allow_plain_http) co_return Outcome{errc::insecure_scheme};
+  OutgoingBody body;
+  if (auto ec = encode_body(request, body)) co_return Outcome{ec};
+
+  for (bool first_attempt = true;; first_attempt = false) {
+    auto connection = state->take_idle(request.endpoint);
+    const bool reused = connection != nullptr;
+    if (reused) {
+      ++state->connections_reused;
+    } else {
+      auto opened = co_await open_connection(*state, request.endpoint, deadlines);
+      if (opened.ec) co_return Outcome{opened.ec};
+      connection = std::move(opened.connection);
+    }
+    auto exchanged = co_await std::visit(
+        [&](auto& stream) { return exchange(*state, *connection, stream, request, body, deadlines); },
+        connection->stream);
+    // A server may close a kept-alive connection just as we reuse it; resend
+    // once, but only a GET: a POST might have been acted on already.
+    const bool stale_reuse = reused && !exchanged.response_started &&
+                             exchanged.outcome.ec == errc::connection_closed;
+    if (stale_reuse && first_attempt && request.method == HttpMethod::get) continue;
+    if (!exchanged.outcome.ec && exchanged.keep_alive) state->give_back(std::move(connection));
+    co_return std::move(exchanged.outcome);
+  }
+}
+
+std::error_code error_from_exception(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::bad_alloc&) {
+    return std::make_error_code(std::errc::not_enough_memory);
+  } catch (...) {
+    return std::make_error_code(std::errc::state_not_recoverable);
+  }
+}
+
+const char* method_name(HttpMethod method) { return method == HttpMethod::get ? "GET" : "POST"; }
+
+}  // namespace
+
+HttpsClient::HttpsClient(executor_type executor, HttpClientOptions options)
+    : executor_(std::move(executor)), state_(std::make_shared<State>(executor_, std::move(options))) {}
+
+HttpsClient::~HttpsClient() { close_idle_connections(); }
+
+void HttpsClient::start(const std::shared_ptr<State>& state, HttpRequest request,
+                        asio::any_completion_handler<Signature> handler) {
+  ++state->requests;
+  auto description = fmt::format("{} {}{}", method_name(request.method), request.endpoint.to_string(),
+                                 request.target);  // redacted: the target formats its secrets as "2402****"
+  const auto handler_executor = asio::get_associated_executor(handler, state->executor);
+  asio::co_spawn(
+      state->executor, perform(state, std::move(request)),
+      asio::bind_executor(handler_executor, [state, description = std::move(description), handler = std::move(handler)](
+                                                std::exception_ptr error, Outcome outcome) mutable {
+        if (error) outcome = Outcome{error_from_exception(error)};
+        if (outcome.ec) {
+          ++state->failures;
+          log(LogLevel::debug, "{} failed: {}", description, outcome.ec.message());
+        }
+        std::move(handler)(outcome.ec, std::move(outcome.response));
+      }));
+}
+
+HttpClientStats HttpsClient::stats() const noexcept {
+  return {state_->connections_opened.load(), state_->connections_reused.load(), state_->requests.load(),
+          state_->failures.load()};
+}
+
+void HttpsClient::close_idle_connections() {
+  std::map<Endpoint, std::vector<std::unique_ptr<Connection>>> closing;
+  {
+    std::lock_guard lock(state_->mutex);
+    closing.swap(state_->idle);
+  }
+}
+
+}  // namespace floodgate::net

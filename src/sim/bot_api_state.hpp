@@ -1,0 +1,137 @@
+// Private to floodgate_sim: everything the Bot API simulator knows and
+// decides (tokens, flood control, messages, files, updates), with no I/O.
+// The network layer (bot_api_server.cpp) turns HTTP requests into calls here
+// and the replies back into HTTP. Time is passed in, so limits follow
+// whatever clock the server was given.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "floodgate/sim/bot_api_server.hpp"
+#include "form_params.hpp"
+
+namespace floodgate::sim::detail {
+
+using Time = std::chrono::nanoseconds;
+
+/// A getUpdates call that found nothing and may wait for up to `timeout`.
+struct UpdatesPoll {
+  std::string token;
+  std::int64_t offset = 0;
+  std::size_t limit = 100;
+  std::chrono::seconds timeout{0};
+};
+
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  /// An injected fault the network layer must apply to the delivery
+  /// (drop_connection, truncated_response, slow_reply).
+  std::optional<Fault> delivery_fault;
+  /// Set instead of a body when getUpdates should wait for updates.
+  std::optional<UpdatesPoll> poll;
+};
+
+/// Requests within `rate` over a sliding window.
+class SlidingWindow {
+ public:
+  /// How long until one more request fits (zero: it fits now).
+  Time wait_needed(const Rate& rate, Time now);
+  void record(Time now) { accepted_.push_back(now); }
+
+ private:
+  std::deque<Time> accepted_;
+};
+
+/// A Bot API error reply: {"ok":false,"error_code":code,"description":...}.
+Reply api_error(int code, std::string_view description);
+
+class BotApiState {
+ public:
+  explicit BotApiState(BotApiLimits default_limits) : default_limits_(default_limits) {}
+
+  /// Answers one method call. `params` is null when the request's parameters
+  /// could not be decoded (the call is still counted, then refused).
+  Reply handle_method(const std::string& token, std::string_view method, const FormParams* params, Time now);
+  Reply handle_download(const std::string& token, std::string_view file_path, Time now);
+  /// Answers a getUpdates that waited; `poll` stays set if there is still nothing.
+  Reply poll_updates(const UpdatesPoll& poll);
+
+  void add_token(const std::string& token);
+  void revoke_token(const std::string& token);
+  void set_limits(const std::string& token, const BotApiLimits& limits);
+  void inject(const std::string& token, const Fault& fault, int times);
+  void migrate_chat(std::int64_t from_chat_id, std::int64_t to_chat_id);
+  std::int64_t push_update(const std::string& token, nlohmann::json update);
+  std::int64_t push_message(const std::string& token, std::int64_t chat_id, std::string text);
+  std::string add_file(std::string bytes, std::string file_name, std::string mime_type);
+
+  TokenStats stats(const std::string& token) const;
+  std::vector<SimMessage> messages(std::int64_t chat_id) const;
+
+ private:
+  struct Bot {
+    std::int64_t id = 0;
+    bool revoked = false;
+    std::optional<BotApiLimits> limits;
+    TokenStats stats;
+    std::deque<Fault> faults;
+    SlidingWindow overall;
+    std::map<std::int64_t, SlidingWindow> per_chat;
+    std::map<std::int64_t, SlidingWindow> per_group;
+    Time cooldown_until{};  // the whole token was told to wait
+    std::map<std::int64_t, Time> chat_cooldown_until;
+    std::deque<nlohmann::json> updates;
+    std::int64_t next_update_id = 1;
+  };
+  struct StoredFile {
+    std::string file_id;
+    std::string file_unique_id;
+    std::string file_name;
+    std::string mime_type;
+    std::string file_path;
+    std::string bytes;
+  };
+  struct Call;  // one method call being answered
+
+  Bot* find_bot(const std::string& token);
+  Reply admit(const std::string& token, std::string_view method, Bot*& bot);
+  std::optional<Reply> check_flood_control(Bot& bot, std::int64_t chat_id, Time now);
+  void record_send(Bot& bot, std::int64_t chat_id, Time now);
+  Reply execute(Bot& bot, std::string_view method, const FormParams& params, Time now);
+  Reply collect_updates(Bot& bot, const UpdatesPoll& poll);
+
+  Reply send_message(Call& call);
+  Reply send_document(Call& call);
+  Reply copy_message(Call& call);
+  Reply edit_message_text(Call& call);
+  Reply get_file(Call& call);
+
+  SimMessage& store_message(std::int64_t chat_id, std::int64_t sender_id, std::string text, std::string file_id);
+  SimMessage* find_message(std::int64_t chat_id, std::int64_t message_id);
+  nlohmann::ordered_json message_json(const SimMessage& message, bool edited) const;
+  std::string store_file(std::string bytes, std::string file_name, std::string mime_type);
+
+  mutable std::mutex mutex_;
+  BotApiLimits default_limits_;
+  std::map<std::string, Bot, std::less<>> bots_;
+  std::map<std::int64_t, std::vector<SimMessage>> chats_;
+  std::map<std::int64_t, std::int64_t> migrated_chats_;
+  std::map<std::string, StoredFile, std::less<>> files_by_id_;
+  std::map<std::string, std::string, std::less<>> file_id_by_path_;
+  std::int64_t next_bot_id_ = 7000000001;
+  std::int64_t next_file_number_ = 1;
+};
+
+}  // namespace floodgate::sim::detail
