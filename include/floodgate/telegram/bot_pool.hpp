@@ -1,0 +1,177 @@
+// floodgate/telegram/bot_pool.hpp: many bot tokens behind one Bot API caller.
+//
+// `BotPool` holds several bot tokens (from code, or from the environment with
+// `bot_tokens_from(env)`: TELEGRAM_BOT_TOKEN, MULTITOKEN1..10) in a
+// `CredentialPool`, and runs each call through a `RetryExecutor`:
+//
+// - before a token sends, its own `telegram_bot_limits()` LimitSet (30/s
+//   overall, 1/s per private chat, 20/min per group) must admit the call;
+//   a token whose bucket is empty is skipped until it refills;
+// - a 429 cools that token for exactly `retry_after` seconds (plus the
+//   policy's small upward jitter), for the chat only when the call was
+//   addressed to one (see `classify` in bot_api_client.hpp for the rule), and
+//   the call moves at once to another token; the caller sees one result;
+// - a 401 disables the token (the pool's snapshot says why) and the call moves on;
+// - 5xx and network failures are retried with backoff; 400-class errors end the call.
+//
+//   floodgate::telegram::BotPool bots(io.get_executor(), http,
+//                                     floodgate::bot_tokens_from(floodgate::Environment::from_process()));
+//   bots.async_send_message({.chat_id = chat, .text = "build passed"},
+//                           [&](std::error_code ec, floodgate::telegram::BotPoolResult r) {
+//     if (!ec) progress = *r.sent();        // remembers which token sent it
+//     else if (ec == floodgate::errc::all_credentials_cooling) retry_at(*r.earliest);
+//   });
+//   bots.async_edit_message_text(progress, "50%", handler);   // always through progress.token_id
+//
+// Which calls may move between tokens: sends that create a new message
+// (sendMessage, sendDocument, copyMessage) and reads (getMe, getFile) go to
+// whichever token is usable. A message belongs to the bot that sent it, so
+// edits and deletes are *owner-bound*: `async_call_as(token_id, …)` and
+// `async_edit_message_text(sent, …)` use that token only, never another;
+// when it is cooling (or its chat limit would be exceeded for longer than the
+// policy's `max_wait`) they end with `errc::all_credentials_cooling` and
+// `BotPoolResult::earliest`; when it is disabled, with
+// `errc::all_credentials_disabled`.
+//
+// Every call completes exactly once with `void(std::error_code, BotPoolResult)`.
+// Errors: floodgate::errc (bad_request, all_credentials_cooling,
+// attempts_exhausted, …); `BotPoolResult::description` holds Telegram's words.
+// Stats per token: `snapshot()` (requests, successes, flood waits, cooling until).
+// The pool must outlive its calls' completion; thread-safe.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+#include "floodgate/core/credential.hpp"
+#include "floodgate/core/health.hpp"
+#include "floodgate/core/pool.hpp"
+#include "floodgate/core/retry_policy.hpp"
+#include "floodgate/core/telegram_limits.hpp"
+#include "floodgate/net/http_client.hpp"
+#include "floodgate/telegram/bot_api_client.hpp"
+
+namespace floodgate::telegram {
+
+namespace detail {
+class OwnerBoundCall;
+}
+
+struct BotPoolOptions {
+  /// The Bot API server; a local simulator's endpoint in tests.
+  net::Endpoint endpoint{true, "api.telegram.org", 443};
+  RetryPolicy retry;
+  /// Each token's local limits, applied before it sends.
+  TelegramBotLimits limits;
+  PoolOptions pool;
+};
+
+/// A message and the token that sent it: what an owner-bound call needs.
+struct SentMessage {
+  std::string token_id;
+  std::int64_t chat_id = 0;
+  std::int64_t message_id = 0;
+};
+
+struct BotPoolResult {
+  nlohmann::json result;                                       ///< the Bot API result, on success
+  std::string token_id;                                        ///< the token of the last attempt
+  std::string description;                                     ///< Telegram's words for the last failure
+  std::optional<SteadyClock::time_point> earliest;             ///< all_credentials_cooling: usable again then
+  std::uint32_t attempts = 0;                                  ///< requests sent
+
+  /// The sent message with its owner, when `result` is a Message.
+  std::optional<SentMessage> sent() const;
+};
+
+class BotPool {
+ public:
+  using Pool = CredentialPool<BotToken>;
+  using Signature = void(std::error_code, BotPoolResult);
+
+  /// `http` must outlive the pool. Throws floodgate::Error on duplicate ids.
+  BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http, std::vector<Credential<BotToken>> tokens,
+          BotPoolOptions options = {});
+  ~BotPool();
+  BotPool(const BotPool&) = delete;
+  BotPool& operator=(const BotPool&) = delete;
+
+  // ---- calls that may move between tokens ---------------------------------
+
+  /// Any method with JSON parameters; a "chat_id" parameter (integer) makes
+  /// the call subject to that chat's limits and scoped cooldowns.
+  template <class CompletionToken>
+  auto async_call(std::string method, nlohmann::json params, CompletionToken&& token) {
+    return initiate(Call{std::move(method), std::move(params)}, {}, std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_get_me(CompletionToken&& token) {
+    return async_call("getMe", nlohmann::json::object(), std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_send_message(const SendMessageParams& params, CompletionToken&& token) {
+    return async_call("sendMessage", params.to_json(), std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_copy_message(const CopyMessageParams& params, CompletionToken&& token) {
+    return async_call("copyMessage", params.to_json(), std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_send_document(SendDocumentParams params, CompletionToken&& token) {
+    return initiate(Call{"sendDocument", std::move(params)}, {}, std::forward<CompletionToken>(token));
+  }
+
+  // ---- owner-bound calls: only through `token_id` -------------------------
+
+  template <class CompletionToken>
+  auto async_call_as(std::string token_id, std::string method, nlohmann::json params, CompletionToken&& token) {
+    return initiate(Call{std::move(method), std::move(params)}, std::move(token_id),
+                    std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_edit_message_text(const SentMessage& message, std::string text, CompletionToken&& token) {
+    return async_call_as(message.token_id, "editMessageText",
+                         EditMessageTextParams{message.chat_id, message.message_id, std::move(text), {}}.to_json(),
+                         std::forward<CompletionToken>(token));
+  }
+
+  // ---- observation --------------------------------------------------------
+
+  Pool& pool() noexcept;
+  std::vector<HealthSnapshot> snapshot() const;
+  /// Where completions run when the handler names no executor of its own.
+  boost::asio::any_io_executor executor() const noexcept;
+
+  /// One call as the pool replays it on each attempt.
+  struct Call {
+    std::string method;
+    std::variant<nlohmann::json, SendDocumentParams> body;
+  };
+
+ private:
+  template <class CompletionToken>
+  auto initiate(Call call, std::optional<std::string> owner, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, Signature>(
+        [this](auto handler, Call c, std::optional<std::string> o) {
+          start(std::move(c), std::move(o), boost::asio::any_completion_handler<Signature>(std::move(handler)));
+        },
+        token, std::move(call), std::move(owner));
+  }
+  void start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler);
+
+  friend class detail::OwnerBoundCall;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace floodgate::telegram

@@ -1,0 +1,388 @@
+// BotApiClient and BotPool against sim::BotApiServer over real sockets: TLS
+// with the simulator's run-time CA, and plain HTTP on loopback.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/use_future.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../net/net_test_support.hpp"
+#include "floodgate/core/error.hpp"
+#include "floodgate/core/log.hpp"
+#include "floodgate/telegram/bot_api_client.hpp"
+#include "floodgate/telegram/bot_pool.hpp"
+#include "floodgate/telegram/status_message.hpp"
+
+using floodgate::CredentialState;
+using floodgate::Secret;
+using floodgate::errc;
+using floodgate::sim::BotApiLimits;
+using floodgate::sim::BotApiServer;
+using floodgate::sim::Fault;
+using floodgate::sim::Rate;
+using floodgate::telegram::BotApiClient;
+using floodgate::telegram::BotApiResponse;
+using floodgate::telegram::BotPool;
+using floodgate::telegram::BotPoolResult;
+using namespace std::chrono_literals;
+namespace telegram = floodgate::telegram;
+namespace asio = boost::asio;
+
+namespace {
+
+const std::string kTokenA = "100001:AAHsecret-token-alpha";
+const std::string kTokenB = "100002:AAHsecret-token-bravo";
+
+BotApiLimits one_message_per_chat_per_minute() {
+  BotApiLimits limits;
+  limits.per_chat = Rate{1, std::chrono::minutes(1)};
+  return limits;
+}
+
+BotApiLimits unlimited() { return {.overall = std::nullopt, .per_chat = std::nullopt, .per_group = std::nullopt}; }
+
+/// A simulator, an io thread and one shared HTTPS client trusting the simulator.
+struct Sim {
+  explicit Sim(bool tls = true, BotApiLimits limits = unlimited())
+      : server({.tokens = {Secret(kTokenA), Secret(kTokenB)}, .limits = limits, .tls = tls}) {
+    server.start();
+    http.emplace(io.executor(), floodgate::test::client_options_for(server));
+  }
+  BotApiClient client(const std::string& token) { return BotApiClient(*http, server.endpoint(), Secret(token)); }
+
+  BotApiServer server;
+  floodgate::test::IoThread io;
+  std::optional<floodgate::net::HttpsClient> http;
+};
+
+/// Sim plus a BotPool of both tokens ("token-a", "token-b").
+struct PoolSim : Sim {
+  explicit PoolSim(BotApiLimits limits = unlimited(), floodgate::RetryPolicy retry = fast_retry())
+      : Sim(true, limits),
+        bots(io.executor(), *http,
+             {{"token-a", {Secret(kTokenA)}}, {"token-b", {Secret(kTokenB)}}},
+             {.endpoint = server.endpoint(), .retry = retry}) {}
+
+  static floodgate::RetryPolicy fast_retry() {
+    floodgate::RetryPolicy retry;
+    retry.max_wait = 5s;  // waits out local pacing (ms), fails at once on a flood wait (60 s)
+    retry.backoff_base = 5ms;
+    retry.backoff_cap = 20ms;
+    return retry;
+  }
+  std::tuple<std::error_code, BotPoolResult> send(std::int64_t chat, std::string text) {
+    return bots.async_send_message({.chat_id = chat, .text = std::move(text)}, asio::use_future).get();
+  }
+
+  BotPool bots;
+};
+
+}  // namespace
+
+TEST_CASE("BotApiClient: every typed method over TLS") {
+  Sim sim;
+  auto bot = sim.client(kTokenA);
+
+  auto [me_ec, me] = bot.async_get_me(asio::use_future).get();
+  REQUIRE_FALSE(me_ec);
+  CHECK(me.result.at("is_bot") == true);
+
+  auto [send_ec, sent] = bot.async_send_message({.chat_id = 42, .text = "hello"}, asio::use_future).get();
+  REQUIRE_FALSE(send_ec);
+  const auto message = telegram::Message::from_json(sent.result);
+  REQUIRE(message);
+  CHECK(message->chat_id == 42);
+  CHECK(message->text == "hello");
+
+  auto [edit_ec, edited] = bot.async_edit_message_text({42, message->message_id, "hello, edited", {}},
+                                                       asio::use_future).get();
+  REQUIRE_FALSE(edit_ec);
+  CHECK(sim.server.messages(42).at(0).text == "hello, edited");
+
+  auto [copy_ec, copied] = bot.async_copy_message({43, 42, message->message_id}, asio::use_future).get();
+  REQUIRE_FALSE(copy_ec);
+  CHECK(copied.result.contains("message_id"));
+  CHECK(sim.server.messages(43).size() == 1);
+
+  // Documents from memory and streamed from a file, then fetched back.
+  auto [doc_ec, doc] = bot.async_send_document({.chat_id = 44, .file_name = "a.txt", .content = std::string("alpha"),
+                                                .caption = "in memory"},
+                                               asio::use_future).get();
+  REQUIRE_FALSE(doc_ec);
+  const auto uploaded = telegram::Message::from_json(doc.result);
+  REQUIRE(uploaded);
+  REQUIRE(uploaded->document_file_id);
+  CHECK(uploaded->text == "in memory");
+
+  const auto dir = std::filesystem::temp_directory_path() / ("floodgate-botapi-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "b.bin", std::ios::binary) << std::string(100000, 'b');
+  auto [path_ec, from_path] = bot.async_send_document({.chat_id = 45, .file_name = "b.bin", .content = dir / "b.bin"},
+                                                      asio::use_future).get();
+  REQUIRE_FALSE(path_ec);
+  const auto file_id = telegram::Message::from_json(from_path.result)->document_file_id.value();
+
+  auto [file_ec, file] = bot.async_get_file(file_id, asio::use_future).get();
+  REQUIRE_FALSE(file_ec);
+  const auto file_path = file.result.at("file_path").get<std::string>();
+  auto [download_ec, bytes] = bot.async_download(file_path, dir / "copy.bin", asio::use_future).get();
+  REQUIRE_FALSE(download_ec);
+  CHECK(bytes == 100000);
+  CHECK(std::filesystem::file_size(dir / "copy.bin") == 100000);
+  std::filesystem::remove_all(dir);
+
+  CHECK(sim.server.stats(Secret(kTokenA)).requests == 8);
+}
+
+TEST_CASE("BotApiClient: plain http reuses one keep-alive connection") {
+  Sim sim(/*tls=*/false);
+  auto bot = sim.client(kTokenA);
+  for (int i = 0; i < 5; ++i) {
+    auto [ec, response] = bot.async_call("getMe", {}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+  }
+  CHECK(sim.server.connections_accepted() == 1);
+  CHECK(sim.http->stats().connections_reused == 4);
+}
+
+TEST_CASE("BotApiClient: ok:false, invalid JSON and network failures become clear errors") {
+  Sim sim(true, one_message_per_chat_per_minute());
+  auto bot = sim.client(kTokenA);
+
+  SECTION("429 carries retry_after and the Bot API category") {
+    REQUIRE_FALSE(std::get<0>(bot.async_send_message({.chat_id = 7, .text = "1"}, asio::use_future).get()));
+    auto [ec, response] = bot.async_send_message({.chat_id = 7, .text = "2"}, asio::use_future).get();
+    CHECK(ec == std::error_code(429, telegram::bot_api_category()));
+    REQUIRE(response.error);
+    CHECK(response.error->retry_after == 60s);
+    CHECK(response.error->description == "Too Many Requests: retry after 60");
+  }
+  SECTION("400 carries migrate_to_chat_id") {
+    sim.server.migrate_chat(-5, -1000000000005);
+    auto [ec, response] = bot.async_send_message({.chat_id = -5, .text = "x"}, asio::use_future).get();
+    CHECK(ec == std::error_code(400, telegram::bot_api_category()));
+    REQUIRE(response.error);
+    CHECK(response.error->migrate_to_chat_id == -1000000000005);
+  }
+  SECTION("invalid JSON is malformed_response, not a crash") {
+    sim.server.inject(Secret(kTokenA), Fault::invalid_json());
+    auto [ec, response] = bot.async_get_me(asio::use_future).get();
+    CHECK(ec == errc::malformed_response);
+    CHECK(response.http_status == 200);
+  }
+  SECTION("a dropped connection is a transport error") {
+    sim.server.inject(Secret(kTokenA), Fault::drop_connection());
+    auto [ec, response] = bot.async_get_me(asio::use_future).get();
+    CHECK(ec == floodgate::net::errc::connection_closed);
+    CHECK(ec == response.transport);
+  }
+}
+
+TEST_CASE("classify: Bot API replies in the retry executor's vocabulary") {
+  using floodgate::OutcomeKind;
+  using telegram::classify;
+  using telegram::decode_bot_api_response;
+  const auto flood = decode_bot_api_response(
+      429, R"({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 17","parameters":{"retry_after":17}})");
+  CHECK(classify(flood, true).kind() == OutcomeKind::flood_wait);
+  CHECK(classify(flood, true).wait() == 17s);
+  CHECK(classify(flood, true).scope() == floodgate::CooldownScope::destination);
+  CHECK(classify(flood, false).scope() == floodgate::CooldownScope::credential);
+  CHECK(classify(decode_bot_api_response(401, R"({"ok":false,"error_code":401,"description":"Unauthorized"})"), true)
+            .kind() == OutcomeKind::auth_failed);
+  CHECK(classify(decode_bot_api_response(400, R"({"ok":false,"error_code":400,"description":"Bad"})"), true).kind() ==
+        OutcomeKind::bad_request);
+  CHECK(classify(decode_bot_api_response(502, R"({"ok":false,"error_code":502,"description":"Bad Gateway"})"), true)
+            .kind() == OutcomeKind::transient);
+  CHECK(classify(decode_bot_api_response(200, R"({"ok":true,"result":{"id":1}})"), true).kind() ==
+        OutcomeKind::success);
+  for (const char* junk : {"", "<html>", "[1,2]", R"({"ok":"yes"})", R"({"result":1})", "{\"ok\":true"}) {
+    const auto response = decode_bot_api_response(200, junk);
+    CHECK(response.transport == errc::malformed_response);
+    CHECK(classify(response, false).kind() == OutcomeKind::transient);
+  }
+}
+
+TEST_CASE("BotPool: a 429 cools that token for the chat, the call moves, other chats still flow") {
+  PoolSim sim(one_message_per_chat_per_minute());
+
+  auto [ec1, first] = sim.send(100, "one");
+  auto [ec2, second] = sim.send(100, "two");
+  REQUIRE_FALSE(ec1);
+  REQUIRE_FALSE(ec2);
+  CHECK(first.token_id != second.token_id);  // the chat's minute is spent on the first token
+
+  // Both tokens are now spent for chat 100 (the third call learns it from a 429 if not known yet).
+  const auto before = std::chrono::steady_clock::now();
+  auto [ec3, third] = sim.send(100, "three");
+  CHECK(ec3 == errc::all_credentials_cooling);
+  REQUIRE(third.earliest);
+  const auto wait = *third.earliest - before;
+  CHECK(wait > 57s);  // the server's 60 s (counted from the first 429), never shorter
+  CHECK(wait < 63s);  // plus at most the policy's 5% jitter
+  CHECK(sim.bots.snapshot().at(0).flood_waits + sim.bots.snapshot().at(1).flood_waits >= 1);
+
+  // The cooldown is scoped to chat 100: other chats are served at once.
+  auto [ec4, fourth] = sim.send(200, "elsewhere");
+  CHECK_FALSE(ec4);
+  CHECK(fourth.attempts == 1);
+
+  for (const auto& token : {kTokenA, kTokenB}) {
+    const auto stats = sim.server.stats(Secret(token));
+    CHECK(stats.sent_during_cooldown == 0);
+    CHECK(stats.rate_limited <= 1);
+  }
+  CHECK(sim.server.messages(100).size() == 2);
+}
+
+TEST_CASE("BotPool: a 401 disables the token and the call moves to another") {
+  PoolSim sim;
+  sim.server.revoke_token(Secret(kTokenA));
+  for (int chat = 1; chat <= 4; ++chat) {
+    auto [ec, result] = sim.send(chat, "hi");
+    REQUIRE_FALSE(ec);
+    CHECK(result.token_id == "token-b");
+  }
+  const auto a = sim.bots.pool().snapshot("token-a");
+  REQUIRE(a);
+  CHECK(a->state == CredentialState::disabled);
+  CHECK(sim.server.stats(Secret(kTokenA)).unauthorized == 1);  // never used again once disabled
+  CHECK(sim.server.stats(Secret(kTokenB)).succeeded == 4);
+}
+
+TEST_CASE("BotPool: 5xx and dropped connections are retried, the caller gets one result") {
+  PoolSim sim;
+  sim.server.revoke_token(Secret(kTokenB));  // keep every attempt on token-a
+  REQUIRE(sim.bots.pool().disable("token-b"));
+  sim.server.inject(Secret(kTokenA), Fault::server_error(502));
+  sim.server.inject(Secret(kTokenA), Fault::drop_connection());
+  sim.server.inject(Secret(kTokenA), Fault::invalid_json());
+
+  auto [ec, result] = sim.send(9, "eventually");
+  REQUIRE_FALSE(ec);
+  CHECK(result.attempts == 4);
+  CHECK(sim.server.messages(9).size() == 1);  // delivered exactly once
+}
+
+TEST_CASE("BotPool: an edit goes to the token that sent the message, never to another") {
+  PoolSim sim(one_message_per_chat_per_minute());
+  auto [ec, sent] = sim.send(300, "progress 0%");
+  REQUIRE_FALSE(ec);
+  const auto message = sent.sent();
+  REQUIRE(message);
+  const std::string owner = message->token_id;
+  const auto& owner_token = owner == "token-a" ? kTokenA : kTokenB;
+  const auto& other_token = owner == "token-a" ? kTokenB : kTokenA;
+
+  // The chat's limit answers the edit with a 429: the edit ends, it is not moved.
+  auto [ec1, edit1] = sim.bots.async_edit_message_text(*message, "progress 50%", asio::use_future).get();
+  CHECK(ec1 == errc::all_credentials_cooling);
+  CHECK(edit1.token_id == owner);
+  REQUIRE(edit1.earliest);
+  CHECK(*edit1.earliest - std::chrono::steady_clock::now() > 55s);
+
+  // Known to be cooling now: the next edit ends without a request.
+  const auto requests = sim.server.stats(Secret(owner_token)).requests;
+  auto [ec2, edit2] = sim.bots.async_edit_message_text(*message, "progress 60%", asio::use_future).get();
+  CHECK(ec2 == errc::all_credentials_cooling);
+  CHECK(sim.server.stats(Secret(owner_token)).requests == requests);
+
+  CHECK(sim.server.stats(Secret(other_token)).by_method.count("editmessagetext") == 0);
+  CHECK(sim.server.stats(Secret(kTokenA)).sent_during_cooldown == 0);
+  CHECK(sim.server.stats(Secret(kTokenB)).sent_during_cooldown == 0);
+  CHECK(sim.server.messages(300).at(0).text == "progress 0%");
+}
+
+TEST_CASE("BotPool: owner-bound edit succeeds through its owner, a disabled owner is a clear error") {
+  PoolSim sim;
+  auto [ec, sent] = sim.send(400, "v1");
+  REQUIRE_FALSE(ec);
+  const auto message = sent.sent().value();
+
+  auto [ec1, edited] = sim.bots.async_edit_message_text(message, "v2", asio::use_future).get();
+  REQUIRE_FALSE(ec1);
+  CHECK(edited.token_id == message.token_id);
+  CHECK(sim.server.messages(400).at(0).text == "v2");
+
+  sim.bots.pool().disable(message.token_id);
+  auto [ec2, refused] = sim.bots.async_edit_message_text(message, "v3", asio::use_future).get();
+  CHECK(ec2 == errc::all_credentials_disabled);
+  auto [ec3, unknown] =
+      sim.bots.async_call_as("token-z", "editMessageText", {{"chat_id", 400}}, asio::use_future).get();
+  CHECK(ec3 == errc::unknown_credential);
+}
+
+TEST_CASE("BotPool: tokens never appear in logs or error text") {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  floodgate::set_log_level(floodgate::LogLevel::debug);
+  auto previous = floodgate::set_log_sink([&](floodgate::LogLevel, std::string_view line) {
+    std::lock_guard lock(mutex);
+    lines.emplace_back(line);
+  });
+
+  std::vector<std::string> texts;
+  {
+    PoolSim sim(one_message_per_chat_per_minute());
+    sim.server.inject(Secret(kTokenA), Fault::server_error(500));
+    sim.server.inject(Secret(kTokenB), Fault::invalid_json());
+    sim.server.revoke_token(Secret(kTokenB));
+    for (int i = 0; i < 3; ++i) {
+      auto [ec, result] = sim.send(77, "x");
+      texts.push_back(ec.message());
+      texts.push_back(result.description);
+    }
+    auto bot = sim.client(kTokenB);
+    auto [ec, response] = bot.async_get_me(asio::use_future).get();
+    texts.push_back(ec.message());
+    texts.push_back(response.describe());
+  }
+  floodgate::set_log_sink(previous);
+  floodgate::set_log_level(floodgate::LogLevel::info);
+
+  std::lock_guard lock(mutex);
+  CHECK_FALSE(lines.empty());
+  for (const auto& text : texts) lines.push_back(text);
+  for (const auto& line : lines) {
+    INFO(line);
+    CHECK(line.find("secret-token") == std::string::npos);
+    CHECK(line.find("AAHsecret") == std::string::npos);
+  }
+}
+
+TEST_CASE("StatusMessage: debounced edits through the owner, latest text wins, final text always shown") {
+  PoolSim sim;
+  auto [ec, sent] = sim.send(500, "0%");
+  REQUIRE_FALSE(ec);
+  const auto message = sent.sent().value();
+  auto status = telegram::StatusMessage::create(sim.bots, message, "0%", 20ms);
+
+  for (int i = 1; i <= 200; ++i) {
+    status->update(std::to_string(i / 2) + "%");
+    if (i % 20 == 0) std::this_thread::sleep_for(5ms);  // a job that reports progress as it goes
+  }
+  status->update("100%");
+  status->update("100%");  // unchanged text: no extra edit
+  REQUIRE_FALSE(status->async_finish("done", asio::use_future).get());
+
+  const auto edits = status->edits_sent();
+  CHECK(edits >= 1);
+  CHECK(edits < 20);  // 201 updates over ~50 ms at one edit per 20 ms
+  CHECK(sim.server.messages(500).at(0).text == "done");
+  CHECK(sim.server.messages(500).at(0).edits == static_cast<int>(edits));
+  const auto& owner = message.token_id == "token-a" ? kTokenA : kTokenB;
+  const auto& other = message.token_id == "token-a" ? kTokenB : kTokenA;
+  CHECK(sim.server.stats(Secret(owner)).by_method["editmessagetext"] == edits);
+  CHECK(sim.server.stats(Secret(other)).by_method.count("editmessagetext") == 0);
+
+  // Finishing with the text already shown sends nothing.
+  auto again = telegram::StatusMessage::create(sim.bots, message, "done", 20ms);
+  REQUIRE_FALSE(again->async_finish("done", asio::use_future).get());
+  CHECK(again->edits_sent() == 0);
+}
