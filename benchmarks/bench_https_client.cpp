@@ -84,24 +84,34 @@ void BM_HttpsNewConnectionEachTime(benchmark::State& state) {
 }
 BENCHMARK(BM_HttpsNewConnectionEachTime)->UseRealTime();
 
-// `in_flight` requests at a time, each finished one replaced at once.
-void BM_HttpsConcurrent(benchmark::State& state) {
-  auto& s = setup();
+// Batches of `state.range(0)` calls in flight at once; `start(done)` starts
+// one call, which reports `done(ok)` from the io thread.
+template <class Start>
+void run_batches(benchmark::State& state, Start start) {
   const auto in_flight = static_cast<int>(state.range(0));
   for (auto _ : state) {
     std::atomic<int> remaining{in_flight};
     std::atomic<bool> failed{false};
     std::promise<void> done;
     for (int i = 0; i < in_flight; ++i) {
-      s.client->async_request(s.request, [&](std::error_code ec, net::HttpResponse response) {
-        if (ec || response.status != 200) failed = true;
+      start([&](bool ok) {
+        if (!ok) failed = true;
         if (--remaining == 0) done.set_value();
       });
     }
     done.get_future().wait();
-    if (failed) state.SkipWithError("request failed");
+    if (failed) state.SkipWithError("call failed");
   }
   state.SetItemsProcessed(state.iterations() * in_flight);
+}
+
+void BM_HttpsConcurrent(benchmark::State& state) {
+  auto& s = setup();
+  run_batches(state, [&](auto done) {
+    s.client->async_request(s.request, [done](std::error_code ec, net::HttpResponse response) {
+      done(!ec && response.status == 200);
+    });
+  });
 }
 BENCHMARK(BM_HttpsConcurrent)->Arg(4)->Arg(16)->UseRealTime();
 
@@ -117,22 +127,10 @@ BENCHMARK(BM_BotPoolSendMessage)->UseRealTime();
 
 void BM_BotPoolConcurrent(benchmark::State& state) {
   auto& s = setup();
-  const auto in_flight = static_cast<int>(state.range(0));
-  for (auto _ : state) {
-    std::atomic<int> remaining{in_flight};
-    std::atomic<bool> failed{false};
-    std::promise<void> done;
-    for (int i = 0; i < in_flight; ++i) {
-      s.bots->async_send_message({.chat_id = 1, .text = "benchmark"},
-                                 [&](std::error_code ec, floodgate::telegram::BotPoolResult) {
-                                   if (ec) failed = true;
-                                   if (--remaining == 0) done.set_value();
-                                 });
-    }
-    done.get_future().wait();
-    if (failed) state.SkipWithError("send failed");
-  }
-  state.SetItemsProcessed(state.iterations() * in_flight);
+  run_batches(state, [&](auto done) {
+    s.bots->async_send_message({.chat_id = 1, .text = "benchmark"},
+                               [done](std::error_code ec, floodgate::telegram::BotPoolResult) { done(!ec); });
+  });
 }
 BENCHMARK(BM_BotPoolConcurrent)->Arg(4)->Arg(16)->UseRealTime();
 
