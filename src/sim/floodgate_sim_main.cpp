@@ -3,6 +3,8 @@
 //
 //   floodgate-sim botapi --tokens-file tokens.txt --per-chat 1/s --ca-out ca.pem
 //   -> botapi: listening on https://127.0.0.1:41873 (3 tokens)
+//   floodgate-sim kite --keys-file keys.txt --rate 5
+//   -> kite: listening on ws://127.0.0.1:40211 (2 API keys)
 //
 // Each simulator is a subcommand: a name, a one-line summary, and a function
 // taking the remaining arguments. Adding one is adding a row to kSubcommands.
@@ -18,7 +20,10 @@
 #include <fmt/format.h>
 
 #include "floodgate/core/error.hpp"
+#include "floodgate/net/test_certificates.hpp"
+#include "floodgate/net/tls.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
+#include "floodgate/sim/kite_ticker_server.hpp"
 
 namespace {
 
@@ -56,17 +61,40 @@ void wait_for_stop_signal(const sigset_t& signals) {
   sigwait(&signals, &received);
 }
 
-std::vector<floodgate::Secret> read_tokens_file(const std::string& path) {
+// The lines of a file, trimmed, without blank lines and # comments.
+std::vector<std::string> read_lines(const std::string& path, std::string_view what) {
   std::ifstream in(path);
-  if (!in) throw floodgate::Error(fmt::format("cannot read tokens file {}", path));
-  std::vector<floodgate::Secret> tokens;
+  if (!in) throw floodgate::Error(fmt::format("cannot read {} file {}", what, path));
+  std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) {
     const auto begin = line.find_first_not_of(" \t\r");
     if (begin == std::string::npos || line[begin] == '#') continue;
     const auto end = line.find_last_not_of(" \t\r");
-    tokens.emplace_back(line.substr(begin, end - begin + 1));
+    lines.push_back(line.substr(begin, end - begin + 1));
   }
+  return lines;
+}
+
+std::vector<floodgate::Secret> read_tokens_file(const std::string& path) {
+  std::vector<floodgate::Secret> tokens;
+  for (auto& line : read_lines(path, "tokens")) tokens.emplace_back(std::move(line));
   return tokens;
+}
+
+// "api_key access_token" per line.
+std::vector<floodgate::sim::KiteApiKey> read_keys_file(const std::string& path) {
+  std::vector<floodgate::sim::KiteApiKey> keys;
+  int number = 0;
+  for (const auto& line : read_lines(path, "keys")) {
+    ++number;
+    const auto space = line.find_first_of(" \t");
+    const auto token_begin = space == std::string::npos ? space : line.find_first_not_of(" \t", space);
+    if (token_begin == std::string::npos) {
+      throw floodgate::Error(fmt::format("{}: entry {} is not \"api_key access_token\"", path, number));
+    }
+    keys.push_back({line.substr(0, space), floodgate::Secret(line.substr(token_begin))});
+  }
+  return keys;
 }
 
 std::uint16_t parse_port(std::string_view text) {
@@ -139,6 +167,74 @@ int run_botapi(Args args) {
   return 0;
 }
 
+constexpr std::string_view kKiteUsage = R"(usage: floodgate-sim kite [options]
+  --port P            listen on 127.0.0.1:P (default: any free port)
+  --keys-file F       one "api_key access_token" per line (# comments allowed)
+  --key K --token T   one API key (repeatable; with or without --keys-file)
+  --rate N            tick frames per second on each connection (default 10)
+  --tls --ca-out F    serve wss:// with a generated certificate; write its CA to F
+)";
+
+int run_kite(Args args) {
+  floodgate::sim::KiteTickerServerOptions options;
+  std::string ca_out;
+  bool tls = false;
+  for (ArgReader reader(args); !reader.done();) {
+    const auto flag = reader.flag();
+    if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", kKiteUsage);
+      return 0;
+    } else if (flag == "--port") {
+      options.port = parse_port(reader.value(flag));
+    } else if (flag == "--keys-file") {
+      for (auto& key : read_keys_file(std::string(reader.value(flag)))) options.keys.push_back(std::move(key));
+    } else if (flag == "--key") {
+      std::string key(reader.value(flag));
+      if (reader.done() || reader.flag() != "--token") throw floodgate::Error("--key must be followed by --token");
+      options.keys.push_back({std::move(key), floodgate::Secret(std::string(reader.value("--token")))});
+    } else if (flag == "--rate") {
+      const auto text = reader.value(flag);
+      double rate = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
+      if (ec != std::errc{} || end != text.data() + text.size() || rate <= 0) {
+        throw floodgate::Error(fmt::format("invalid rate '{}'", text));
+      }
+      options.ticks_per_second = rate;
+    } else if (flag == "--tls") {
+      tls = true;
+    } else if (flag == "--ca-out") {
+      ca_out = std::string(reader.value(flag));
+    } else {
+      throw floodgate::Error(fmt::format("unknown option '{}'\n{}", flag, kKiteUsage));
+    }
+  }
+  if (options.keys.empty()) throw floodgate::Error("no API keys: give --keys-file or --key/--token");
+  std::string ca_pem;
+  if (tls) {
+    const auto certificates = floodgate::net::TestCertificates::generate();
+    options.tls = floodgate::net::make_server_tls_context(certificates.server_chain_pem, certificates.server_key_pem);
+    ca_pem = certificates.ca_pem;
+  }
+  const auto key_count = options.keys.size();
+
+  const auto stop_signals = block_stop_signals();
+  floodgate::sim::KiteTickerServer server(std::move(options));
+  server.start();
+  if (!ca_out.empty() && !ca_pem.empty()) {
+    std::ofstream(ca_out) << ca_pem;
+    fmt::print("kite: CA certificate written to {}\n", ca_out);
+  }
+  fmt::print("kite: listening on {} ({} API keys)\n", server.url(), key_count);
+  std::fflush(stdout);
+
+  wait_for_stop_signal(stop_signals);
+  server.stop();
+  const auto stats = server.stats();
+  fmt::print("kite: {} tick frames, {} ticks, {} heartbeats sent\n", stats.frames_sent, stats.ticks_sent,
+             stats.heartbeats_sent);
+  return 0;
+}
+
 struct Subcommand {
   std::string_view name;
   std::string_view summary;
@@ -147,6 +243,7 @@ struct Subcommand {
 
 constexpr Subcommand kSubcommands[] = {
     {"botapi", "a Telegram Bot API server with flood control and fault injection", run_botapi},
+    {"kite", "a Kite ticker WebSocket server streaming binary ticks", run_kite},
 };
 
 int usage(std::FILE* out) {
