@@ -62,16 +62,20 @@ struct Log {
 
 using Entries = std::vector<std::string>;
 
+/// One io_context on virtual time, with a log of how operations ended.
+struct VirtualRig {
+  asio::io_context io;
+  ManualClock clock;
+  VirtualTime time{io, clock};
+  Log log{time};
+};
+
 }  // namespace
 
 static_assert(std::is_same_v<floodgate::async::timer_for_t<floodgate::SteadyClock>, asio::steady_timer>);
 static_assert(std::is_same_v<floodgate::async::timer_for_t<ManualClock>, floodgate::async::ManualTimer>);
 
-TEST_CASE("virtual timer: fires at its deadline, in deadline order, only when time is driven", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "virtual timer: fires at its deadline, in deadline order, only when time is driven", "[limiter_async]") {
 
   auto late = floodgate::async::make_timer(io.get_executor(), clock);
   auto early = floodgate::async::make_timer(io.get_executor(), clock);
@@ -91,11 +95,7 @@ TEST_CASE("virtual timer: fires at its deadline, in deadline order, only when ti
   CHECK(log.entries == Entries{"early@3600000", "late@3600000"});
 }
 
-TEST_CASE("virtual timer: advance stops at each deadline", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "virtual timer: advance stops at each deadline", "[limiter_async]") {
   auto timer = floodgate::async::make_timer(io.get_executor(), clock);
   // A chain: each expiry arms the next one 100 ms later.
   int remaining = 3;
@@ -137,11 +137,7 @@ TEST_CASE("virtual timer: cancel, re-arm and per-operation cancellation abort th
   for (const auto& ec : results) CHECK(ec == asio::error::operation_aborted);
 }
 
-TEST_CASE("async limiter: waiters are served first-in first-out at the exact refill times", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "async limiter: waiters are served first-in first-out at the exact refill times", "[limiter_async]") {
   Bucket bucket(Rate::per_second(10), 1, clock);
   AsyncLimiter waiter(io.get_executor(), bucket);
 
@@ -155,11 +151,7 @@ TEST_CASE("async limiter: waiters are served first-in first-out at the exact ref
   CHECK(waiter.waiting() == 0);
 }
 
-TEST_CASE("async limiter: a small request never overtakes a bigger one ahead of it", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "async limiter: a small request never overtakes a bigger one ahead of it", "[limiter_async]") {
   Bucket bucket(Rate::per_second(10), 3, clock);
   REQUIRE(bucket.try_acquire(3));
   AsyncLimiter waiter(io.get_executor(), bucket);
@@ -170,11 +162,7 @@ TEST_CASE("async limiter: a small request never overtakes a bigger one ahead of 
   CHECK(log.entries == Entries{"big@300", "small@400"});
 }
 
-TEST_CASE("async limiter: the waiter bound fails new callers with too_many_waiters", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "async limiter: the waiter bound fails new callers with too_many_waiters", "[limiter_async]") {
   Bucket bucket(Rate::per_second(1), 1, clock);
   REQUIRE(bucket.try_acquire());
   AsyncLimiter waiter(io.get_executor(), bucket, {.max_waiters = 2});
@@ -188,11 +176,7 @@ TEST_CASE("async limiter: the waiter bound fails new callers with too_many_waite
   CHECK(log.entries == Entries{"c:too many operations are waiting@0", "a@1000", "b@2000"});
 }
 
-TEST_CASE("async limiter: a cancelled waiter takes nothing and lets the next one through", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "async limiter: a cancelled waiter takes nothing and lets the next one through", "[limiter_async]") {
   Bucket bucket(Rate::per_second(1), 1, clock);
   REQUIRE(bucket.try_acquire());
   AsyncLimiter waiter(io.get_executor(), bucket);
@@ -209,11 +193,7 @@ TEST_CASE("async limiter: a cancelled waiter takes nothing and lets the next one
   CHECK(bucket.time_until() == 0s);  // the cancelled waiter took nothing
 }
 
-TEST_CASE("async limiter: impossible requests fail, destruction ends the waiters", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "async limiter: impossible requests fail, destruction ends the waiters", "[limiter_async]") {
   Bucket bucket(Rate::per_second(1), 2, clock);
   REQUIRE(bucket.try_acquire(2));
   {
@@ -255,11 +235,7 @@ TEST_CASE("async limiter: use_future and use_awaitable work with the same API", 
   CHECK(first.get() == std::error_code{});
 }
 
-TEST_CASE("async limiter: a waiter held by its own chat does not hold up other chats", "[limiter_async]") {
-  asio::io_context io;
-  ManualClock clock;
-  VirtualTime time(io, clock);
-  Log log(time);
+TEST_CASE_METHOD(VirtualRig, "async limiter: a waiter held by its own chat does not hold up other chats", "[limiter_async]") {
   auto limits = floodgate::telegram_bot_limits(clock);
   const std::int64_t group = -100;
   const std::int64_t user = 42;
