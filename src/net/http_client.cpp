@@ -6,7 +6,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -21,6 +20,7 @@
 #include <random>
 
 #include "body_pieces.hpp"
+#include "open_transport.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/net/tls.hpp"
@@ -44,13 +44,14 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 Endpoint Endpoint::parse(std::string_view url) {
   // The URL is not echoed: a mistaken full API URL could carry a token.
   const auto invalid = [] {
-    return Error("invalid endpoint URL: expected http(s)://host[:port] with no path");
+    return Error("invalid endpoint URL: expected http(s):// or ws(s)://host[:port] with no path");
   };
   Endpoint endpoint;
-  if (url.starts_with("https://")) {
-    url.remove_prefix(8);
-  } else if (url.starts_with("http://")) {
-    url.remove_prefix(7);
+  // ws:// and wss:// name the same transports for WebSocket endpoints.
+  if (url.starts_with("https://") || url.starts_with("wss://")) {
+    url.remove_prefix(url.find("://") + 3);
+  } else if (url.starts_with("http://") || url.starts_with("ws://")) {
+    url.remove_prefix(url.find("://") + 3);
     endpoint.tls = false;
     endpoint.port = 80;
   } else {
@@ -353,44 +354,14 @@ struct Opened {
 };
 
 asio::awaitable<Opened> open_connection(State& state, const Endpoint& endpoint, const Deadlines& deadlines) {
-  const auto executor = co_await asio::this_coro::executor;
   const SteadyTime connect_by = deadlines.connect_by();
-
-  // The resolver has no timeout of its own: a timer cancels it.
-  auto resolver = std::make_shared<tcp::resolver>(executor);
-  asio::steady_timer resolve_timer(executor, connect_by);
-  resolve_timer.async_wait([weak = std::weak_ptr(resolver)](const boost::system::error_code& ec) {
-    if (auto alive = weak.lock(); alive && !ec) alive->cancel();
-  });
-  auto [resolve_error, addresses] = co_await resolver->async_resolve(endpoint.host, std::to_string(endpoint.port),
-                                                                      use_tuple);
-  resolve_timer.cancel();
-  if (resolve_error) {
-    co_return Opened{std::chrono::steady_clock::now() >= connect_by ? errc::timeout : errc::dns_failed};
-  }
-
-  auto connection = std::make_unique<Connection>(endpoint, executor, *state.options.tls);
-  auto& tcp = connection->tcp();
-  tcp.expires_at(connect_by);
-  auto [connect_error, peer] = co_await tcp.async_connect(addresses, use_tuple);
-  if (connect_error) {
-    co_return Opened{connect_error == beast::error::timeout ? errc::timeout : errc::connect_failed};
-  }
+  auto connection =
+      std::make_unique<Connection>(endpoint, co_await asio::this_coro::executor, *state.options.tls);
+  if (auto ec = co_await detail::connect_tcp(connection->tcp(), endpoint, connect_by)) co_return Opened{ec};
   ++state.connections_opened;
-  boost::system::error_code ignored;
-  tcp.socket().set_option(tcp::no_delay(true), ignored);  // requests are small; never wait for Nagle
-
   if (auto* tls = std::get_if<beast::ssl_stream<beast::tcp_stream>>(&connection->stream)) {
-    if (set_tls_peer_name(tls->native_handle(), endpoint.host)) co_return Opened{errc::tls_handshake_failed};
-    tcp.expires_at(connect_by);
-    auto [handshake_error] = co_await tls->async_handshake(ssl::stream_base::client, use_tuple);
-    if (handshake_error) {
-      if (handshake_error == beast::error::timeout) co_return Opened{errc::timeout};
-      const bool certificate_failed = SSL_get_verify_result(tls->native_handle()) != X509_V_OK;
-      co_return Opened{certificate_failed ? errc::certificate_rejected : errc::tls_handshake_failed};
-    }
+    if (auto ec = co_await detail::handshake_tls(*tls, endpoint, connect_by)) co_return Opened{ec};
   }
-  tcp.expires_never();
   co_return Opened{{}, std::move(connection)};
 }
 

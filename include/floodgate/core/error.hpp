@@ -35,6 +35,7 @@ enum class errc {
   capacity_exceeded,         ///< a fixed capacity (connections, instruments, keys) is full
   store_corrupt,             ///< a persisted file could not be parsed
   io_error,                  ///< reading or writing a local file failed
+  too_many_connections,      ///< the service refused one more connection for this credential
 };
 
 class ErrorCategory final : public std::error_category {
@@ -59,6 +60,7 @@ class ErrorCategory final : public std::error_category {
       case errc::capacity_exceeded: return "capacity exceeded";
       case errc::store_corrupt: return "persisted state is corrupt";
       case errc::io_error: return "file I/O error";
+      case errc::too_many_connections: return "too many connections for this credential";
     }
     return "unknown floodgate error";
   }

@@ -1,6 +1,6 @@
 // floodgate/net/error.hpp: why a network exchange failed.
 //
-// Every failure of the HTTPS client (and of the other net/ clients) ends in
+// Every failure of the HTTPS client and of the WebSocket client ends in
 // one `std::error_code` in the `floodgate::net::category()` category, one
 // value per failure class, so that callers decide what to do with a plain
 // comparison instead of decoding Asio, Beast and OpenSSL codes:
@@ -31,6 +31,7 @@ enum class errc {
   response_too_large,     ///< the response body exceeded the configured limit
   file_error,             ///< a local file (upload source, download target) could not be used
   cancelled,              ///< the operation was cancelled or the client shut down
+  upgrade_rejected,       ///< the server answered a WebSocket upgrade with another HTTP status
 };
 
 }  // namespace floodgate::net
@@ -57,6 +58,7 @@ class ErrorCategory final : public std::error_category {
       case errc::response_too_large: return "response body too large";
       case errc::file_error: return "local file error";
       case errc::cancelled: return "operation cancelled";
+      case errc::upgrade_rejected: return "WebSocket upgrade rejected by the server";
     }
     return "unknown network error";
   }

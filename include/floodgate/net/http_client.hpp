@@ -74,7 +74,7 @@ struct Endpoint {
   std::uint16_t port = 443;
 
   /// Parses "https://host[:port]" or "http://host[:port]" (IPv6 as "[::1]");
-  /// a trailing "/" is accepted, any other path is not. Throws
+  /// "wss://" and "ws://" are read as https and http. A trailing "/" is accepted, any other path is not. Throws
   /// floodgate::Error on anything else: endpoints come from configuration.
   static Endpoint parse(std::string_view url);
 

@@ -1,0 +1,145 @@
+// floodgate/kite/ticker_manager.hpp: all the ticker connections of one API key.
+//
+// Kite lets one API key hold 3 ticker connections of up to 3000 instruments
+// each. `KiteTickerManager` opens those connections when started, spreads
+// subscriptions over them (each new batch goes to the least loaded
+// connections, one subscribe message per connection), and decodes every
+// packet into a `Tick` for the message handler:
+//
+//   floodgate::kite::KiteTickerManager manager(io.get_executor(), "API-1", key, {},
+//       [](std::size_t connection, floodgate::kite::KiteMessage&& message) { ... });
+//   manager.start();
+//   manager.subscribe(tokens, floodgate::kite::Mode::full);   // throws CapacityError when full
+//
+// Subscribing is all or nothing: a batch that does not fit in the spare
+// capacity is refused whole with a `CapacityError` that names the numbers.
+// Tokens already subscribed only change mode.
+//
+// `MultiApiKiteTickerManager` (multi_api_manager.hpp) puts several of these
+// together; use this class directly when one key is all you have. Every method
+// is thread-safe; the handlers run on the connections' strands, concurrently
+// for different connections.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <floodgate/core/credential.hpp>
+#include <floodgate/core/error.hpp>
+#include <floodgate/kite/ticker_connection.hpp>
+#include <floodgate/kite/ticker_message.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace floodgate::kite {
+
+/// Kite's limits per API key.
+inline constexpr std::size_t kite_max_connections_per_key = 3;
+inline constexpr std::size_t kite_max_instruments_per_connection = 3000;
+
+struct KiteTickerManagerOptions {
+  std::size_t max_connections = kite_max_connections_per_key;                ///< 1 … 3
+  std::size_t max_symbols_per_connection = kite_max_instruments_per_connection;  ///< 1 … 3000
+  KiteConnectionSettings connection;
+};
+
+/// A subscription refused because it does not fit. The message names the
+/// numbers: "API-1 cannot take 9500 more instruments: 3 connections x 3000 =
+/// 9000, 1200 subscribed, 7800 free".
+class CapacityError : public Error {
+ public:
+  CapacityError(const std::string& message, std::size_t requested, std::size_t available)
+      : Error(message), requested_(requested), available_(available) {}
+  std::size_t requested() const noexcept { return requested_; }
+  std::size_t available() const noexcept { return available_; }
+
+ private:
+  std::size_t requested_;
+  std::size_t available_;
+};
+
+/// How an API key is doing, from its connections' states.
+enum class KeyHealth : std::uint8_t {
+  idle,      ///< not started
+  live,      ///< every connection is connected
+  degraded,  ///< some connections are connected, others are reconnecting
+  down,      ///< no connection is connected; they are still trying
+  failed,    ///< every connection stopped trying: access denied or attempts used up
+  stopped,   ///< stop() was called
+};
+
+std::string_view to_string(KeyHealth health) noexcept;
+
+/// True when ticks can flow: at least one connection is up.
+constexpr bool is_serving(KeyHealth health) noexcept {
+  return health == KeyHealth::live || health == KeyHealth::degraded;
+}
+
+struct ApiStats {
+  std::string id;
+  KeyHealth health = KeyHealth::idle;
+  std::size_t symbols = 0;
+  std::size_t capacity = 0;  ///< connections x symbols per connection
+  std::uint64_t ticks = 0;
+  std::uint64_t reconnects = 0;
+  std::uint64_t malformed_frames = 0;
+  std::uint64_t failed_attempts = 0;
+  std::uint64_t watchdog_timeouts = 0;
+  std::uint64_t symbols_moved_out = 0;  ///< taken away by failover (multi-API manager)
+  std::uint64_t symbols_moved_in = 0;   ///< received from a failed key (multi-API manager)
+  std::vector<ConnectionStats> connections;
+};
+
+class KiteTickerManager {
+ public:
+  using MessageHandler = std::function<void(std::size_t connection, KiteMessage&&)>;
+  using HealthHandler = std::function<void(KeyHealth)>;
+
+  /// Throws floodgate::Error for limits outside Kite's (see the options) and
+  /// for what KiteTickerConnection refuses. `id` names the key in stats and
+  /// logs and must not be the key itself.
+  KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+                    KiteTickerManagerOptions options, MessageHandler on_message, HealthHandler on_health = {});
+  ~KiteTickerManager();  ///< stop()
+  KiteTickerManager(const KiteTickerManager&) = delete;
+  KiteTickerManager& operator=(const KiteTickerManager&) = delete;
+
+  /// Opens every connection.
+  void start();
+  /// Stops every connection for good.
+  void stop();
+
+  /// Subscribes `tokens` in `mode`, all or nothing; throws CapacityError when
+  /// the new ones do not fit, or floodgate::Error after stop().
+  void subscribe(std::span<const std::uint32_t> tokens, Mode mode);
+  /// Returns how many of `tokens` were subscribed (and now are not).
+  std::size_t unsubscribe(std::span<const std::uint32_t> tokens);
+  /// Returns how many of `tokens` were subscribed (and changed mode).
+  std::size_t change_mode(std::span<const std::uint32_t> tokens, Mode mode);
+  /// Unsubscribes everything and returns what was subscribed, with modes:
+  /// how a failed key's instruments are handed to another key.
+  std::vector<std::pair<std::uint32_t, Mode>> release_all();
+
+  bool is_subscribed(std::uint32_t token) const;
+  std::size_t symbol_count() const;
+  std::size_t capacity() const noexcept;
+  std::size_t spare_capacity() const { return capacity() - symbol_count(); }
+  KeyHealth health() const;
+  ApiStats stats() const;
+  /// The tokens on each connection, sorted.
+  std::vector<std::vector<std::uint32_t>> distribution() const;
+  const std::string& id() const noexcept;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace floodgate::kite

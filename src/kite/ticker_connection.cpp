@@ -1,0 +1,375 @@
+// KiteTickerConnection: one coroutine per connection runs the whole life
+// cycle (dial, subscribe, read, watch, back off, dial again) on a strand. The
+// public methods only post to that strand, so all connection state below is
+// touched by one thread at a time; the counters are atomics so that stats()
+// can read them from anywhere.
+#include <floodgate/kite/ticker_connection.hpp>
+
+#include <floodgate/core/error.hpp>
+#include <floodgate/core/log.hpp>
+#include <floodgate/net/websocket.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+
+namespace floodgate::kite {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds backoff_delay(const ReconnectPolicy& policy, std::size_t attempt, double unit_random) {
+  const double initial = static_cast<double>(std::max<std::int64_t>(policy.initial_delay.count(), 1));
+  const double cap = static_cast<double>(std::max(policy.max_delay, policy.initial_delay).count());
+  const double exponent = static_cast<double>(std::min<std::size_t>(attempt == 0 ? 0 : attempt - 1, 62));
+  const double full = std::min(cap, initial * std::exp2(exponent));
+  const double jittered = full * (1.0 - 0.5 * std::clamp(unit_random, 0.0, 1.0));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(jittered));
+}
+
+std::string_view to_string(ConnectionState state) noexcept {
+  switch (state) {
+    case ConnectionState::idle: return "idle";
+    case ConnectionState::connecting: return "connecting";
+    case ConnectionState::connected: return "connected";
+    case ConnectionState::waiting_to_reconnect: return "reconnecting";
+    case ConnectionState::auth_failed: return "auth failed";
+    case ConnectionState::gave_up: return "gave up";
+    case ConnectionState::stopped: return "stopped";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Key and token go into the upgrade URL's query unescaped, as every Kite
+// client sends them; anything that would need escaping is refused up front.
+bool is_url_safe(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.' || c == '~';
+  });
+}
+
+}  // namespace
+
+struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
+  State(asio::any_io_executor executor, std::string label_text, KiteKey key_value, KiteConnectionSettings config,
+        Handlers callbacks)
+      : strand(asio::make_strand(executor)),
+        label(std::move(label_text)),
+        key(std::move(key_value)),
+        settings(std::move(config)),
+        handlers(std::move(callbacks)),
+        endpoint(net::Endpoint::parse(settings.url)),
+        watchdog(strand),
+        backoff(strand),
+        random(std::random_device{}()) {
+    if (!is_url_safe(key.api_key.reveal()) || !is_url_safe(key.access_token.reveal())) {
+      throw Error(fmt::format("{}: the API key and access token may hold only letters, digits and -_.~", label));
+    }
+  }
+
+  // ---- everything below runs on the strand -------------------------------
+
+  void set_state(ConnectionState next, std::error_code reason = {}) {
+    if (reason) {
+      std::lock_guard lock(error_mutex);
+      last_error = reason;
+    }
+    state.store(next);
+    if (handlers.on_state && !stopping) handlers.on_state(next, reason);
+  }
+
+  net::RequestTarget upgrade_target() const {
+    return net::RequestTarget("/?api_key=").append(key.api_key).append("&access_token=").append(key.access_token);
+  }
+
+  static net::HttpHeaders upgrade_headers() { return {{"X-Kite-Version", "3"}}; }
+
+  // Queues one text message; the writes go out one at a time, in order.
+  void send(std::string message) {
+    outbox.push_back(std::move(message));
+    if (outbox.size() == 1) write_next(socket);
+  }
+
+  void write_next(const std::shared_ptr<net::WebSocket>& ws) {
+    if (!ws || outbox.empty()) return;
+    ws->async_write_text(outbox.front(), asio::bind_executor(strand, [this, self = shared_from_this(), ws](
+                                                                         std::error_code ec) {
+      if (ws != socket) return;  // a write of a connection already replaced
+      if (ec) {
+        ws->cancel();  // the read loop sees the failure and reconnects
+        return;
+      }
+      outbox.pop_front();
+      write_next(ws);
+    }));
+  }
+
+  // On every connect: all tokens in one subscribe message, then one mode
+  // message per mode (the server starts every new subscription in quote).
+  void send_desired_state() {
+    if (desired.empty()) return;
+    std::vector<std::uint32_t> all;
+    std::map<Mode, std::vector<std::uint32_t>> by_mode;
+    all.reserve(desired.size());
+    for (const auto& [token, mode] : desired) {
+      all.push_back(token);
+      by_mode[mode].push_back(token);
+    }
+    send(subscribe_message(all));
+    for (const auto& [mode, tokens] : by_mode) send(mode_message(mode, tokens));
+  }
+
+  void subscribe(std::vector<std::uint32_t> tokens, Mode mode) {
+    if (tokens.empty() || is_final(state.load())) return;
+    for (auto token : tokens) desired[token] = mode;
+    subscriptions.store(desired.size());
+    if (state.load() != ConnectionState::connected) return;
+    send(subscribe_message(tokens));
+    send(mode_message(mode, tokens));
+  }
+
+  void unsubscribe(const std::vector<std::uint32_t>& tokens) {
+    std::vector<std::uint32_t> removed;
+    for (auto token : tokens) {
+      if (desired.erase(token) != 0) removed.push_back(token);
+    }
+    subscriptions.store(desired.size());
+    if (!removed.empty() && state.load() == ConnectionState::connected) send(unsubscribe_message(removed));
+  }
+
+  void set_mode(const std::vector<std::uint32_t>& tokens, Mode mode) {
+    std::vector<std::uint32_t> changed;
+    for (auto token : tokens) {
+      if (auto it = desired.find(token); it != desired.end()) {
+        it->second = mode;
+        changed.push_back(token);
+      }
+    }
+    if (!changed.empty() && state.load() == ConnectionState::connected) send(mode_message(mode, changed));
+  }
+
+  void on_message(const net::WebSocketMessage& message) {
+    last_message = Clock::now();
+    if (!message.binary) {
+      ++text_messages;
+      auto text = parse_text_message(message.text());
+      if (!text) {
+        ++malformed_frames;
+        log(LogLevel::warning, "Kite connection {}: ignored a text message that is not a ticker message", label);
+        return;
+      }
+      if (text->type == TextMessage::Type::error) {
+        log(LogLevel::warning, "Kite connection {}: the server reports an error: {}", label,
+            text->data.is_string() ? text->data.get<std::string>() : text->data.dump());
+      }
+      if (handlers.on_text) handlers.on_text(std::move(*text));
+      return;
+    }
+    const FrameView frame(message.data);
+    if (frame.is_heartbeat()) {
+      ++heartbeats;
+      return;
+    }
+    ++frames;
+    ticks += frame.size();
+    if (!frame.ok()) {
+      ++malformed_frames;
+      log(LogLevel::warning, "Kite connection {}: {}", label, *frame.error());
+    }
+    if (!frame.empty() && handlers.on_frame) handlers.on_frame(frame);
+  }
+
+  // Fires when no message arrived for watchdog_timeout and kills the socket;
+  // the read loop then ends and the connection is replaced.
+  void arm_watchdog(const std::shared_ptr<net::WebSocket>& ws) {
+    watchdog.expires_at(last_message + settings.watchdog_timeout);
+    watchdog.async_wait([this, self = shared_from_this(), ws](boost::system::error_code ec) {
+      if (ec || ws != socket) return;
+      if (Clock::now() - last_message < settings.watchdog_timeout) {
+        arm_watchdog(ws);
+        return;
+      }
+      ++watchdog_timeouts;
+      watchdog_fired = true;
+      ws->cancel();
+    });
+  }
+
+  asio::awaitable<std::error_code> read_until_failure(std::shared_ptr<net::WebSocket> ws) {
+    for (;;) {
+      auto [ec, message] = co_await ws->async_read(use_tuple);
+      if (ec) co_return watchdog_fired ? std::error_code(net::errc::timeout) : ec;
+      on_message(message);
+    }
+  }
+
+  asio::awaitable<void> run() {
+    std::size_t failures_in_a_row = 0;
+    while (!stopping) {
+      set_state(ConnectionState::connecting);
+      auto ws = std::make_shared<net::WebSocket>(
+          strand, net::WebSocketOptions{.tls = settings.tls,
+                                        .allow_plain_ws = settings.allow_plain_ws,
+                                        .handshake_timeout = settings.connect_timeout,
+                                        .idle_timeout = settings.watchdog_timeout});
+      socket = ws;
+      auto [ec, status] = co_await ws->async_connect(endpoint, upgrade_target(), upgrade_headers(), use_tuple);
+      if (stopping) break;
+
+      if (!ec) {
+        failures_in_a_row = 0;
+        if (connects++ > 0) ++reconnects;
+        watchdog_fired = false;
+        last_message = Clock::now();
+        outbox.clear();
+        set_state(ConnectionState::connected);
+        send_desired_state();
+        arm_watchdog(ws);
+        ec = co_await read_until_failure(ws);
+        watchdog.cancel();
+        socket.reset();
+        ws->cancel();
+        if (stopping) break;
+        log(LogLevel::warning, "Kite connection {} lost: {}; reconnecting", label, ec.message());
+      } else {
+        socket.reset();
+        ++failed_attempts;
+        last_http_status.store(status);
+        if (ec == net::errc::upgrade_rejected && status == 403) {
+          log(LogLevel::error, "Kite connection {}: access denied (HTTP 403); check the API key and access token",
+              label);
+          set_state(ConnectionState::auth_failed, errc::auth_failed);
+          co_return;
+        }
+        if (ec == net::errc::upgrade_rejected && status == 429) ec = errc::too_many_connections;
+        log(LogLevel::warning, "Kite connection {}: connect failed: {}", label, ec.message());
+        if (++failures_in_a_row >= settings.reconnect.max_attempts && settings.reconnect.max_attempts != 0) {
+          set_state(ConnectionState::gave_up, ec);
+          co_return;
+        }
+      }
+
+      set_state(ConnectionState::waiting_to_reconnect, ec);
+      const auto pause = backoff_delay(settings.reconnect, std::max<std::size_t>(failures_in_a_row, 1),
+                                       std::uniform_real_distribution<double>(0.0, 1.0)(random));
+      backoff.expires_after(pause);
+      co_await backoff.async_wait(use_tuple);
+    }
+    state.store(ConnectionState::stopped);
+  }
+
+  void stop() {
+    if (std::exchange(stopping, true)) return;
+    state.store(ConnectionState::stopped);
+    if (socket) socket->cancel();
+    watchdog.cancel();
+    backoff.cancel();
+    outbox.clear();
+    if (handlers.on_state) handlers.on_state(ConnectionState::stopped, {});
+  }
+
+  // ---- fixed at construction ----------------------------------------------
+  asio::strand<asio::any_io_executor> strand;
+  const std::string label;
+  const KiteKey key;
+  const KiteConnectionSettings settings;
+  const Handlers handlers;
+  const net::Endpoint endpoint;
+
+  // ---- strand-only ----------------------------------------------------------
+  std::map<std::uint32_t, Mode> desired;  // ordered: stable, readable subscribe messages
+  std::shared_ptr<net::WebSocket> socket;
+  std::deque<std::string> outbox;
+  asio::steady_timer watchdog;
+  asio::steady_timer backoff;
+  Clock::time_point last_message{};
+  bool watchdog_fired = false;
+  bool stopping = false;
+  std::minstd_rand random;
+
+  // ---- read from any thread ---------------------------------------------------
+  std::atomic<ConnectionState> state{ConnectionState::idle};
+  std::atomic<std::size_t> subscriptions{0};
+  std::atomic<std::uint64_t> ticks{0}, frames{0}, heartbeats{0}, text_messages{0}, malformed_frames{0}, connects{0},
+      reconnects{0}, failed_attempts{0}, watchdog_timeouts{0};
+  std::atomic<int> last_http_status{0};
+  mutable std::mutex error_mutex;
+  std::error_code last_error;
+};
+
+KiteTickerConnection::KiteTickerConnection(asio::any_io_executor executor, std::string label, KiteKey key,
+                                           KiteConnectionSettings settings, Handlers handlers)
+    : label_(label),
+      state_(std::make_shared<State>(std::move(executor), std::move(label), std::move(key), std::move(settings),
+                                     std::move(handlers))) {}
+
+KiteTickerConnection::~KiteTickerConnection() { stop(); }
+
+void KiteTickerConnection::start() {
+  asio::post(state_->strand, [state = state_] {
+    if (state->stopping || state->state.load() != ConnectionState::idle) return;
+    asio::co_spawn(state->strand, state->run(), [state](std::exception_ptr error) {
+      if (!error) return;
+      // Only allocation failure can get here; the connection is lost for good.
+      log(LogLevel::error, "Kite connection {} stopped by an internal error", state->label);
+      state->set_state(ConnectionState::gave_up, std::make_error_code(std::errc::not_enough_memory));
+    });
+  });
+}
+
+void KiteTickerConnection::stop() {
+  asio::post(state_->strand, [state = state_] { state->stop(); });
+}
+
+void KiteTickerConnection::subscribe(std::vector<std::uint32_t> tokens, Mode mode) {
+  asio::post(state_->strand, [state = state_, tokens = std::move(tokens), mode]() mutable {
+    state->subscribe(std::move(tokens), mode);
+  });
+}
+
+void KiteTickerConnection::unsubscribe(std::vector<std::uint32_t> tokens) {
+  asio::post(state_->strand, [state = state_, tokens = std::move(tokens)] { state->unsubscribe(tokens); });
+}
+
+void KiteTickerConnection::set_mode(std::vector<std::uint32_t> tokens, Mode mode) {
+  asio::post(state_->strand, [state = state_, tokens = std::move(tokens), mode] { state->set_mode(tokens, mode); });
+}
+
+ConnectionStats KiteTickerConnection::stats() const {
+  const State& s = *state_;
+  ConnectionStats out;
+  out.state = s.state.load();
+  out.subscriptions = s.subscriptions.load();
+  out.ticks = s.ticks.load();
+  out.frames = s.frames.load();
+  out.heartbeats = s.heartbeats.load();
+  out.text_messages = s.text_messages.load();
+  out.malformed_frames = s.malformed_frames.load();
+  out.connects = s.connects.load();
+  out.reconnects = s.reconnects.load();
+  out.failed_attempts = s.failed_attempts.load();
+  out.watchdog_timeouts = s.watchdog_timeouts.load();
+  out.last_http_status = s.last_http_status.load();
+  std::lock_guard lock(s.error_mutex);
+  out.last_error = s.last_error;
+  return out;
+}
+
+}  // namespace floodgate::kite

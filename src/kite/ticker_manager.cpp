@@ -1,0 +1,303 @@
+// KiteTickerManager: the placement of tokens on one key's connections, under a
+// mutex, plus a mirror of each connection's state from which the key's health
+// is derived. The connections do the I/O; their methods only post, so calling
+// them under the mutex keeps the order of concurrent calls without blocking.
+#include <floodgate/kite/ticker_manager.hpp>
+
+#include <floodgate/core/log.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace floodgate::kite {
+
+std::string_view to_string(KeyHealth health) noexcept {
+  switch (health) {
+    case KeyHealth::idle: return "idle";
+    case KeyHealth::live: return "live";
+    case KeyHealth::degraded: return "degraded";
+    case KeyHealth::down: return "down";
+    case KeyHealth::failed: return "failed";
+    case KeyHealth::stopped: return "stopped";
+  }
+  return "?";
+}
+
+namespace {
+
+struct Placement {
+  std::size_t connection = 0;
+  Mode mode = Mode::quote;
+};
+
+void check_limit(std::string_view what, std::size_t value, std::size_t kite_limit) {
+  if (value == 0 || value > kite_limit) {
+    throw Error(fmt::format("{} must be between 1 and {} (Kite's limit), not {}", what, kite_limit, value));
+  }
+}
+
+}  // namespace
+
+struct KiteTickerManager::Impl {
+  Impl(std::string key_id, KiteTickerManagerOptions opts, MessageHandler message_handler,
+       HealthHandler health_handler)
+      : id(std::move(key_id)),
+        options(std::move(opts)),
+        on_message(std::move(message_handler)),
+        on_health(std::move(health_handler)),
+        load(options.max_connections, 0),
+        connection_states(options.max_connections, ConnectionState::idle) {}
+
+  KeyHealth health_locked() const {
+    if (stopped) return KeyHealth::stopped;
+    if (!started) return KeyHealth::idle;
+    const auto connected = std::count(connection_states.begin(), connection_states.end(), ConnectionState::connected);
+    const auto finished = std::count_if(connection_states.begin(), connection_states.end(), is_final);
+    if (static_cast<std::size_t>(connected) == connection_states.size()) return KeyHealth::live;
+    if (connected > 0) return KeyHealth::degraded;
+    if (static_cast<std::size_t>(finished) == connection_states.size()) return KeyHealth::failed;
+    return KeyHealth::down;
+  }
+
+  void on_connection_state(std::size_t index, ConnectionState state) {
+    KeyHealth before, after;
+    {
+      std::lock_guard lock(mutex);
+      before = health_locked();
+      connection_states[index] = state;
+      after = health_locked();
+    }
+    if (before != after && on_health) on_health(after);
+  }
+
+  // The connection that should take the next token: the least loaded one that
+  // can still stream (final connections only when every one is final).
+  std::size_t least_loaded() const {
+    std::size_t best = load.size();
+    for (std::size_t i = 0; i < load.size(); ++i) {
+      if (load[i] >= options.max_symbols_per_connection || is_final(connection_states[i])) continue;
+      if (best == load.size() || load[i] < load[best]) best = i;
+    }
+    if (best != load.size()) return best;
+    for (std::size_t i = 0; i < load.size(); ++i) {
+      if (load[i] < options.max_symbols_per_connection && (best == load.size() || load[i] < load[best])) best = i;
+    }
+    return best;
+  }
+
+  std::size_t capacity() const { return options.max_connections * options.max_symbols_per_connection; }
+
+  const std::string id;
+  const KiteTickerManagerOptions options;
+  const MessageHandler on_message;
+  const HealthHandler on_health;
+  std::vector<std::unique_ptr<KiteTickerConnection>> connections;
+
+  mutable std::mutex mutex;
+  std::unordered_map<std::uint32_t, Placement> placement;
+  std::vector<std::size_t> load;  // tokens per connection
+  std::vector<ConnectionState> connection_states;
+  bool started = false;
+  bool stopped = false;
+};
+
+KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+                                     KiteTickerManagerOptions options, MessageHandler on_message,
+                                     HealthHandler on_health) {
+  check_limit("max_connections", options.max_connections, kite_max_connections_per_key);
+  check_limit("max_symbols_per_connection", options.max_symbols_per_connection, kite_max_instruments_per_connection);
+  impl_ = std::make_shared<Impl>(std::move(id), std::move(options), std::move(on_message), std::move(on_health));
+
+  // The handlers hold the Impl weakly: a connection's strand may still call
+  // one while the manager is being destroyed.
+  const std::weak_ptr<Impl> weak = impl_;
+  for (std::size_t i = 0; i < impl_->options.max_connections; ++i) {
+    KiteTickerConnection::Handlers handlers{
+        .on_frame =
+            [weak, i](const FrameView& frame) {
+              const auto impl = weak.lock();
+              if (!impl || !impl->on_message) return;
+              for (const PacketView packet : frame) impl->on_message(i, KiteMessage(packet.decode()));
+            },
+        .on_text =
+            [weak, i](TextMessage&& text) {
+              if (const auto impl = weak.lock(); impl && impl->on_message) impl->on_message(i, KiteMessage(std::move(text)));
+            },
+        .on_state =
+            [weak, i](ConnectionState state, std::error_code) {
+              if (const auto impl = weak.lock()) impl->on_connection_state(i, state);
+            },
+    };
+    impl_->connections.push_back(std::make_unique<KiteTickerConnection>(
+        executor, fmt::format("{}#{}", impl_->id, i), key, impl_->options.connection, std::move(handlers)));
+  }
+}
+
+KiteTickerManager::~KiteTickerManager() { stop(); }
+
+void KiteTickerManager::start() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->started || impl_->stopped) return;
+    impl_->started = true;
+  }
+  for (auto& connection : impl_->connections) connection->start();
+}
+
+void KiteTickerManager::stop() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+  }
+  for (auto& connection : impl_->connections) connection->stop();
+  if (impl_->on_health) impl_->on_health(KeyHealth::stopped);
+}
+
+void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mode) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  if (m.stopped) throw Error(fmt::format("{}: cannot subscribe after stop()", m.id));
+
+  std::vector<std::uint32_t> fresh;
+  std::vector<std::vector<std::uint32_t>> mode_changes(m.connections.size());
+  std::unordered_set<std::uint32_t> seen;
+  for (const auto token : tokens) {
+    if (!seen.insert(token).second) continue;
+    if (const auto it = m.placement.find(token); it != m.placement.end()) {
+      if (it->second.mode != mode) mode_changes[it->second.connection].push_back(token);
+    } else {
+      fresh.push_back(token);
+    }
+  }
+  const std::size_t free = m.capacity() - m.placement.size();
+  if (fresh.size() > free) {
+    throw CapacityError(fmt::format("{} cannot take {} more instruments: {} connections x {} = {}, {} subscribed, {} free",
+                                    m.id, fresh.size(), m.options.max_connections,
+                                    m.options.max_symbols_per_connection, m.capacity(), m.placement.size(), free),
+                        fresh.size(), free);
+  }
+
+  std::vector<std::vector<std::uint32_t>> batches(m.connections.size());
+  for (const auto token : fresh) {
+    const std::size_t target = m.least_loaded();
+    ++m.load[target];
+    m.placement.emplace(token, Placement{target, mode});
+    batches[target].push_back(token);
+  }
+  for (std::size_t i = 0; i < m.connections.size(); ++i) {
+    for (const auto token : mode_changes[i]) m.placement[token].mode = mode;
+    if (!batches[i].empty()) m.connections[i]->subscribe(std::move(batches[i]), mode);
+    if (!mode_changes[i].empty()) m.connections[i]->set_mode(std::move(mode_changes[i]), mode);
+  }
+}
+
+std::size_t KiteTickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  std::vector<std::vector<std::uint32_t>> batches(m.connections.size());
+  std::size_t removed = 0;
+  for (const auto token : tokens) {
+    const auto it = m.placement.find(token);
+    if (it == m.placement.end()) continue;
+    batches[it->second.connection].push_back(token);
+    --m.load[it->second.connection];
+    m.placement.erase(it);
+    ++removed;
+  }
+  for (std::size_t i = 0; i < m.connections.size(); ++i) {
+    if (!batches[i].empty()) m.connections[i]->unsubscribe(std::move(batches[i]));
+  }
+  return removed;
+}
+
+std::size_t KiteTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  std::vector<std::vector<std::uint32_t>> batches(m.connections.size());
+  std::size_t changed = 0;
+  for (const auto token : tokens) {
+    const auto it = m.placement.find(token);
+    if (it == m.placement.end()) continue;
+    it->second.mode = mode;
+    batches[it->second.connection].push_back(token);
+    ++changed;
+  }
+  for (std::size_t i = 0; i < m.connections.size(); ++i) {
+    if (!batches[i].empty()) m.connections[i]->set_mode(std::move(batches[i]), mode);
+  }
+  return changed;
+}
+
+std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  std::vector<std::pair<std::uint32_t, Mode>> released;
+  std::vector<std::vector<std::uint32_t>> batches(m.connections.size());
+  released.reserve(m.placement.size());
+  for (const auto& [token, where] : m.placement) {
+    released.emplace_back(token, where.mode);
+    batches[where.connection].push_back(token);
+  }
+  m.placement.clear();
+  std::fill(m.load.begin(), m.load.end(), 0);
+  for (std::size_t i = 0; i < m.connections.size(); ++i) {
+    if (!batches[i].empty()) m.connections[i]->unsubscribe(std::move(batches[i]));
+  }
+  std::sort(released.begin(), released.end());
+  return released;
+}
+
+bool KiteTickerManager::is_subscribed(std::uint32_t token) const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->placement.contains(token);
+}
+
+std::size_t KiteTickerManager::symbol_count() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->placement.size();
+}
+
+std::size_t KiteTickerManager::capacity() const noexcept { return impl_->capacity(); }
+
+KeyHealth KiteTickerManager::health() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->health_locked();
+}
+
+ApiStats KiteTickerManager::stats() const {
+  ApiStats out;
+  out.id = impl_->id;
+  out.capacity = impl_->capacity();
+  {
+    std::lock_guard lock(impl_->mutex);
+    out.health = impl_->health_locked();
+    out.symbols = impl_->placement.size();
+  }
+  for (const auto& connection : impl_->connections) {
+    out.connections.push_back(connection->stats());
+    const ConnectionStats& c = out.connections.back();
+    out.ticks += c.ticks;
+    out.reconnects += c.reconnects;
+    out.malformed_frames += c.malformed_frames;
+    out.failed_attempts += c.failed_attempts;
+    out.watchdog_timeouts += c.watchdog_timeouts;
+  }
+  return out;
+}
+
+std::vector<std::vector<std::uint32_t>> KiteTickerManager::distribution() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<std::vector<std::uint32_t>> out(impl_->connections.size());
+  for (const auto& [token, where] : impl_->placement) out[where.connection].push_back(token);
+  for (auto& tokens : out) std::sort(tokens.begin(), tokens.end());
+  return out;
+}
+
+const std::string& KiteTickerManager::id() const noexcept { return impl_->id; }
+
+}  // namespace floodgate::kite

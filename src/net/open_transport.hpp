@@ -1,0 +1,30 @@
+// Private to floodgate_net: opening a TCP connection and its TLS layer, shared
+// by the HTTPS client and the WebSocket client so that both resolve, connect,
+// verify and classify failures the same way.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <chrono>
+#include <system_error>
+
+#include "floodgate/net/http_client.hpp"
+
+namespace floodgate::net::detail {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+/// Resolves `endpoint.host` and connects `tcp` to it by `deadline`, with
+/// TCP_NODELAY set. Fails with errc::timeout, dns_failed or connect_failed.
+boost::asio::awaitable<std::error_code> connect_tcp(boost::beast::tcp_stream& tcp, const Endpoint& endpoint,
+                                                    SteadyTime deadline);
+
+/// Performs the client TLS handshake on a connected stream by `deadline`, with
+/// SNI and the host-name check for `endpoint.host`. Fails with errc::timeout,
+/// certificate_rejected or tls_handshake_failed.
+boost::asio::awaitable<std::error_code> handshake_tls(boost::beast::ssl_stream<boost::beast::tcp_stream>& tls,
+                                                      const Endpoint& endpoint, SteadyTime deadline);
+
+}  // namespace floodgate::net::detail
