@@ -94,10 +94,10 @@ BotApiResponse decode_bot_api_response(int http_status, std::string_view body) {
   return response;
 }
 
-Outcome<nlohmann::json> classify(const BotApiResponse& response, bool addressed_to_chat) {
+Outcome<nlohmann::json> classify(BotApiResponse response, bool addressed_to_chat) {
   using Result = Outcome<nlohmann::json>;
   if (response.transport) return Result::transient(response.describe());
-  if (!response.error) return Result::success(response.result);
+  if (!response.error) return Result::success(std::move(response.result));
   const BotApiError& error = *response.error;
   if (error.code == 429) {
     return Result::flood_wait(error.retry_after.value_or(std::chrono::seconds(1)),
@@ -167,8 +167,9 @@ net::RequestTarget BotApiClient::method_target(std::string_view method) const {
 
 net::HttpRequest BotApiClient::make_json_request(std::string_view method, const nlohmann::json& params) const {
   // `{}` as an argument is JSON null: a method without parameters gets an empty object.
-  return net::HttpRequest::post_json(endpoint_, method_target(method),
-                                     params.is_null() ? nlohmann::json::object() : params);
+  // (Two calls rather than `?:`, which would copy `params`.)
+  if (params.is_null()) return net::HttpRequest::post_json(endpoint_, method_target(method), nlohmann::json::object());
+  return net::HttpRequest::post_json(endpoint_, method_target(method), params);
 }
 
 net::HttpRequest BotApiClient::make_form_request(std::string_view method, net::MultipartForm form) const {
@@ -187,9 +188,12 @@ net::HttpRequest BotApiClient::make_download_request(const std::string& file_pat
 void BotApiClient::start(net::HttpsClient& http, net::HttpRequest request,
                          boost::asio::any_completion_handler<Signature> handler) {
   auto target = request.target.redacted();
-  auto io = http.get_executor();
-  http.async_request(std::move(request), [io, target = std::move(target), handler = std::move(handler)](
-                                             std::error_code ec, net::HttpResponse http_response) mutable {
+  // The HTTP client completes on the executor bound here, never inside this
+  // call, so the decoded response can go straight to the handler: a second
+  // post would only cost a queue round trip.
+  const auto handler_executor = boost::asio::get_associated_executor(handler, http.get_executor());
+  auto step = boost::asio::bind_executor(handler_executor, [target = std::move(target), handler = std::move(handler)](
+                                                               std::error_code ec, net::HttpResponse http_response) mutable {
     BotApiResponse response;
     if (ec) {
       response.transport = ec;
@@ -198,8 +202,9 @@ void BotApiClient::start(net::HttpsClient& http, net::HttpRequest request,
     }
     if (!response.ok()) log(LogLevel::debug, "Bot API {}: {}", target, response.describe());
     const auto code = response.error_code();
-    detail::post_completion<Signature>(io, std::move(handler), code, std::move(response));
+    std::move(handler)(code, std::move(response));
   });
+  http.async_request(std::move(request), std::move(step));
 }
 
 void BotApiClient::start_download(net::HttpsClient& http, net::HttpRequest request,

@@ -72,12 +72,15 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     return it == tokens.end() ? nullptr : it->second.get();
   }
 
-  /// How long `id` must wait before sending to `chat` (zero: it may send now, and the send is counted).
-  Duration admit(std::string_view id, std::int64_t chat) {
-    Token* t = token(id);
-    if (!t) return Duration::zero();  // issue() reports it
+  /// How long the lease's token must wait before it may send (zero: it may
+  /// send now, and the send is counted by its limits). Calls addressed to no
+  /// chat pass freely. The retry executor's gate, and the owner-bound calls'.
+  Duration gate(const Pool::Lease& lease) {
+    const auto chat = parse_chat(lease.destination());
+    Token* t = chat ? token(lease.id()) : nullptr;
+    if (!t) return Duration::zero();  // no chat, or no client (issue() reports that)
     std::lock_guard lock(t->mutex);
-    const auto decision = t->limits.try_acquire(chat);
+    const auto decision = t->limits.try_acquire(*chat);
     if (decision) return Duration::zero();
     // A limit no waiting satisfies (a zero rate) parks the token for an hour rather than forever.
     return std::min<Duration>(decision.retry_after, std::chrono::hours(1));
@@ -102,28 +105,17 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  /// Remembers a per-chat cooldown so owner-bound calls honour it too, and logs every flood wait.
-  void note(std::string_view id, std::optional<std::int64_t> chat, const Outcome<nlohmann::json>& outcome) {
+  /// Logs what an outcome does to the token (the pool's lease records it).
+  static void log_outcome(std::string_view id, std::optional<std::int64_t> chat, const Outcome<nlohmann::json>& outcome) {
     if (outcome.kind() == OutcomeKind::auth_failed) {
       log(LogLevel::warning, "bot token {} rejected ({}); disabled", id, outcome.description());
+    } else if (outcome.kind() == OutcomeKind::flood_wait) {
+      if (outcome.scope() == CooldownScope::destination && chat) {
+        log(LogLevel::info, "bot token {} flood wait {}s in chat {}", id, outcome.wait().count(), *chat);
+      } else {
+        log(LogLevel::info, "bot token {} flood wait {}s", id, outcome.wait().count());
+      }
     }
-    if (outcome.kind() != OutcomeKind::flood_wait) return;
-    if (outcome.scope() == CooldownScope::destination && chat) {
-      log(LogLevel::info, "bot token {} flood wait {}s in chat {}", id, outcome.wait().count(), *chat);
-      const auto now = pool.clock().now();
-      std::lock_guard lock(chat_cooldowns_mutex);
-      std::erase_if(chat_cooldowns, [now](const auto& entry) { return entry.second <= now; });
-      chat_cooldowns[{std::string(id), *chat}] = now + outcome.wait();
-    } else {
-      log(LogLevel::info, "bot token {} flood wait {}s", id, outcome.wait().count());
-    }
-  }
-
-  std::optional<TimePoint> chat_cooling_until(const std::string& id, std::int64_t chat, TimePoint now) {
-    std::lock_guard lock(chat_cooldowns_mutex);
-    const auto it = chat_cooldowns.find({id, chat});
-    if (it == chat_cooldowns.end() || it->second <= now) return std::nullopt;
-    return it->second;
   }
 
   boost::asio::any_io_executor io;
@@ -131,15 +123,14 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   Pool pool;
   async::RetryExecutor<Pool> retry;
   std::map<std::string, std::unique_ptr<Token>, std::less<>> tokens;  // fixed after construction
-  std::mutex chat_cooldowns_mutex;
-  std::map<std::pair<std::string, std::int64_t>, TimePoint> chat_cooldowns;
 };
 
 namespace detail {
 
-/// An owner-bound call: one token only. The core pool hands out "the best"
-/// credential, not a given one, so this run checks the owner's state itself,
-/// passes its limiter, and reports flood waits and auth failures to the pool.
+/// An owner-bound call: one token only. Each attempt leases that token with
+/// `acquire_id`, so the pool counts it (requests, latency, flood waits, auth
+/// failures) exactly as it counts rotated calls, and never hands it out while
+/// it cools. Unlike a rotated call it never moves: a flood wait ends it.
 class OwnerBoundCall : public std::enable_shared_from_this<OwnerBoundCall> {
  public:
   using Handler = boost::asio::any_completion_handler<BotPool::Signature>;
@@ -149,6 +140,7 @@ class OwnerBoundCall : public std::enable_shared_from_this<OwnerBoundCall> {
         token_id_(std::move(token_id)),
         call_(std::move(call)),
         chat_(chat_of(call_)),
+        destination_(chat_ ? std::to_string(*chat_) : std::string()),
         handler_(std::move(handler)),
         schedule_(impl_->options.retry),
         timer_(impl_->io) {
@@ -156,56 +148,60 @@ class OwnerBoundCall : public std::enable_shared_from_this<OwnerBoundCall> {
   }
 
   void step() {
-    const auto now = impl_->pool.clock().now();
-    const auto health = impl_->pool.snapshot(token_id_);
-    if (!health) return finish(errc::unknown_credential);
-    if (health->state == CredentialState::disabled) return finish(errc::all_credentials_disabled);
-    const bool resting = health->state == CredentialState::cooling || health->state == CredentialState::ejected;
-    if (resting && health->cooldown_remaining > std::chrono::nanoseconds::zero()) {
-      return cooling_until(now + health->cooldown_remaining);
-    }
-    if (chat_) {
-      if (const auto until = impl_->chat_cooling_until(token_id_, *chat_, now)) return cooling_until(*until);
-    }
     if (!schedule_.attempts_left()) return finish(errc::attempts_exhausted);
-    if (chat_) {
-      if (const auto pause = impl_->admit(token_id_, *chat_); pause > Duration::zero()) {
-        if (pause > impl_->options.retry.max_wait) return cooling_until(now + pause);
-        return wait(pause);
-      }
+    auto acquired = impl_->pool.acquire_id(token_id_, destination_);
+    if (!acquired) {
+      // The token's own limiter pauses it (rate_limited): worth a short wait, as
+      // for rotated calls. A flood wait or an ejection: the call ends now.
+      const auto now = impl_->pool.clock().now();
+      if (acquired.error() == errc::rate_limited) return pause_or_end(*acquired.earliest(), now);
+      if (acquired.error() == errc::all_credentials_cooling) return cooling_until(*acquired.earliest());
+      return finish(acquired.error());  // unknown_credential (removed from pool()), all_credentials_disabled
+    }
+    lease_.emplace(std::move(acquired).take());
+    if (const auto pause = impl_->gate(*lease_); pause > Duration::zero()) {
+      const auto now = impl_->pool.clock().now();
+      std::exchange(lease_, std::nullopt)->defer(pause);  // rotated calls skip the token meanwhile
+      return pause_or_end(now + pause, now);
     }
     schedule_.count_attempt();
     result_.attempts = schedule_.attempts();
     impl_->issue(token_id_, call_,
-                 [self = shared_from_this()](BotApiResponse response) { self->on_response(response); });
+                 [self = shared_from_this()](BotApiResponse response) { self->on_response(std::move(response)); });
   }
 
  private:
-  void on_response(const BotApiResponse& response) {
-    auto outcome = classify(response, chat_.has_value());
+  void on_response(BotApiResponse response) {
+    auto outcome = classify(std::move(response), chat_.has_value());
+    auto lease = std::exchange(lease_, std::nullopt);
     result_.description = outcome.description();
-    impl_->note(token_id_, chat_, outcome);
+    BotPool::Impl::log_outcome(token_id_, chat_, outcome);
     switch (outcome.kind()) {
       case OutcomeKind::success:
+        lease->success();
         result_.result = std::move(outcome).value();
         return finish({});
       case OutcomeKind::flood_wait: {
-        const auto wait = outcome.wait();
-        if (outcome.scope() == CooldownScope::destination && chat_) {
-          impl_->pool.cooldown(token_id_, std::to_string(*chat_), wait);
-        } else {
-          impl_->pool.cooldown(token_id_, wait);
-        }
+        const auto wait = std::chrono::duration_cast<Duration>(schedule_.flood_cooldown(outcome.wait()));
+        lease->flood_wait(wait, outcome.scope());
         return cooling_until(impl_->pool.clock().now() + wait);  // never moved to another token
       }
       case OutcomeKind::auth_failed:
-        impl_->pool.disable(token_id_, outcome.description());
+        lease->failure(FailureKind::auth, outcome.description());
         return finish(errc::auth_failed);
       case OutcomeKind::bad_request:
+        lease->failure(FailureKind::bad_request);
         return finish(errc::bad_request);
       case OutcomeKind::transient:
+        lease->failure(FailureKind::transient);
         return wait(std::chrono::duration_cast<Duration>(schedule_.next_backoff()));
     }
+  }
+
+  /// Waits for the token's limiter within the policy's `max_wait`; past it, ends as cooling.
+  void pause_or_end(TimePoint usable_at, TimePoint now) {
+    if (usable_at - now > impl_->options.retry.max_wait) return cooling_until(usable_at);
+    wait(usable_at - now);
   }
 
   void wait(Duration pause) {
@@ -226,9 +222,11 @@ class OwnerBoundCall : public std::enable_shared_from_this<OwnerBoundCall> {
   std::string token_id_;
   BotPool::Call call_;
   std::optional<std::int64_t> chat_;
+  std::string destination_;  // the chat as the pool's destination: scoped cooldowns
   Handler handler_;
   RetrySchedule schedule_;
   boost::asio::steady_timer timer_;
+  std::optional<BotPool::Pool::Lease> lease_;  // the attempt in flight
   BotPoolResult result_;
 };
 
@@ -237,10 +235,7 @@ class OwnerBoundCall : public std::enable_shared_from_this<OwnerBoundCall> {
 BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
                  std::vector<Credential<BotToken>> tokens, BotPoolOptions options)
     : impl_(std::make_shared<Impl>(std::move(executor), http, std::move(tokens), std::move(options))) {
-  impl_->retry.set_gate([impl = impl_.get()](const Pool::Lease& lease) {
-    const auto chat = parse_chat(lease.destination());
-    return chat ? impl->admit(lease.id(), *chat) : Duration::zero();
-  });
+  impl_->retry.set_gate([impl = impl_.get()](const Pool::Lease& lease) { return impl->gate(lease); });
 }
 
 BotPool::~BotPool() = default;
@@ -265,23 +260,27 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
       [impl = impl_, call = std::move(call), chat](const Pool::Lease& lease, auto done) {
         impl->issue(lease.id(), call,
                     [impl, chat, id = lease.id(), done = std::move(done)](BotApiResponse response) mutable {
-                      auto outcome = classify(response, chat.has_value());
-                      impl->note(id, chat, outcome);
+                      auto outcome = classify(std::move(response), chat.has_value());
+                      Impl::log_outcome(id, chat, outcome);
                       done(std::move(outcome));
                     });
       });
-  impl_->retry.async_run(
-      std::move(attempt), {.destination = chat ? std::to_string(*chat) : std::string()},
-      [io = impl_->io, handler = std::move(handler)](std::error_code ec,
-                                                     async::RunResult<nlohmann::json, TimePoint> run) mutable {
+  // The retry executor completes on the executor bound here, never inside
+  // async_run, so the result can go straight to the handler, without a second post.
+  const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
+  auto finish = boost::asio::bind_executor(
+      handler_executor,
+      [handler = std::move(handler)](std::error_code ec, async::RunResult<nlohmann::json, TimePoint> run) mutable {
         BotPoolResult result;
         if (run.value) result.result = std::move(*run.value);
         result.token_id = std::move(run.credential);
         result.description = std::move(run.description);
         result.earliest = run.earliest;
         result.attempts = run.attempts;
-        detail::post_completion<Signature>(io, std::move(handler), ec, std::move(result));
+        std::move(handler)(ec, std::move(result));
       });
+  impl_->retry.async_run(std::move(attempt), {.destination = chat ? std::to_string(*chat) : std::string()},
+                         std::move(finish));
 }
 
 }  // namespace floodgate::telegram

@@ -274,3 +274,105 @@ TEST_CASE("snapshots carry wall-clock cooldown times", "[pool]") {
   CHECK(snapshots[1].state == CredentialState::cooling);
   CHECK(*snapshots[1].cooldown_until == clock.wall_now() + 90s);
 }
+
+TEST_CASE("acquire_id leases that credential and counts it like acquire", "[pool][acquire_id]") {
+  ManualClock clock;
+  Pool<RoundRobin> pool({}, clock);
+  add_credentials(pool, {"A", "B"});
+
+  for (int i = 0; i < 3; ++i) {
+    auto lease = pool.acquire_id("B", "chat-1");
+    REQUIRE(lease);
+    CHECK(lease->id() == "B");
+    CHECK(lease->destination() == "chat-1");
+    CHECK(pool.snapshot("B")->in_flight == 1);
+    clock.advance(40ms);
+    lease->success();  // latency from the pool's clock, as for acquire
+  }
+  const auto b = pool.snapshot("B");
+  CHECK(b->requests == 3);
+  CHECK(b->successes == 3);
+  CHECK(b->in_flight == 0);
+  CHECK(b->latency_ewma == 40ms);
+  CHECK(pool.snapshot("A")->requests == 0);
+
+  // Outcomes reported on an acquire_id lease act on the pool as any other.
+  pool.acquire_id("A")->failure(FailureKind::auth, "revoked");
+  CHECK(pool.snapshot("A")->state == CredentialState::disabled);
+  CHECK(pool.snapshot("A")->failures == 1);
+  CHECK(picks(pool, 2) == std::vector<std::string>{"B", "B"});
+}
+
+TEST_CASE("acquire_id says why it cannot lease: unknown, disabled, cooling until when", "[pool][acquire_id]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A", "B"});
+
+  auto unknown = pool.acquire_id("Z");
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error() == errc::unknown_credential);
+  CHECK_FALSE(unknown.earliest());
+
+  pool.disable("B", "by hand");
+  auto disabled = pool.acquire_id("B");
+  REQUIRE_FALSE(disabled);
+  CHECK(disabled.error() == errc::all_credentials_disabled);
+  CHECK(pool.snapshot("B")->requests == 0);
+
+  // Cooling: refused to the tick, never handed out early, and not counted.
+  pool.acquire_id("A")->flood_wait(90s);
+  const auto start = clock.now();
+  auto cooling = pool.acquire_id("A");
+  REQUIRE_FALSE(cooling);
+  CHECK(cooling.error() == errc::all_credentials_cooling);
+  CHECK(*cooling.earliest() == start + 90s);
+  CHECK(cooling.retry_after() == 90s);
+  clock.advance(90s - 1ns);
+  CHECK(pool.acquire_id("A", "chat-1").error() == errc::all_credentials_cooling);
+  CHECK(pool.snapshot("A")->requests == 1);
+  clock.advance(1ns);
+  auto usable = pool.acquire_id("A");
+  REQUIRE(usable);
+  CHECK(pool.snapshot("A")->requests == 2);
+}
+
+TEST_CASE("acquire_id honours scoped cooldowns for its destination only", "[pool][acquire_id][cooldown]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+  pool.acquire_id("A", "chat-1")->flood_wait(30s, CooldownScope::destination);
+
+  auto refused = pool.acquire_id("A", "chat-1");
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == errc::all_credentials_cooling);
+  CHECK(refused.retry_after() == 30s);
+  CHECK(pool.acquire_id("A", "chat-2"));
+  CHECK(pool.acquire_id("A"));
+
+  // A longer credential-wide cooldown decides the earliest time.
+  pool.cooldown("A", 60s);
+  CHECK(pool.acquire_id("A", "chat-1").retry_after() == 60s);
+  clock.advance(60s);
+  CHECK(pool.acquire_id("A", "chat-1"));
+  CHECK(pool.snapshot("A")->scoped_cooldowns == 0);
+}
+
+TEST_CASE("acquire_id reports a limiter pause as rate_limited, a flood wait over it as cooling",
+          "[pool][acquire_id]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+  pool.acquire_id("A")->defer(200ms);  // its limiter had no token
+
+  auto paced = pool.acquire_id("A", "chat-1");
+  REQUIRE_FALSE(paced);
+  CHECK(paced.error() == errc::rate_limited);
+  CHECK(paced.retry_after() == 200ms);
+  CHECK(pool.snapshot("A")->requests == 0);  // a deferred lease counts as no request
+
+  pool.cooldown("A", "chat-1", 5s);  // a flood wait for chat-1 on top: that is a cooldown
+  CHECK(pool.acquire_id("A", "chat-1").error() == errc::all_credentials_cooling);
+  CHECK(pool.acquire_id("A", "chat-2").error() == errc::rate_limited);
+  clock.advance(200ms);
+  CHECK(pool.acquire_id("A", "chat-2"));
+}

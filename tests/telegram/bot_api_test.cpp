@@ -297,6 +297,63 @@ TEST_CASE("BotPool: an edit goes to the token that sent the message, never to an
   CHECK(sim.server.stats(Secret(kTokenA)).sent_during_cooldown == 0);
   CHECK(sim.server.stats(Secret(kTokenB)).sent_during_cooldown == 0);
   CHECK(sim.server.messages(300).at(0).text == "progress 0%");
+
+  // The bound edit's 429 is in the owner's record like a rotated call's: one request more, one
+  // flood wait, scoped to the chat; the refused edit is no request.
+  const auto record = sim.bots.pool().snapshot(owner);
+  CHECK(record->requests == 2);
+  CHECK(record->successes == 1);
+  CHECK(record->flood_waits == 1);
+  CHECK(record->scoped_cooldowns == 1);
+  CHECK(record->in_flight == 0);
+  CHECK(record->state == CredentialState::ready);  // it still serves other chats
+}
+
+TEST_CASE("BotPool: owner-bound calls are counted in the pool and never sent into a cooldown") {
+  PoolSim sim;
+  auto [ec, sent] = sim.send(600, "v1");
+  REQUIRE_FALSE(ec);
+  const auto message = sent.sent().value();
+  const auto& owner_token = message.token_id == "token-a" ? kTokenA : kTokenB;
+  auto owner = [&] { return sim.bots.pool().snapshot(message.token_id).value(); };
+
+  // A transient failure is retried on the owner; both attempts and the success are counted.
+  sim.server.inject(Secret(owner_token), Fault::server_error(502));
+  auto [ec1, edited] = sim.bots.async_edit_message_text(message, "v2", asio::use_future).get();
+  REQUIRE_FALSE(ec1);
+  CHECK(edited.attempts == 2);
+  CHECK(owner().requests == 3);
+  CHECK(owner().successes == 2);
+  CHECK(owner().failures == 1);
+  CHECK(owner().latency_ewma > 0us);
+
+  // A token-wide cooldown (a 429 of a rotated call, say): the bound edit ends with its end, unsent.
+  sim.bots.pool().cooldown(message.token_id, 30s);
+  const auto requests = sim.server.stats(Secret(owner_token)).requests;
+  const auto before = std::chrono::steady_clock::now();
+  auto [ec2, refused] = sim.bots.async_edit_message_text(message, "v3", asio::use_future).get();
+  CHECK(ec2 == errc::all_credentials_cooling);
+  REQUIRE(refused.earliest);
+  CHECK(*refused.earliest - before > 29s);
+  CHECK(refused.attempts == 0);
+  CHECK(sim.server.stats(Secret(owner_token)).requests == requests);
+  CHECK(owner().requests == 3);
+  sim.bots.pool().clear_cooldown(message.token_id);
+
+  // A 401 on a bound call disables the owner for everyone, and is counted.
+  sim.server.revoke_token(Secret(owner_token));
+  auto [ec3, rejected] = sim.bots.async_edit_message_text(message, "v4", asio::use_future).get();
+  CHECK(ec3 == errc::auth_failed);
+  CHECK(owner().state == CredentialState::disabled);
+  CHECK(owner().failures == 2);
+  CHECK(owner().requests == 4);
+  for (int chat = 601; chat <= 603; ++chat) {
+    auto [send_ec, other] = sim.send(chat, "elsewhere");
+    REQUIRE_FALSE(send_ec);
+    CHECK(other.token_id != message.token_id);
+  }
+  CHECK(sim.server.stats(Secret(owner_token)).unauthorized == 1);
+  CHECK(sim.server.stats(Secret(owner_token)).sent_during_cooldown == 0);
 }
 
 TEST_CASE("BotPool: owner-bound edit succeeds through its owner, a disabled owner is a clear error") {
@@ -380,6 +437,7 @@ TEST_CASE("StatusMessage: debounced edits through the owner, latest text wins, f
   const auto& other = message.token_id == "token-a" ? kTokenB : kTokenA;
   CHECK(sim.server.stats(Secret(owner)).by_method["editmessagetext"] == edits);
   CHECK(sim.server.stats(Secret(other)).by_method.count("editmessagetext") == 0);
+  CHECK(sim.bots.pool().snapshot(message.token_id)->successes == 1 + edits);  // the send and every edit
 
   // Finishing with the text already shown sends nothing.
   auto again = telegram::StatusMessage::create(sim.bots, message, "done", 20ms);

@@ -203,6 +203,8 @@ TEST_CASE("mtproto pool: SLOWMODE_WAIT cools only that chat; the session still s
   CHECK(again_ec == errc::all_credentials_cooling);
   CHECK(again.earliest == f.clock.now() + 20s);
   CHECK(f.received(*pool, "account1", "sendMessage") == 2);
+  CHECK(pool->snapshot("account1")->requests == 2);
+  CHECK(pool->snapshot("account1")->successes == 1);
 
   // Movable requests for the slow chat go to account2; other chats may use account1.
   std::map<std::string, int> for_slow_chat, for_other_chat;
@@ -272,7 +274,11 @@ TEST_CASE("mtproto pool: a bound request is never moved to another session", "[t
   auto [later_ec, later] = send(*pool, send_message(7), {.bound_to = "account1"});
   CHECK_FALSE(later_ec);
   CHECK(later.value->at("@type") == "message");
-  CHECK(pool->snapshot("account1")->successes == 1);
+  const auto after = pool->snapshot("account1");
+  CHECK(after->successes == 1);
+  CHECK(after->requests == 2);  // the refusals were no requests
+  CHECK(after->in_flight == 0);
+  CHECK(pool->snapshot("account2")->requests == 1);  // the movable history request only
 }
 
 TEST_CASE("mtproto pool: a cooldown survives a restart; the new pool refuses the cooled session",

@@ -41,6 +41,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -135,7 +136,6 @@ class RetryExecutor {
         : pool_(owner.pool_),
           gate_(owner.gate_),
           strand_(boost::asio::make_strand(owner.executor_)),
-          timer_(make_timer(strand_, owner.pool_.clock())),
           op_(std::move(op)),
           options_(std::move(options)),
           schedule_(owner.policy_, seed),
@@ -187,9 +187,12 @@ class RetryExecutor {
       if constexpr (std::is_invocable_v<Op&, const Lease&>) {
         on_outcome(op_(*lease_));
       } else {
-        // The op may call done from any thread: hop back onto the strand.
+        // The op may call done from any thread: back onto the strand. Dispatch,
+        // not post: done usually runs on the I/O thread with the strand idle,
+        // and then the outcome is handled right there, without a queue round
+        // trip (a done called inside op_.fn nests at most max_attempts deep).
         op_.fn(*lease_, [self = this->shared_from_this()](Outcome<T> outcome) {
-          boost::asio::post(self->strand_, [self, outcome = std::move(outcome)]() mutable {
+          boost::asio::dispatch(self->strand_, [self, outcome = std::move(outcome)]() mutable {
             self->on_outcome(std::move(outcome));
           });
         });
@@ -229,8 +232,9 @@ class RetryExecutor {
       if (cancelled_) return finish(errc::cancelled);
       if (options_.deadline && when > *options_.deadline) return finish(errc::deadline_exceeded);
       waiting_ = true;
-      timer_.expires_at(when);
-      timer_.async_wait(boost::asio::bind_executor(strand_, [self = this->shared_from_this()](auto) {
+      if (!timer_) timer_.emplace(make_timer(strand_, pool_.clock()));  // most runs never wait
+      timer_->expires_at(when);
+      timer_->async_wait(boost::asio::bind_executor(strand_, [self = this->shared_from_this()](auto) {
         self->waiting_ = false;
         self->attempt();  // a cancelled wait finds cancelled_ set
       }));
@@ -238,7 +242,7 @@ class RetryExecutor {
 
     void cancel() {
       cancelled_ = true;
-      if (waiting_) timer_.cancel();  // an attempt in flight finishes first and is reported
+      if (waiting_) timer_->cancel();  // an attempt in flight finishes first and is reported
     }
 
     void finish(std::error_code ec) {
@@ -250,7 +254,7 @@ class RetryExecutor {
     Pool& pool_;
     Gate gate_;
     boost::asio::strand<boost::asio::any_io_executor> strand_;
-    timer_for_t<clock_type> timer_;
+    std::optional<timer_for_t<clock_type>> timer_;
     Op op_;
     RunOptions options_;
     RetrySchedule schedule_;

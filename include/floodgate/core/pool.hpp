@@ -226,6 +226,23 @@ class CredentialPool {
   /// The best usable credential that is not cooling for `destination`.
   AcquireResult acquire(std::string_view destination) { return acquire_impl(destination); }
 
+  /// The credential `id` itself, for calls that must go through one given
+  /// credential (an edit goes to the bot that sent the message). Counted
+  /// exactly like `acquire`: its lease reports successes, flood waits, auth
+  /// failures and latency into the same health record. Never hands out a
+  /// credential that is not usable now; the error says why:
+  ///
+  ///   unknown_credential         no credential with that id
+  ///   all_credentials_disabled   it is disabled
+  ///   all_credentials_cooling    it is cooling (flood wait, ejection), or
+  ///                              cooling for `destination`; `earliest()` says until when
+  ///   rate_limited               only a `Lease::defer` pause (its local limiter
+  ///                              is empty) holds it; `earliest()` says until when
+  AcquireResult acquire_id(std::string_view id) { return acquire_id_impl(id, {}); }
+  AcquireResult acquire_id(std::string_view id, std::string_view destination) {
+    return acquire_id_impl(id, destination);
+  }
+
   // ---- observation ------------------------------------------------------
 
   /// Every credential's record, in the order they were added.
@@ -397,24 +414,62 @@ class CredentialPool {
       chosen = strategy_.pick([&](SlotId slot) { return !scoped_cooling_locked(*slots_[slot], destination, now); });
     }
     if (!chosen) return unavailable_locked(destination, now);
+    return lease_locked(*chosen, now, destination);
+  }
 
-    Slot& s = *slots_[*chosen];
+  AcquireResult acquire_id_impl(std::string_view id, std::string_view destination) {
+    std::lock_guard lock(mutex_);
+    const auto it = by_id_.find(id);
+    if (it == by_id_.end()) return AcquireResult(make_error_code(errc::unknown_credential), std::nullopt);
+    const SlotId slot = it->second;
+    Slot& s = *slots_[slot];
+    if (!s.credential.enabled) return AcquireResult(make_error_code(errc::all_credentials_disabled), std::nullopt);
+
+    const auto now = clock_.now();
+    promote_expired_locked(now);  // a cooldown that has just ended puts it back in the strategy
+    std::optional<time_point> until;  // when it is usable for this call, if not now
+    bool only_paced = false;          // and whether only a limiter pause holds it
+    if (s.health.cooldown_until > now) {
+      until = s.health.cooldown_until;
+      only_paced = s.hold == Hold::pacing;
+    }
+    if (!destination.empty()) {
+      if (const auto scoped = scoped_until_locked(s, destination, now)) {
+        until = until ? std::max(*until, *scoped) : *scoped;
+        only_paced = false;  // a flood wait for this destination
+      }
+    }
+    if (until) {
+      const auto why = only_paced ? errc::rate_limited : errc::all_credentials_cooling;
+      return AcquireResult(make_error_code(why), std::pair{*until, now});
+    }
+    return lease_locked(slot, now, destination);
+  }
+
+  // Counts a usable slot as acquired and hands out its lease.
+  AcquireResult lease_locked(SlotId slot, time_point now, std::string_view destination) {
+    Slot& s = *slots_[slot];
     ++s.health.requests;
     ++s.health.in_flight;
     s.health.last_used = now;
     s.last_acquired = ++acquires_;
-    strategy_.update(*chosen, candidate_of(s, now));
+    strategy_.update(slot, candidate_of(s, now));
     rescore_one_locked(now);
-    return AcquireResult(Lease(this, *chosen, &s, now, destination));
+    return AcquireResult(Lease(this, slot, &s, now, destination));
   }
 
   bool scoped_cooling_locked(Slot& s, std::string_view destination, time_point now) {
-    if (s.scoped.empty()) return false;
+    return scoped_until_locked(s, destination, now).has_value();
+  }
+
+  // When `s` stops cooling for `destination`, if it still is; forgets an expired entry.
+  std::optional<time_point> scoped_until_locked(Slot& s, std::string_view destination, time_point now) {
+    if (s.scoped.empty()) return std::nullopt;
     auto it = s.scoped.find(destination);
-    if (it == s.scoped.end()) return false;
-    if (it->second > now) return true;
+    if (it == s.scoped.end()) return std::nullopt;
+    if (it->second > now) return it->second;
     s.scoped.erase(it);
-    return false;
+    return std::nullopt;
   }
 
   AcquireResult unavailable_locked(std::string_view destination, time_point now) const {
@@ -681,7 +736,8 @@ class CredentialPool {
     Lease take() && { return std::move(*lease_); }
 
     std::error_code error() const noexcept { return error_; }
-    /// When the earliest credential becomes usable (all_credentials_cooling only).
+    /// When the earliest credential becomes usable (all_credentials_cooling,
+    /// and rate_limited from `acquire_id`).
     std::optional<time_point> earliest() const noexcept { return earliest_; }
     /// How long from the attempt until then: 0 when not cooling.
     duration retry_after() const noexcept { return earliest_ ? *earliest_ - attempted_at_ : duration{}; }

@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <variant>
 
@@ -88,8 +89,9 @@ BotApiResponse decode_bot_api_response(int http_status, std::string_view body);
 /// only, because the overall per-token limit (30/s) is kept locally by the
 /// token's LimitSet before sending, so a 429 that still arrives for a chat
 /// call is the per-chat or per-group limit; a call without a chat cools the
-/// whole token. A 429 without retry_after is a 1 s flood wait.
-Outcome<nlohmann::json> classify(const BotApiResponse& response, bool addressed_to_chat);
+/// whole token. A 429 without retry_after is a 1 s flood wait. Pass the
+/// response as an rvalue when done with it: its result moves into the outcome.
+Outcome<nlohmann::json> classify(BotApiResponse response, bool addressed_to_chat);
 
 /// The fields of a Bot API Message that floodgate's callers use.
 struct Message {
@@ -144,7 +146,7 @@ class BotApiClient {
 
   /// Calls `method` with JSON parameters.
   template <class CompletionToken>
-  auto async_call(std::string method, nlohmann::json params, CompletionToken&& token) {
+  auto async_call(std::string_view method, const nlohmann::json& params, CompletionToken&& token) {
     return async_send(make_json_request(method, params), std::forward<CompletionToken>(token));
   }
   /// Calls `method` with a multipart/form-data body (uploads).

@@ -27,10 +27,14 @@
 // (sendMessage, sendDocument, copyMessage) and reads (getMe, getFile) go to
 // whichever token is usable. A message belongs to the bot that sent it, so
 // edits and deletes are *owner-bound*: `async_call_as(token_id, …)` and
-// `async_edit_message_text(sent, …)` use that token only, never another;
-// when it is cooling (or its chat limit would be exceeded for longer than the
-// policy's `max_wait`) they end with `errc::all_credentials_cooling` and
-// `BotPoolResult::earliest`; when it is disabled, with
+// `async_edit_message_text(sent, …)` use that token only, never another
+// (leased with `CredentialPool::acquire_id`). They are counted in the pool's
+// health records like every other call, and their 429s cool and their 401s
+// disable the token for everyone. When the token is cooling (for the whole
+// token, or for the call's chat), or its chat limit would be exceeded for
+// longer than the policy's `max_wait`, they end without a request, with
+// `errc::all_credentials_cooling` and `BotPoolResult::earliest`; a shorter
+// limiter pause is waited out. When it is disabled they end with
 // `errc::all_credentials_disabled`.
 //
 // Every call completes exactly once with `void(std::error_code, BotPoolResult)`.

@@ -34,12 +34,14 @@
 // disabled session stays disabled until `pool().enable(id)`.
 //
 // A bound request (`SendOptions::bound_to`) never goes to another session:
-// when its session is cooling (for the whole account, or for the request's
-// chat) it completes at once with errc::all_credentials_cooling and
-// `Result::earliest`; it is tried once (a transient failure ends it with
-// errc::attempts_exhausted), and its flood waits and auth failures are
-// reported to the pool like those of movable requests. docs/mtproto.md lists
-// which requests may move.
+// it leases its session with `CredentialPool::acquire_id`, so it is counted in
+// the pool's health records (requests, latency, flood waits, auth failures)
+// like a movable request, and its flood waits and auth failures act on the
+// pool for everyone. When its session is cooling (for the whole account, or
+// for the request's chat) it completes at once, without a request, with
+// errc::all_credentials_cooling and `Result::earliest`; it is tried once (a
+// transient failure ends it with errc::attempts_exhausted).
+// docs/mtproto.md lists which requests may move.
 //
 // Completion signature `void(std::error_code, Result)` (any completion token).
 // Each request completes exactly once. A request to a session that is still
@@ -68,11 +70,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -155,18 +156,9 @@ class BasicMtprotoPool {
         [state = state_](auto handler) { State::wait_ready(state, std::move(handler)); }, token);
   }
 
-  /// Every session's health record, in the order of the credentials. The
-  /// counters include bound requests, which the core pool does not see.
-  std::vector<HealthSnapshot> snapshot() const {
-    auto records = state_->pool.snapshot();
-    for (auto& record : records) state_->add_bound_counts(record);
-    return records;
-  }
-  std::optional<HealthSnapshot> snapshot(std::string_view id) const {
-    auto record = state_->pool.snapshot(id);
-    if (record) state_->add_bound_counts(*record);
-    return record;
-  }
+  /// Every session's health record (bound requests included), in the order of the credentials.
+  std::vector<HealthSnapshot> snapshot() const { return state_->pool.snapshot(); }
+  std::optional<HealthSnapshot> snapshot(std::string_view id) const { return state_->pool.snapshot(id); }
 
   /// The session with this id, or nullptr.
   MtprotoSession* session(std::string_view id) const { return state_->find(id); }
@@ -225,7 +217,6 @@ class BasicMtprotoPool {
         // A session can disable itself in its constructor (its folder is a
         // file), before the pool knew it: its state change then found no credential.
         if (session->state() == MtprotoSession::State::disabled) pool.disable(credential.id, session->disabled_reason());
-        restore_slow_mode(credential.id);
         sessions.push_back(std::move(session));
       }
     }
@@ -259,23 +250,34 @@ class BasicMtprotoPool {
                                                                                  self->tdjson.get_executor());
       Result result;
       result.credential = *options.bound_to;
-      MtprotoSession* session = self->find(*options.bound_to);
-      if (!session) {
-        result.description = fmt::format("no session named \"{}\" in the pool", *options.bound_to);
-        return completion->complete(make_error_code(errc::unknown_credential), std::move(result));
+      if (options.deadline && self->pool.clock().now() >= *options.deadline) {
+        return completion->complete(make_error_code(errc::deadline_exceeded), std::move(result));
       }
-      if (auto refused = self->refuse_bound(*session, options, result)) {
-        return completion->complete(refused, std::move(result));
+      auto acquired = self->pool.acquire_id(*options.bound_to, options.destination);
+      if (!acquired) {
+        const auto ec = self->refusal(*options.bound_to, acquired, result);
+        return completion->complete(ec, std::move(result));
       }
       result.attempts = 1;
-      auto finish = [self, session, chat = options.destination, completion = std::shared_ptr(std::move(completion)),
-                     result = std::move(result)](Outcome outcome) mutable {
-        result.description = outcome.description();
-        const auto ec = self->report_bound(*session, chat, std::move(outcome), result);
-        completion->complete(ec, std::move(result));
-      };
-      self->attempt(*session, std::move(request), options.destination, std::move(finish));
+      // Shared, because `Done` is a std::function, which must be copyable.
+      auto bound = std::make_shared<BoundRequest>(
+          BoundRequest{self, std::move(acquired).take(), std::move(completion), std::move(result)});
+      MtprotoSession& session = *bound->lease.payload();
+      self->attempt(session, std::move(request), options.destination, [bound](Outcome outcome) {
+        bound->result.description = outcome.description();
+        const auto ec = bound->state->report_bound(bound->lease, std::move(outcome), bound->result);
+        bound->completion->complete(ec, std::move(bound->result));
+      });
     }
+
+    // A bound request in flight. `state` is declared first so that it is
+    // destroyed last: a lease dropped unreported still reports to its pool.
+    struct BoundRequest {
+      std::shared_ptr<State> state;
+      Lease lease;
+      std::unique_ptr<async::detail::PendingOp<std::error_code, Result>> completion;
+      Result result;
+    };
 
     template <class CompletionHandler>
     static void wait_ready(std::shared_ptr<State> self, CompletionHandler handler) {
@@ -332,7 +334,6 @@ class BasicMtprotoPool {
           const bool scoped = error->chat_scoped && !chat.empty();
           log(LogLevel::info, "mtproto {}: {}; cooling for {}s{}", session.id(), error->message,
               error->retry_after.count(), scoped ? fmt::format(" for chat {}", chat) : std::string());
-          if (scoped) note_slow_mode(session.id(), chat, error->retry_after);
           return Outcome::flood_wait(error->retry_after, scoped ? CooldownScope::destination : CooldownScope::credential,
                                      error->message);
         }
@@ -347,108 +348,46 @@ class BasicMtprotoPool {
       return Outcome::transient(error->message);
     }
 
-    // Why a bound request cannot be sent now, filling `result`; empty if it can.
-    std::error_code refuse_bound(const MtprotoSession& session, const SendOptions& options, Result& result) {
-      const auto record = pool.snapshot(session.id());
-      if (!record || record->state == CredentialState::disabled) {
-        result.description = record ? record->disabled_reason : std::string();
-        return make_error_code(errc::all_credentials_disabled);
+    // Why a bound request's session cannot be leased, filling `result`.
+    std::error_code refusal(const std::string& id, const typename CorePool::AcquireResult& acquired, Result& result) {
+      if (acquired.error() == errc::unknown_credential) {
+        result.description = fmt::format("no session named \"{}\" in the pool", id);
+        return acquired.error();
       }
-      const auto now = pool.clock().now();
-      std::optional<time_point> until;
-      if (record->state == CredentialState::cooling || record->state == CredentialState::ejected) {
-        until = now + std::chrono::duration_cast<duration>(record->cooldown_remaining);
+      if (acquired.error() == errc::all_credentials_disabled) {
+        if (const auto record = pool.snapshot(id)) result.description = record->disabled_reason;
+        return acquired.error();
       }
-      if (auto chat_until = slow_mode_until(session.id(), options.destination, now)) {
-        until = until ? std::max(*until, *chat_until) : *chat_until;
-      }
-      if (until) {
-        result.earliest = until;
-        result.description = fmt::format("{} is cooling down; a bound request does not move", session.id());
-        return make_error_code(errc::all_credentials_cooling);
-      }
-      if (options.deadline && now >= *options.deadline) return make_error_code(errc::deadline_exceeded);
-      return {};
+      // Cooling (sessions have no local limiter, so never rate_limited).
+      result.earliest = acquired.earliest();
+      result.description = fmt::format("{} is cooling down; a bound request does not move", id);
+      return make_error_code(errc::all_credentials_cooling);
     }
 
-    // What a bound request's outcome does to the pool, and the error it ends with.
-    std::error_code report_bound(const MtprotoSession& session, const std::string& chat, Outcome outcome,
-                                 Result& result) {
-      count_bound(session.id(), outcome.kind());
+    // Reports a bound request's outcome on its lease; returns the error it ends with.
+    std::error_code report_bound(Lease& lease, Outcome outcome, Result& result) {
       switch (outcome.kind()) {
         case OutcomeKind::success:
+          lease.success();
           result.value.emplace(std::move(outcome).value());
           return {};
-        case OutcomeKind::flood_wait:
-          if (outcome.scope() == CooldownScope::destination) {
-            pool.cooldown(session.id(), chat, outcome.wait());
-          } else {
-            pool.cooldown(session.id(), outcome.wait());
-          }
-          result.earliest = pool.clock().now() + std::chrono::duration_cast<duration>(outcome.wait());
+        case OutcomeKind::flood_wait: {
+          const auto wait = RetrySchedule(executor.policy(), next_bound_seed++).flood_cooldown(outcome.wait());
+          lease.flood_wait(wait, outcome.scope());
+          result.earliest = pool.clock().now() + std::chrono::duration_cast<duration>(wait);
           return make_error_code(errc::all_credentials_cooling);
+        }
         case OutcomeKind::auth_failed:
-          pool.disable(session.id(), outcome.description());
+          lease.failure(FailureKind::auth, outcome.description());
           return make_error_code(errc::auth_failed);
-        case OutcomeKind::bad_request: return make_error_code(errc::bad_request);
-        case OutcomeKind::transient: return make_error_code(errc::attempts_exhausted);
+        case OutcomeKind::bad_request:
+          lease.failure(FailureKind::bad_request);
+          return make_error_code(errc::bad_request);
+        case OutcomeKind::transient:
+          lease.failure(FailureKind::transient);
+          return make_error_code(errc::attempts_exhausted);
       }
       return make_error_code(errc::attempts_exhausted);
-    }
-
-    // Bound requests bypass the core pool's leases, so their counts are kept
-    // here and added to its snapshots.
-    struct BoundCounts {
-      std::uint64_t requests = 0, successes = 0, failures = 0, bad_requests = 0, flood_waits = 0;
-    };
-    void count_bound(const std::string& id, OutcomeKind kind) {
-      std::lock_guard lock(bound_mutex);
-      auto& counts = bound_counts[id];
-      ++counts.requests;
-      switch (kind) {
-        case OutcomeKind::success: ++counts.successes; break;
-        case OutcomeKind::flood_wait: ++counts.flood_waits; break;
-        case OutcomeKind::bad_request: ++counts.bad_requests; break;
-        case OutcomeKind::auth_failed:
-        case OutcomeKind::transient: ++counts.failures; break;
-      }
-    }
-    void add_bound_counts(HealthSnapshot& record) const {
-      std::lock_guard lock(bound_mutex);
-      const auto it = bound_counts.find(record.id);
-      if (it == bound_counts.end()) return;
-      record.requests += it->second.requests;
-      record.successes += it->second.successes;
-      record.failures += it->second.failures;
-      record.bad_requests += it->second.bad_requests;
-      record.flood_waits += it->second.flood_waits;
-    }
-
-    // Slow-mode cooldowns per (session, chat), for bound requests: the core
-    // pool keeps its own for the movable ones, but answers only "which
-    // session may serve this chat", never "may this one".
-    void note_slow_mode(const std::string& id, const std::string& chat, std::chrono::seconds wait) {
-      std::lock_guard lock(bound_mutex);
-      auto& until = slow_mode[{id, chat}];
-      until = std::max(until, pool.clock().now() + std::chrono::duration_cast<duration>(wait));
-    }
-    // Slow-mode cooldowns persisted by an earlier run.
-    void restore_slow_mode(const std::string& id) {
-      const auto entry = store ? store->find(id) : std::nullopt;
-      if (!entry) return;
-      const auto now = pool.clock().now();
-      const auto wall = pool.clock().wall_now();
-      std::lock_guard lock(bound_mutex);
-      for (const auto& [chat, until] : entry->scoped) {
-        slow_mode[{id, chat}] = now + std::chrono::duration_cast<duration>(until - wall);
-      }
-    }
-    std::optional<time_point> slow_mode_until(const std::string& id, const std::string& chat, time_point now) {
-      if (chat.empty()) return std::nullopt;
-      std::lock_guard lock(bound_mutex);
-      std::erase_if(slow_mode, [&](const auto& entry) { return entry.second <= now; });
-      const auto it = slow_mode.find({id, chat});
-      return it == slow_mode.end() ? std::nullopt : std::optional(it->second);
     }
 
     TdjsonClient& tdjson;
@@ -456,9 +395,7 @@ class BasicMtprotoPool {
     CorePool pool;
     async::RetryExecutor<CorePool> executor;
     std::vector<std::unique_ptr<MtprotoSession>> sessions;  // fixed after start()
-    mutable std::mutex bound_mutex;  // guards the two maps below
-    std::map<std::string, BoundCounts, std::less<>> bound_counts;
-    std::map<std::pair<std::string, std::string>, time_point> slow_mode;
+    std::atomic<std::uint64_t> next_bound_seed{1};  // each bound request's flood-wait jitter
   };
 
   std::shared_ptr<State> state_;
