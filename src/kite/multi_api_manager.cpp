@@ -144,10 +144,14 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- health -----------------------------------------------------------------
 
-  void on_key_health(std::size_t i, KeyHealth health) {
+  // Called on every change of key i's health. The value the key reports may
+  // already be stale (its connections report from their own strands, so two
+  // changes can arrive out of order): its current health is read under our lock.
+  void on_key_health_changed(std::size_t i) {
     std::lock_guard lock(mutex);
     if (stopped) return;
     Key& key = keys[i];
+    const KeyHealth health = key.manager->health();
     const bool was_serving = is_serving(key.health);
     key.health = health;
     if (is_serving(health)) {
@@ -443,8 +447,8 @@ std::unique_ptr<MultiApiKiteTickerManager> MultiApiKiteTickerManager::Builder::b
         [weak, i](std::size_t connection, KiteMessage&& message) {
           if (const auto self = weak.lock()) self->deliver(i, connection, std::move(message));
         },
-        [weak, i](KeyHealth health) {
-          if (const auto self = weak.lock()) self->on_key_health(i, health);
+        [weak, i](KeyHealth) {
+          if (const auto self = weak.lock()) self->on_key_health_changed(i);
         });
     if (per_connection_channels_) {
       for (std::size_t c = 0; c < options_.max_connections; ++c) {

@@ -7,6 +7,7 @@
 
 #include <floodgate/core/error.hpp>
 #include <floodgate/core/log.hpp>
+#include <floodgate/net/tls.hpp>
 #include <floodgate/net/websocket.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -65,6 +66,15 @@ bool is_url_safe(std::string_view text) {
   });
 }
 
+// The context every connection without one of its own shares. Built once:
+// loading the system CA store takes ~30 ms, too long to repeat on every
+// (re)connect attempt on an I/O thread. (A WebSocket given no context builds
+// one, for ws:// too.)
+std::shared_ptr<asio::ssl::context> shared_default_tls() {
+  static const auto context = net::make_client_tls_context();
+  return context;
+}
+
 }  // namespace
 
 struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
@@ -76,6 +86,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         settings(std::move(config)),
         handlers(std::move(callbacks)),
         endpoint(net::Endpoint::parse(settings.url)),
+        tls(settings.tls ? settings.tls : shared_default_tls()),
         watchdog(strand),
         backoff(strand),
         random(std::random_device{}()) {
@@ -111,7 +122,9 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     if (!ws || outbox.empty()) return;
     ws->async_write_text(outbox.front(), asio::bind_executor(strand, [this, self = shared_from_this(), ws](
                                                                          std::error_code ec) {
-      if (ws != socket) return;  // a write of a connection already replaced
+      // A write of a connection already replaced, or one that completed after
+      // stop() cleared the outbox (popping it then would pop an empty deque).
+      if (ws != socket || stopping) return;
       if (ec) {
         ws->cancel();  // the read loop sees the failure and reconnects
         return;
@@ -215,6 +228,8 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   asio::awaitable<std::error_code> read_until_failure(std::shared_ptr<net::WebSocket> ws) {
     for (;;) {
       auto [ec, message] = co_await ws->async_read(use_tuple);
+      // A read that completed just before stop() ran: no handler call after it.
+      if (stopping) co_return std::error_code(net::errc::cancelled);
       if (ec) co_return watchdog_fired ? std::error_code(net::errc::timeout) : ec;
       on_message(message);
     }
@@ -225,7 +240,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     while (!stopping) {
       set_state(ConnectionState::connecting);
       auto ws = std::make_shared<net::WebSocket>(
-          strand, net::WebSocketOptions{.tls = settings.tls,
+          strand, net::WebSocketOptions{.tls = tls,
                                         .allow_plain_ws = settings.allow_plain_ws,
                                         .handshake_timeout = settings.connect_timeout,
                                         .idle_timeout = settings.watchdog_timeout});
@@ -292,6 +307,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   const KiteConnectionSettings settings;
   const Handlers handlers;
   const net::Endpoint endpoint;
+  const std::shared_ptr<asio::ssl::context> tls;
 
   // ---- strand-only ----------------------------------------------------------
   std::map<std::uint32_t, Mode> desired;  // ordered: stable, readable subscribe messages

@@ -145,6 +145,10 @@ void KiteTickerManager::start() {
     if (impl_->started || impl_->stopped) return;
     impl_->started = true;
   }
+  // idle -> down until a connection is up. Reported here because no connection
+  // state change does it for a key whose connections never come up (a key
+  // the multi-API manager must then fail over).
+  if (impl_->on_health) impl_->on_health(KeyHealth::down);
   for (auto& connection : impl_->connections) connection->start();
 }
 

@@ -1,5 +1,8 @@
-// A user's program: only the installed headers and package files.
+// A user's program: only the installed headers and package files. It uses the
+// header-only core and one compiled library (kite, which pulls in net and
+// OpenSSL), so both the include paths and the link line are checked.
 #include <floodgate/core.hpp>
+#include <floodgate/kite/ticker_connection.hpp>
 
 #include <fmt/format.h>
 
@@ -10,5 +13,8 @@ int main() {
   if (!lease) return 1;
   fmt::print("consumer: {} leased, payload {}\n", lease->id(), lease->payload().token);
   lease->success();
-  return 0;
+
+  const auto pause = floodgate::kite::backoff_delay({.initial_delay = std::chrono::milliseconds(100)}, 3, 0.0);
+  fmt::print("consumer: third reconnect after {} ms\n", pause.count());
+  return pause.count() == 400 ? 0 : 1;
 }
