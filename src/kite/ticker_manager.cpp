@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -69,19 +70,51 @@ struct KiteTickerManager::Impl {
       std::lock_guard lock(mutex);
       before = health_locked();
       connection_states[index] = state;
+      if (is_final(state) && !stopped) move_off_locked(index);
       after = health_locked();
     }
     if (before != after && on_health) on_health(after);
   }
 
-  // The connection that should take the next token: the least loaded one that
-  // can still stream (final connections only when every one is final).
-  std::size_t least_loaded() const {
+  // A connection that stopped trying for good (it gave up, or was refused)
+  // hands its instruments to the key's connections that still stream or try,
+  // as far as they have room. What does not fit stays, and leaves with the
+  // whole key if the multi-API manager fails it over.
+  void move_off_locked(std::size_t from) {
+    std::map<std::pair<std::size_t, Mode>, std::vector<std::uint32_t>> batches;  // (to, mode) -> tokens
+    std::vector<std::uint32_t> moved;
+    for (auto& [token, where] : placement) {
+      if (where.connection != from) continue;
+      const std::size_t to = least_loaded_live();
+      if (to == load.size()) break;
+      --load[from];
+      ++load[to];
+      where.connection = to;
+      batches[{to, where.mode}].push_back(token);
+      moved.push_back(token);
+    }
+    if (moved.empty()) return;
+    connections[from]->unsubscribe(moved);
+    for (auto& [target, tokens] : batches) connections[target.first]->subscribe(std::move(tokens), target.second);
+    log(LogLevel::warning, "Kite key {}: connection {} stopped trying; moved {} instruments to its other connections",
+        id, from, moved.size());
+  }
+
+  // The least loaded connection with room that can still stream; load.size()
+  // when there is none.
+  std::size_t least_loaded_live() const {
     std::size_t best = load.size();
     for (std::size_t i = 0; i < load.size(); ++i) {
       if (load[i] >= options.max_symbols_per_connection || is_final(connection_states[i])) continue;
       if (best == load.size() || load[i] < load[best]) best = i;
     }
+    return best;
+  }
+
+  // The connection that should take the next token: the least loaded one that
+  // can still stream (final connections only when every one is final).
+  std::size_t least_loaded() const {
+    std::size_t best = least_loaded_live();
     if (best != load.size()) return best;
     for (std::size_t i = 0; i < load.size(); ++i) {
       if (load[i] < options.max_symbols_per_connection && (best == load.size() || load[i] < load[best])) best = i;

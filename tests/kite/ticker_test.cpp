@@ -915,6 +915,53 @@ TEST_CASE("kite manager health follows its connections", "[kite][ticker]") {
   CHECK(eventually([&] { return wrong.health() == kite::KeyHealth::failed; }));
 }
 
+TEST_CASE("kite manager moves a connection's instruments to its siblings when it gives up", "[kite][ticker]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  ManagerRecorder recorder;
+  IoThreads io;
+  // A connection of someone else's holds the key's first slot; the manager takes the other two.
+  kite::KiteTickerConnection early(io.executor(), "early", kite_key(key_a, token_a), settings_for(server), {});
+  early.start();
+  REQUIRE(eventually([&] { return is_connected(early); }));
+  auto options = manager_options(server, 2, 100);
+  options.connection.reconnect = {.max_attempts = 2, .initial_delay = 400ms, .max_delay = 400ms};
+  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
+  manager.start();
+  REQUIRE(eventually([&] { return manager.health() == kite::KeyHealth::live; }));
+  const auto tokens = nse_tokens(60);
+  manager.subscribe(tokens, Mode::ltp);
+  REQUIRE(eventually([&] { return server_subscriptions(server, key_a).size() == 60; }));
+
+  // One manager connection drops, and another client takes its slot before it can come back: its
+  // reconnects get 429 until it gives up.
+  REQUIRE(server.drop_connections(key_a, 1) == 1);
+  auto late_settings = settings_for(server);
+  late_settings.reconnect = {.max_attempts = 0, .initial_delay = 5ms, .max_delay = 10ms};
+  kite::KiteTickerConnection late(io.executor(), "late", kite_key(key_a, token_a), late_settings, {});
+  late.start();
+  REQUIRE(eventually([&] { return is_connected(late); }));
+
+  REQUIRE(eventually([&] { return manager.health() == kite::KeyHealth::degraded; }));
+  const auto given_up = [&] {
+    const auto stats = manager.stats();
+    return std::any_of(stats.connections.begin(), stats.connections.end(),
+                       [](const kite::ConnectionStats& c) { return c.state == ConnectionState::gave_up; });
+  };
+  REQUIRE(eventually(given_up));
+  const auto distribution = manager.distribution();
+  CHECK(((distribution[0].size() == 60 && distribution[1].empty()) ||
+         (distribution[1].size() == 60 && distribution[0].empty())));
+  CHECK(manager.symbol_count() == 60);
+  // The surviving connection streams all 60 in their mode.
+  CHECK(eventually([&] {
+    for (const auto& connection : server.connections(key_a)) {
+      if (sorted(connection.subscriptions) == with_mode(tokens, Mode::ltp)) return true;
+    }
+    return false;
+  }));
+}
+
 // ---- MultiApiKiteTickerManager ------------------------------------------------------------------
 
 namespace {

@@ -13,7 +13,8 @@
 //
 // Subscribing is all or nothing: a batch that does not fit in the spare
 // capacity is refused whole with a `CapacityError` that names the numbers.
-// Tokens already subscribed only change mode.
+// Tokens already subscribed only change mode. A connection that stops trying
+// for good (gave up, or refused) hands its instruments to the others.
 //
 // `MultiApiKiteTickerManager` (multi_api_manager.hpp) puts several of these
 // together; use this class directly when one key is all you have. Every method
