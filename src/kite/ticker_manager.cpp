@@ -124,6 +124,26 @@ struct KiteTickerManager::Impl {
 
   std::size_t capacity() const { return options.max_connections * options.max_symbols_per_connection; }
 
+  // For each of `tokens` that is subscribed: `update(placement iterator)`,
+  // then one `send(connection, batch)` per connection with the batch of its
+  // tokens. Returns how many were subscribed. Mutex held.
+  template <class Update, class Send>
+  std::size_t for_subscribed(std::span<const std::uint32_t> tokens, Update update, Send send) {
+    std::vector<std::vector<std::uint32_t>> batches(connections.size());
+    std::size_t found = 0;
+    for (const auto token : tokens) {
+      const auto placed = placement.find(token);
+      if (placed == placement.end()) continue;
+      batches[placed->second.connection].push_back(token);
+      update(placed);
+      ++found;
+    }
+    for (std::size_t i = 0; i < connections.size(); ++i) {
+      if (!batches[i].empty()) send(*connections[i], std::move(batches[i]));
+    }
+    return found;
+  }
+
   const std::string id;
   const KiteTickerManagerOptions options;
   const MessageHandler on_message;
@@ -236,38 +256,25 @@ void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mo
 std::size_t KiteTickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
-  std::vector<std::vector<std::uint32_t>> batches(m.connections.size());
-  std::size_t removed = 0;
-  for (const auto token : tokens) {
-    const auto it = m.placement.find(token);
-    if (it == m.placement.end()) continue;
-    batches[it->second.connection].push_back(token);
-    --m.load[it->second.connection];
-    m.placement.erase(it);
-    ++removed;
-  }
-  for (std::size_t i = 0; i < m.connections.size(); ++i) {
-    if (!batches[i].empty()) m.connections[i]->unsubscribe(std::move(batches[i]));
-  }
-  return removed;
+  return m.for_subscribed(
+      tokens,
+      [&m](auto placed) {
+        --m.load[placed->second.connection];
+        m.placement.erase(placed);
+      },
+      [](KiteTickerConnection& connection, std::vector<std::uint32_t> batch) {
+        connection.unsubscribe(std::move(batch));
+      });
 }
 
 std::size_t KiteTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
-  std::vector<std::vector<std::uint32_t>> batches(m.connections.size());
-  std::size_t changed = 0;
-  for (const auto token : tokens) {
-    const auto it = m.placement.find(token);
-    if (it == m.placement.end()) continue;
-    it->second.mode = mode;
-    batches[it->second.connection].push_back(token);
-    ++changed;
-  }
-  for (std::size_t i = 0; i < m.connections.size(); ++i) {
-    if (!batches[i].empty()) m.connections[i]->set_mode(std::move(batches[i]), mode);
-  }
-  return changed;
+  return m.for_subscribed(
+      tokens, [mode](auto placed) { placed->second.mode = mode; },
+      [mode](KiteTickerConnection& connection, std::vector<std::uint32_t> batch) {
+        connection.set_mode(std::move(batch), mode);
+      });
 }
 
 std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
