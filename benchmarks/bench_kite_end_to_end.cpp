@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "floodgate/kite/multi_api_manager.hpp"
-#include "floodgate/net/test_certificates.hpp"
+#include "floodgate/sim/test_certificates.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/kite_ticker_server.hpp"
 
@@ -115,9 +115,9 @@ int main(int argc, char** argv) try {
   const Options options = parse(argc, argv);
 
   floodgate::sim::KiteTickerServerOptions sim{.ticks_per_second = options.rate, .heartbeat_interval = 1s};
-  std::optional<floodgate::net::TestCertificates> certificates;
+  std::optional<floodgate::sim::TestCertificates> certificates;
   if (options.tls) {
-    certificates = floodgate::net::TestCertificates::generate();
+    certificates = floodgate::sim::TestCertificates::generate();
     sim.tls = floodgate::net::make_server_tls_context(certificates->server_chain_pem, certificates->server_key_pem);
   }
   for (std::size_t n = 1; n <= options.keys; ++n) {

@@ -5,7 +5,7 @@
 // clock read (the vDSO clock_gettime, ~15-20 ns on common x86 VMs).
 #include <floodgate/core/clock.hpp>
 #include <floodgate/core/keyed_limiter.hpp>
-#include <floodgate/core/telegram_limits.hpp>
+#include <floodgate/telegram/limits.hpp>
 #include <floodgate/core/token_bucket.hpp>
 
 #include <benchmark/benchmark.h>

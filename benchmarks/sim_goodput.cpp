@@ -41,7 +41,7 @@
 //   who is cooling. Only after N refusals in a row does it sleep, for the wait
 //   the last refusal named. With N = 1 this is "sleep on FLOOD_WAIT".
 #include "floodgate/core/clock.hpp"
-#include "floodgate/core/credential.hpp"
+#include "floodgate/telegram/credentials.hpp"
 #include "floodgate/core/pool.hpp"
 #include "floodgate/core/rate.hpp"
 #include "floodgate/core/strategy.hpp"

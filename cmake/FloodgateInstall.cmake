@@ -24,11 +24,12 @@ install(FILES ${PROJECT_BINARY_DIR}/floodgateConfig.cmake
               ${PROJECT_BINARY_DIR}/floodgateConfigVersion.cmake
         DESTINATION ${FLOODGATE_CMAKE_DIR})
 
-# pkg-config: the compiled libraries that exist, plus what they need.
+# pkg-config: the compiled libraries that exist (not the simulators, which
+# users' programs do not link), plus what they need.
 set(FLOODGATE_PC_LIBS)
 foreach(component ${FLOODGATE_COMPONENTS})
   get_target_property(type floodgate_${component} TYPE)
-  if(NOT type STREQUAL "INTERFACE_LIBRARY")
+  if(NOT type STREQUAL "INTERFACE_LIBRARY" AND NOT component STREQUAL "sim")
     list(PREPEND FLOODGATE_PC_LIBS -lfloodgate_${component})
   endif()
 endforeach()

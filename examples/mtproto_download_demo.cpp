@@ -20,9 +20,10 @@
 // by a movable request, the file is then downloaded bound to the session that
 // resolved it. If that session is told to wait, the whole download starts
 // over on another one.
-#include <floodgate/core/env.hpp>
+#include <floodgate/telegram/credentials.hpp>
 #include <floodgate/core/format.hpp>
 #include <floodgate/telegram/mtproto_pool.hpp>
+#include <floodgate/core/cooldown_store.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>

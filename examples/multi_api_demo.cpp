@@ -37,9 +37,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "floodgate/core/env.hpp"
+#include "floodgate/kite/credentials.hpp"
 #include "floodgate/kite/multi_api_manager.hpp"
-#include "floodgate/net/test_certificates.hpp"
+#include "floodgate/sim/test_certificates.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/kite_ticker_server.hpp"
 
@@ -172,7 +172,7 @@ int main(int argc, char** argv) try {
   std::vector<std::uint32_t> tokens = options.tokens;
   std::vector<std::string> sim_keys;
   if (simulated) {
-    const auto certificates = floodgate::net::TestCertificates::generate();
+    const auto certificates = floodgate::sim::TestCertificates::generate();
     floodgate::sim::KiteTickerServerOptions sim{
         .ticks_per_second = options.rate,
         .heartbeat_interval = 1s,

@@ -9,6 +9,7 @@
 // a blink, and prints the status table as it goes.
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core.hpp"
+#include "floodgate/telegram/credentials.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <fmt/format.h>

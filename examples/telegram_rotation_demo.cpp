@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "floodgate/core/env.hpp"
+#include "floodgate/telegram/credentials.hpp"
 #include "floodgate/core/format.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/bot_api_server.hpp"

@@ -39,93 +39,7 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 }
 
-// ---- Endpoint, RequestTarget, MultipartForm, HttpRequest, HttpResponse ----
-
-Endpoint Endpoint::parse(std::string_view url) {
-  // The URL is not echoed: a mistaken full API URL could carry a token.
-  const auto invalid = [] {
-    return Error("invalid endpoint URL: expected http(s):// or ws(s)://host[:port] with no path");
-  };
-  Endpoint endpoint;
-  // ws:// and wss:// name the same transports for WebSocket endpoints.
-  if (url.starts_with("https://") || url.starts_with("wss://")) {
-    url.remove_prefix(url.find("://") + 3);
-  } else if (url.starts_with("http://") || url.starts_with("ws://")) {
-    url.remove_prefix(url.find("://") + 3);
-    endpoint.tls = false;
-    endpoint.port = 80;
-  } else {
-    throw invalid();
-  }
-  if (url.ends_with('/')) url.remove_suffix(1);
-  if (url.empty() || url.find_first_of("/?#@ ") != std::string_view::npos) throw invalid();
-
-  std::string_view host = url;
-  std::string_view port_text;
-  bool has_port = false;
-  if (url.front() == '[') {
-    const auto close = url.find(']');
-    if (close == std::string_view::npos) throw invalid();
-    host = url.substr(1, close - 1);
-    const auto rest = url.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') throw invalid();
-      has_port = true;
-      port_text = rest.substr(1);
-    }
-  } else if (const auto colon = url.find(':'); colon != std::string_view::npos) {
-    host = url.substr(0, colon);
-    has_port = true;
-    port_text = url.substr(colon + 1);
-  }
-  if (host.empty()) throw invalid();
-  if (has_port) {
-    unsigned port = 0;
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
-      throw invalid();
-    }
-    endpoint.port = static_cast<std::uint16_t>(port);
-  }
-  endpoint.host = std::string(host);
-  return endpoint;
-}
-
-namespace {
-std::string host_and_port(const Endpoint& endpoint) {
-  const bool ipv6 = endpoint.host.find(':') != std::string::npos;
-  return ipv6 ? fmt::format("[{}]:{}", endpoint.host, endpoint.port)
-              : fmt::format("{}:{}", endpoint.host, endpoint.port);
-}
-}  // namespace
-
-std::string Endpoint::to_string() const { return (tls ? "https://" : "http://") + host_and_port(*this); }
-
-RequestTarget& RequestTarget::append(std::string text) {
-  parts_.emplace_back(std::move(text));
-  return *this;
-}
-
-RequestTarget& RequestTarget::append(const Secret& secret) {
-  parts_.emplace_back(secret);
-  return *this;
-}
-
-std::string RequestTarget::reveal() const {
-  std::string out;
-  for (const auto& part : parts_) {
-    out += std::holds_alternative<Secret>(part) ? std::get<Secret>(part).reveal() : std::get<std::string>(part);
-  }
-  return out;
-}
-
-std::string RequestTarget::redacted() const {
-  std::string out;
-  for (const auto& part : parts_) {
-    out += std::holds_alternative<Secret>(part) ? std::get<Secret>(part).redacted() : std::get<std::string>(part);
-  }
-  return out;
-}
+// ---- MultipartForm, HttpRequest, HttpResponse ----
 
 MultipartForm& MultipartForm::add_field(std::string name, std::string value) {
   parts_.push_back({std::move(name), {}, {}, std::move(value)});
@@ -269,7 +183,7 @@ struct Connection {
   SteadyTime idle_since;
 };
 
-struct Outcome {
+struct Received {
   std::error_code ec;
   HttpResponse response;
 };
@@ -290,17 +204,22 @@ bool is_closed_by_peer(const beast::error_code& ec) {
          ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
 }
 
-// Maps an error from writing the request or reading the response.
-std::error_code classify_transfer_error(const beast::error_code& ec, bool writing_a_file) {
-  if (ec == beast::error::timeout) return errc::timeout;
+// Which half of the exchange failed: what the server may have seen differs.
+enum class Phase { sending, receiving };
+
+// Maps an error from writing the request (it was not completely sent) or
+// reading the response (it was: the server may have acted on it).
+std::error_code classify_transfer_error(const beast::error_code& ec, Phase phase, bool writing_a_file) {
+  const bool sent = phase == Phase::receiving;
+  if (ec == beast::error::timeout) return sent ? errc::response_timeout : errc::timeout;
   if (ec == asio::error::operation_aborted) return errc::cancelled;
-  if (is_closed_by_peer(ec)) return errc::connection_closed;
+  if (is_closed_by_peer(ec)) return sent ? errc::response_cut_off : errc::connection_closed;
   if (ec == http::error::body_limit || ec == http::error::buffer_overflow || ec == http::error::header_limit) {
     return errc::response_too_large;
   }
   if (ec.category() == http::make_error_code(http::error::bad_version).category()) return errc::protocol_error;
   if (writing_a_file || ec == boost::system::errc::io_error) return errc::file_error;
-  return errc::connection_closed;
+  return sent ? errc::response_cut_off : errc::connection_closed;
 }
 
 }  // namespace
@@ -366,7 +285,7 @@ asio::awaitable<Opened> open_connection(State& state, const Endpoint& endpoint, 
 }
 
 struct Exchanged {
-  Outcome outcome;
+  Received outcome;
   bool keep_alive = false;
   bool response_started = false;  // false: no response byte arrived
 };
@@ -397,7 +316,7 @@ asio::awaitable<Exchanged> exchange(State& state, Connection& connection, Stream
   http::request<PieceBody> message{request.method == HttpMethod::get ? http::verb::get : http::verb::post,
                                    request.target.reveal(), 11};
   const bool default_port = request.endpoint.port == (request.endpoint.tls ? 443 : 80);
-  message.set(http::field::host, default_port ? request.endpoint.host : host_and_port(request.endpoint));
+  message.set(http::field::host, default_port ? request.endpoint.host : request.endpoint.host_and_port());
   message.set(http::field::user_agent, state.options.user_agent);
   for (const auto& [name, value] : request.headers) message.insert(name, value);
   if (body.pieces) {
@@ -412,7 +331,7 @@ asio::awaitable<Exchanged> exchange(State& state, Connection& connection, Stream
     connection.tcp().expires_at(deadlines.next_io());
     auto [ec, n] = co_await http::async_write_some(stream, serializer, use_tuple);
     if (ec) {
-      result.outcome.ec = classify_transfer_error(ec, false);
+      result.outcome.ec = classify_transfer_error(ec, Phase::sending, false);
       co_return result;
     }
   }
@@ -423,7 +342,7 @@ asio::awaitable<Exchanged> exchange(State& state, Connection& connection, Stream
   auto [head_error, head_bytes] = co_await http::async_read_header(stream, connection.buffer, head, use_tuple);
   result.response_started = head_bytes > 0 || connection.buffer.size() > 0;
   if (head_error) {
-    result.outcome.ec = classify_transfer_error(head_error, false);
+    result.outcome.ec = classify_transfer_error(head_error, Phase::receiving, false);
     co_return result;
   }
   result.response_started = true;
@@ -465,20 +384,20 @@ asio::awaitable<Exchanged> exchange(State& state, Connection& connection, Stream
   }
   if (body_error) {
     result.keep_alive = false;
-    result.outcome.ec = classify_transfer_error(body_error, to_file);
+    result.outcome.ec = classify_transfer_error(body_error, Phase::receiving, to_file);
   }
   co_return result;
 }
 
-asio::awaitable<Outcome> perform(std::shared_ptr<State> state, HttpRequest request) {
+asio::awaitable<Received> perform(std::shared_ptr<State> state, HttpRequest request) {
   const auto& options = state->options;
   const auto total = request.total_timeout.value_or(options.total_timeout);
   const Deadlines deadlines{std::chrono::steady_clock::now() + total, request.read_timeout.value_or(options.read_timeout),
                             options.connect_timeout};
-  if (request.endpoint.host.empty() || request.endpoint.port == 0) co_return Outcome{errc::invalid_url};
-  if (!request.endpoint.tls && !options.allow_plain_http) co_return Outcome{errc::insecure_scheme};
+  if (request.endpoint.host.empty() || request.endpoint.port == 0) co_return Received{errc::invalid_url};
+  if (!request.endpoint.tls && !options.allow_plain_http) co_return Received{errc::insecure_scheme};
   OutgoingBody body;
-  if (auto ec = encode_body(request, body)) co_return Outcome{ec};
+  if (auto ec = encode_body(request, body)) co_return Received{ec};
 
   for (bool first_attempt = true;; first_attempt = false) {
     auto connection = state->take_idle(request.endpoint);
@@ -487,7 +406,7 @@ asio::awaitable<Outcome> perform(std::shared_ptr<State> state, HttpRequest reque
       ++state->connections_reused;
     } else {
       auto opened = co_await open_connection(*state, request.endpoint, deadlines);
-      if (opened.ec) co_return Outcome{opened.ec};
+      if (opened.ec) co_return Received{opened.ec};
       connection = std::move(opened.connection);
     }
     auto exchanged = co_await std::visit(
@@ -496,7 +415,7 @@ asio::awaitable<Outcome> perform(std::shared_ptr<State> state, HttpRequest reque
     // A server may close a kept-alive connection just as we reuse it; resend
     // once, but only a GET: a POST might have been acted on already.
     const bool stale_reuse = reused && !exchanged.response_started &&
-                             exchanged.outcome.ec == errc::connection_closed;
+                             (exchanged.outcome.ec == errc::connection_closed || exchanged.outcome.ec == errc::response_cut_off);
     if (stale_reuse && first_attempt && request.method == HttpMethod::get) continue;
     if (!exchanged.outcome.ec && exchanged.keep_alive) state->give_back(std::move(connection));
     co_return std::move(exchanged.outcome);
@@ -531,8 +450,8 @@ void HttpsClient::start(const std::shared_ptr<State>& state, HttpRequest request
   asio::co_spawn(
       state->executor, perform(state, std::move(request)),
       asio::bind_executor(handler_executor, [state, description = std::move(description), handler = std::move(handler)](
-                                                std::exception_ptr error, Outcome outcome) mutable {
-        if (error) outcome = Outcome{error_from_exception(error)};
+                                                std::exception_ptr error, Received outcome) mutable {
+        if (error) outcome = Received{error_from_exception(error)};
         if (outcome.ec) {
           ++state->failures;
           log(LogLevel::debug, "{} failed: {}", description, outcome.ec.message());

@@ -10,7 +10,8 @@
 #include <chrono>
 #include <system_error>
 
-#include "floodgate/net/http_client.hpp"
+#include "floodgate/net/endpoint.hpp"
+#include "floodgate/net/error.hpp"
 
 namespace floodgate::net::detail {
 

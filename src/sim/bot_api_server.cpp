@@ -51,7 +51,7 @@ struct BotApiServer::Impl {
   Impl(BotApiServerOptions opts, TimeSource time) : options(std::move(opts)), now(std::move(time)), state(options.limits) {
     for (const auto& token : options.tokens) state.add_token(token.reveal());
     if (options.tls) {
-      if (!options.certificates) options.certificates = net::TestCertificates::generate();
+      if (!options.certificates) options.certificates = sim::TestCertificates::generate();
       tls = net::make_server_tls_context(options.certificates->server_chain_pem,
                                          options.certificates->server_key_pem);
     }

@@ -20,7 +20,7 @@
 #include <fmt/format.h>
 
 #include "floodgate/core/error.hpp"
-#include "floodgate/net/test_certificates.hpp"
+#include "floodgate/sim/test_certificates.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/sim/kite_ticker_server.hpp"
@@ -211,7 +211,7 @@ int run_kite(Args args) {
   if (options.keys.empty()) throw floodgate::Error("no API keys: give --keys-file or --key/--token");
   std::string ca_pem;
   if (tls) {
-    const auto certificates = floodgate::net::TestCertificates::generate();
+    const auto certificates = floodgate::sim::TestCertificates::generate();
     options.tls = floodgate::net::make_server_tls_context(certificates.server_chain_pem, certificates.server_key_pem);
     ca_pem = certificates.ca_pem;
   }

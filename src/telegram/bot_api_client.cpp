@@ -6,7 +6,7 @@
 
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
-#include "post_completion.hpp"
+#include "floodgate/async/detail/post_completion.hpp"
 
 namespace floodgate::telegram {
 
@@ -86,7 +86,7 @@ BotApiResponse decode_bot_api_response(int http_status, std::string_view body) {
   error.description = optional_field<std::string>(json, "description").value_or("");
   if (const auto parameters = json.find("parameters"); parameters != json.end() && parameters->is_object()) {
     if (auto seconds = optional_field<std::int64_t>(*parameters, "retry_after"); seconds && *seconds >= 0) {
-      error.retry_after = std::chrono::seconds(*seconds);
+      error.retry_after = clamp_server_wait(*seconds);
     }
     error.migrate_to_chat_id = optional_field<std::int64_t>(*parameters, "migrate_to_chat_id");
   }
@@ -96,7 +96,11 @@ BotApiResponse decode_bot_api_response(int http_status, std::string_view body) {
 
 Outcome<nlohmann::json> classify(BotApiResponse response, bool addressed_to_chat) {
   using Result = Outcome<nlohmann::json>;
-  if (response.transport) return Result::transient(response.describe());
+  if (response.transport) {
+    // A body that is not a Bot API answer came from a server that had the request.
+    if (response.transport == errc::malformed_response) return Result::maybe_applied(response.describe());
+    return net::failure_outcome<nlohmann::json>(response.transport, response.describe());
+  }
   if (!response.error) return Result::success(std::move(response.result));
   const BotApiError& error = *response.error;
   if (error.code == 429) {
@@ -105,8 +109,8 @@ Outcome<nlohmann::json> classify(BotApiResponse response, bool addressed_to_chat
                               error.description);
   }
   if (error.code == 401) return Result::auth_failed(error.description);
-  if (error.code >= 500) return Result::transient(error.description);
-  return Result::bad_request(error.description);
+  if (error.code >= 500) return Result::maybe_applied(error.description);
+  return Result::rejected(error.description);
 }
 
 std::optional<Message> Message::from_json(const nlohmann::json& json) {
@@ -219,7 +223,7 @@ void BotApiClient::start_download(net::HttpsClient& http, net::HttpRequest reque
                           : std::error_code(http_response.status, bot_api_category());
     }
     const std::uint64_t bytes = ec ? 0 : http_response.body_bytes;
-    detail::post_completion<DownloadSignature>(io, std::move(handler), ec, bytes);
+    async::detail::post_completion(io, std::move(handler), ec, bytes);
   });
 }
 

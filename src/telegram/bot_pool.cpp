@@ -1,16 +1,16 @@
 #include "floodgate/telegram/bot_pool.hpp"
 
-#include <boost/asio/steady_timer.hpp>
-
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <mutex>
 #include <utility>
 
+#include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
-#include "post_completion.hpp"
 
 namespace floodgate::telegram {
 
@@ -27,6 +27,30 @@ std::optional<std::int64_t> chat_of(const BotPool::Call& call) {
     return it->get<std::int64_t>();
   }
   return std::get<SendDocumentParams>(call.body).chat_id;
+}
+
+/// Bot API method names are case-insensitive.
+bool method_starts_with(std::string_view method, std::string_view lowercase_prefix) {
+  return method.size() >= lowercase_prefix.size() &&
+         std::equal(lowercase_prefix.begin(), lowercase_prefix.end(), method.begin(),
+                    [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); });
+}
+
+/// Whether repeating `method` after a lost answer is harmless: reads, edits,
+/// deletes and settings are; anything that creates a message (send*, copy*,
+/// forward*) or an unknown method is not.
+bool is_idempotent(std::string_view method) {
+  for (std::string_view prefix : {"get", "edit", "delete", "set", "answer", "pin", "unpin", "sendchataction"}) {
+    if (method_starts_with(method, prefix)) return true;
+  }
+  return false;
+}
+
+/// Telegram refuses an edit that changes nothing; for the caller (and for an
+/// edit repeated after a lost answer) the message shows what was asked.
+bool is_not_modified(const Outcome<nlohmann::json>& outcome) {
+  return outcome.kind() == OutcomeKind::rejected &&
+         outcome.description().find("message is not modified") != std::string::npos;
 }
 
 std::optional<std::int64_t> parse_chat(std::string_view destination) {
@@ -74,7 +98,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
 
   /// How long the lease's token must wait before it may send (zero: it may
   /// send now, and the send is counted by its limits). Calls addressed to no
-  /// chat pass freely. The retry executor's gate, and the owner-bound calls'.
+  /// chat pass freely. The retry executor's gate.
   Duration gate(const Pool::Lease& lease) {
     const auto chat = parse_chat(lease.destination());
     Token* t = chat ? token(lease.id()) : nullptr;
@@ -107,13 +131,15 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
 
   /// Logs what an outcome does to the token (the pool's lease records it).
   static void log_outcome(std::string_view id, std::optional<std::int64_t> chat, const Outcome<nlohmann::json>& outcome) {
-    if (outcome.kind() == OutcomeKind::auth_failed) {
+    const auto traits = outcome.traits();
+    if (traits.disables) {
       log(LogLevel::warning, "bot token {} rejected ({}); disabled", id, outcome.description());
-    } else if (outcome.kind() == OutcomeKind::flood_wait) {
+    } else if (traits.cools) {
+      const auto seconds = std::chrono::ceil<std::chrono::seconds>(outcome.wait()).count();
       if (outcome.scope() == CooldownScope::destination && chat) {
-        log(LogLevel::info, "bot token {} flood wait {}s in chat {}", id, outcome.wait().count(), *chat);
+        log(LogLevel::info, "bot token {} flood wait {}s in chat {}", id, seconds, *chat);
       } else {
-        log(LogLevel::info, "bot token {} flood wait {}s", id, outcome.wait().count());
+        log(LogLevel::info, "bot token {} flood wait {}s", id, seconds);
       }
     }
   }
@@ -124,113 +150,6 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   async::RetryExecutor<Pool> retry;
   std::map<std::string, std::unique_ptr<Token>, std::less<>> tokens;  // fixed after construction
 };
-
-namespace detail {
-
-/// An owner-bound call: one token only. Each attempt leases that token with
-/// `acquire_id`, so the pool counts it (requests, latency, flood waits, auth
-/// failures) exactly as it counts rotated calls, and never hands it out while
-/// it cools. Unlike a rotated call it never moves: a flood wait ends it.
-class OwnerBoundCall : public std::enable_shared_from_this<OwnerBoundCall> {
- public:
-  using Handler = boost::asio::any_completion_handler<BotPool::Signature>;
-
-  OwnerBoundCall(std::shared_ptr<BotPool::Impl> impl, std::string token_id, BotPool::Call call, Handler handler)
-      : impl_(std::move(impl)),
-        token_id_(std::move(token_id)),
-        call_(std::move(call)),
-        chat_(chat_of(call_)),
-        destination_(chat_ ? std::to_string(*chat_) : std::string()),
-        handler_(std::move(handler)),
-        schedule_(impl_->options.retry),
-        timer_(impl_->io) {
-    result_.token_id = token_id_;
-  }
-
-  void step() {
-    if (!schedule_.attempts_left()) return finish(errc::attempts_exhausted);
-    auto acquired = impl_->pool.acquire_id(token_id_, destination_);
-    if (!acquired) {
-      // The token's own limiter pauses it (rate_limited): worth a short wait, as
-      // for rotated calls. A flood wait or an ejection: the call ends now.
-      const auto now = impl_->pool.clock().now();
-      if (acquired.error() == errc::rate_limited) return pause_or_end(*acquired.earliest(), now);
-      if (acquired.error() == errc::all_credentials_cooling) return cooling_until(*acquired.earliest());
-      return finish(acquired.error());  // unknown_credential (removed from pool()), all_credentials_disabled
-    }
-    lease_.emplace(std::move(acquired).take());
-    if (const auto pause = impl_->gate(*lease_); pause > Duration::zero()) {
-      const auto now = impl_->pool.clock().now();
-      std::exchange(lease_, std::nullopt)->defer(pause);  // rotated calls skip the token meanwhile
-      return pause_or_end(now + pause, now);
-    }
-    schedule_.count_attempt();
-    result_.attempts = schedule_.attempts();
-    impl_->issue(token_id_, call_,
-                 [self = shared_from_this()](BotApiResponse response) { self->on_response(std::move(response)); });
-  }
-
- private:
-  void on_response(BotApiResponse response) {
-    auto outcome = classify(std::move(response), chat_.has_value());
-    auto lease = std::exchange(lease_, std::nullopt);
-    result_.description = outcome.description();
-    BotPool::Impl::log_outcome(token_id_, chat_, outcome);
-    switch (outcome.kind()) {
-      case OutcomeKind::success:
-        lease->success();
-        result_.result = std::move(outcome).value();
-        return finish({});
-      case OutcomeKind::flood_wait: {
-        const auto wait = std::chrono::duration_cast<Duration>(schedule_.flood_cooldown(outcome.wait()));
-        lease->flood_wait(wait, outcome.scope());
-        return cooling_until(impl_->pool.clock().now() + wait);  // never moved to another token
-      }
-      case OutcomeKind::auth_failed:
-        lease->failure(FailureKind::auth, outcome.description());
-        return finish(errc::auth_failed);
-      case OutcomeKind::bad_request:
-        lease->failure(FailureKind::bad_request);
-        return finish(errc::bad_request);
-      case OutcomeKind::transient:
-        lease->failure(FailureKind::transient);
-        return wait(std::chrono::duration_cast<Duration>(schedule_.next_backoff()));
-    }
-  }
-
-  /// Waits for the token's limiter within the policy's `max_wait`; past it, ends as cooling.
-  void pause_or_end(TimePoint usable_at, TimePoint now) {
-    if (usable_at - now > impl_->options.retry.max_wait) return cooling_until(usable_at);
-    wait(usable_at - now);
-  }
-
-  void wait(Duration pause) {
-    timer_.expires_after(pause);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code) { self->step(); });
-  }
-
-  void cooling_until(TimePoint earliest) {
-    result_.earliest = earliest;
-    finish(errc::all_credentials_cooling);
-  }
-
-  void finish(std::error_code ec) {
-    detail::post_completion<BotPool::Signature>(impl_->io, std::move(handler_), ec, std::move(result_));
-  }
-
-  std::shared_ptr<BotPool::Impl> impl_;
-  std::string token_id_;
-  BotPool::Call call_;
-  std::optional<std::int64_t> chat_;
-  std::string destination_;  // the chat as the pool's destination: scoped cooldowns
-  Handler handler_;
-  RetrySchedule schedule_;
-  boost::asio::steady_timer timer_;
-  std::optional<BotPool::Pool::Lease> lease_;  // the attempt in flight
-  BotPoolResult result_;
-};
-
-}  // namespace detail
 
 BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
                  std::vector<Credential<BotToken>> tokens, BotPoolOptions options)
@@ -247,20 +166,19 @@ std::vector<HealthSnapshot> BotPool::snapshot() const { return impl_->pool.snaps
 boost::asio::any_io_executor BotPool::executor() const noexcept { return impl_->io; }
 
 void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler) {
-  if (owner) {
-    if (!impl_->tokens.contains(*owner)) {
-      return detail::post_completion<Signature>(impl_->io, std::move(handler), make_error_code(errc::unknown_credential),
-                                                BotPoolResult{});
-    }
-    return std::make_shared<detail::OwnerBoundCall>(impl_, std::move(*owner), std::move(call), std::move(handler))->step();
+  if (owner && !impl_->tokens.contains(*owner)) {
+    return async::detail::post_completion(impl_->io, std::move(handler),
+                                                     make_error_code(errc::unknown_credential), BotPoolResult{});
   }
-
   const auto chat = chat_of(call);
+  const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
+  const bool edit = method_starts_with(call.method, "edit");
   auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = impl_, call = std::move(call), chat](const Pool::Lease& lease, auto done) {
+      [impl = impl_, call = std::move(call), chat, edit](const Pool::Lease& lease, auto done) {
         impl->issue(lease.id(), call,
-                    [impl, chat, id = lease.id(), done = std::move(done)](BotApiResponse response) mutable {
+                    [impl, chat, edit, id = lease.id(), done = std::move(done)](BotApiResponse response) mutable {
                       auto outcome = classify(std::move(response), chat.has_value());
+                      if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
                       Impl::log_outcome(id, chat, outcome);
                       done(std::move(outcome));
                     });
@@ -279,7 +197,10 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
         result.attempts = run.attempts;
         std::move(handler)(ec, std::move(result));
       });
-  impl_->retry.async_run(std::move(attempt), {.destination = chat ? std::to_string(*chat) : std::string()},
+  impl_->retry.async_run(std::move(attempt),
+                         {.destination = chat ? std::to_string(*chat) : std::string(),
+                          .idempotent = idempotent,
+                          .credential = std::move(owner)},
                          std::move(finish));
 }
 

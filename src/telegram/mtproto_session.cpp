@@ -3,7 +3,7 @@
 #include <floodgate/core/log.hpp>
 #include <floodgate/telegram/flood_errors.hpp>
 
-#include "post_completion.hpp"
+#include "floodgate/async/detail/post_completion.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
@@ -150,7 +150,7 @@ struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
 
   template <class Handler, class... Args>
   void complete(Handler handler, Args... args) {
-    detail::post_completion(tdjson.get_executor(), std::move(handler), std::move(args)...);
+    async::detail::post_completion(tdjson.get_executor(), std::move(handler), std::move(args)...);
   }
 
   TdjsonClient& tdjson;
@@ -245,7 +245,7 @@ void MtprotoSession::Impl::send_parameters() {
                       if (!self || ec) return;
                       const auto error = classify_td_response(reply);
                       if (!error) return;
-                      if (error->kind == TdErrorKind::auth_failed ||
+                      if (error->kind == OutcomeKind::auth_failed ||
                           error->message.find("api_") != std::string::npos) {
                         return self->disable(make_error_code(errc::auth_failed),
                                              fmt::format("TDLib rejected the api_id/api_hash: {}", error->message));
@@ -283,8 +283,8 @@ void MtprotoSession::Impl::send_auth(nlohmann::json request, std::optional<AuthS
         if (ec) return self->disable(ec, fmt::format("login request failed: {}", ec.message()));
         const auto error = classify_td_response(reply);
         if (!error) return;  // accepted: TDLib announces the next state
-        if (error->kind == TdErrorKind::bad_request && step) return self->ask(*step, error->message);
-        if (error->kind == TdErrorKind::flood_wait) {
+        if (error->kind == OutcomeKind::rejected && step) return self->ask(*step, error->message);
+        if (error->kind == OutcomeKind::flood_wait) {
           return self->disable(make_error_code(errc::auth_failed),
                                fmt::format("Telegram asks to wait {}s before logging in again ({})",
                                            error->retry_after.count(), error->message));
@@ -295,7 +295,7 @@ void MtprotoSession::Impl::send_auth(nlohmann::json request, std::optional<AuthS
 
 void MtprotoSession::Impl::inspect_reply(const nlohmann::json& reply) {
   const auto error = classify_td_response(reply);
-  if (!error || error->kind != TdErrorKind::auth_failed) return;
+  if (!error || error->kind != OutcomeKind::auth_failed) return;
   {
     std::lock_guard lock(mutex);
     if (state != State::ready) return;  // before login TDLib answers 401 to most requests

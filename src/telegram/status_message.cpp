@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "floodgate/core/error.hpp"
-#include "post_completion.hpp"
+#include "floodgate/async/detail/post_completion.hpp"
 
 namespace floodgate::telegram {
 
@@ -57,7 +57,7 @@ void StatusMessage::update(std::string text) {
 void StatusMessage::start_finish(std::string text, boost::asio::any_completion_handler<FinishSignature> handler) {
   std::lock_guard lock(state_->mutex);
   if (state_->finishing) {  // finishing twice: the second caller is told at once
-    return detail::post_completion<FinishSignature>(state_->io, std::move(handler),
+    return async::detail::post_completion(state_->io, std::move(handler),
                                                     make_error_code(errc::bad_request));
   }
   state_->finishing = true;
@@ -66,7 +66,7 @@ void StatusMessage::start_finish(std::string text, boost::asio::any_completion_h
   if (state_->wanted == state_->shown && !state_->in_flight) {
     auto done = std::move(*state_->finish);
     state_->finish.reset();
-    return detail::post_completion<FinishSignature>(state_->io, std::move(done), std::error_code{});
+    return async::detail::post_completion(state_->io, std::move(done), std::error_code{});
   }
   schedule_locked(state_->next_slot);
 }
@@ -108,14 +108,14 @@ void StatusMessage::on_edited(const std::string& text, std::error_code ec, const
     auto done = std::move(*state_->finish);  // a final text that cannot be delivered: say why
     state_->finish.reset();
     state_->wanted = state_->shown;
-    return detail::post_completion<FinishSignature>(state_->io, std::move(done), ec);
+    return async::detail::post_completion(state_->io, std::move(done), ec);
   } else {
     state_->wanted = state_->shown;  // a rejected progress text is dropped; the next update tries again
   }
   if (state_->finish && state_->wanted == state_->shown) {
     auto done = std::move(*state_->finish);
     state_->finish.reset();
-    return detail::post_completion<FinishSignature>(state_->io, std::move(done), std::error_code{});
+    return async::detail::post_completion(state_->io, std::move(done), std::error_code{});
   }
   schedule_locked(state_->next_slot);
 }

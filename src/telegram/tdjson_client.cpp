@@ -2,7 +2,7 @@
 
 #include <floodgate/core/log.hpp>
 
-#include "post_completion.hpp"
+#include "floodgate/async/detail/post_completion.hpp"
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -78,7 +78,7 @@ struct TdjsonClient::State {
 
   // Completes a request that never reached the pending table.
   void post_completion(PendingHandler handler, std::error_code ec, nlohmann::json reply) {
-    detail::post_completion(executor, std::move(handler), ec, std::move(reply));
+    async::detail::post_completion(executor, std::move(handler), ec, std::move(reply));
   }
 
   const executor_type executor;

@@ -4,7 +4,7 @@
 #include <floodgate/async/timer.hpp>
 #include <floodgate/core/clock.hpp>
 #include <floodgate/core/limit_set.hpp>
-#include <floodgate/core/telegram_limits.hpp>
+#include <floodgate/telegram/limits.hpp>
 #include <floodgate/core/token_bucket.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>

@@ -35,6 +35,9 @@ struct Fixture {
   RetryPolicy policy;
   std::vector<std::string> calls;  // credential of each attempt, in order
 
+  /// Runs every ready handler and fires every virtual timer until none is left.
+  void settle() { time.run_until([] { return false; }, std::chrono::hours(24)); }
+
   explicit Fixture(std::vector<std::string> ids = {"A", "B", "C"}) {
     for (auto& id : ids) pool.add({id, {id}});
     policy.flood_jitter = 0;  // exact cooldowns, unless a test asks for jitter
@@ -183,11 +186,11 @@ TEST_CASE("transient failures back off with capped full jitter, then give up", "
   f.pool.add({"B", {"B"}});
   Executor executor(f.io.get_executor(), f.pool, f.policy);
   const auto start = f.clock.now();
-  auto c = f.run(executor, f.scripted({Outcome<std::string>::transient("HTTP 502")}));
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::not_sent("connection refused")}));
   REQUIRE(f.time.run_until([&] { return c->done; }, 10min));
   CHECK(c->ec == errc::errc::attempts_exhausted);
   CHECK(c->result.attempts == 4);
-  CHECK(c->result.description == "HTTP 502");
+  CHECK(c->result.description == "connection refused");
   CHECK(f.calls.size() == 4);
   CHECK(f.clock.now() - start <= 100ms + 150ms + 150ms);  // three backoffs, each under its ceiling
 }
@@ -208,7 +211,7 @@ TEST_CASE("auth failure disables the credential and continues on another", "[ret
 TEST_CASE("a bad request ends at once and is never retried", "[retry]") {
   Fixture f;
   Executor executor(f.io.get_executor(), f.pool, f.policy);
-  auto c = f.run(executor, f.scripted({Outcome<std::string>::bad_request("Bad Request: chat not found"), ok()}));
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::rejected("Bad Request: chat not found"), ok()}));
   f.time.poll();
   REQUIRE(c->done);
   CHECK(c->ec == errc::errc::bad_request);
@@ -339,4 +342,112 @@ TEST_CASE("no attempt is ever sent into a cooldown the server announced", "[retr
   CHECK(completed == 300);
   CHECK(flood_waits > 10);
   CHECK(into_cooldown == 0);
+}
+
+TEST_CASE("a maybe_applied outcome ends a non-idempotent run with outcome_unknown naming the sender", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::maybe_applied("response cut off"), ok()}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(c->count == 1);
+  CHECK(c->ec == errc::errc::outcome_unknown);
+  CHECK(c->result.credential == "A");
+  CHECK(c->result.attempts == 1);
+  CHECK(c->result.description == "response cut off");
+  CHECK(f.calls == std::vector<std::string>{"A"});  // never sent again, on any credential
+  CHECK(f.pool.snapshot("A")->failures == 1);      // the credential's health still counts it
+}
+
+TEST_CASE("a maybe_applied outcome of an idempotent run is retried after a backoff", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto start = f.clock.now();
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::maybe_applied("read timeout"), ok("read")}),
+                 {.idempotent = true});
+  f.settle();
+  REQUIRE(c->done);
+  CHECK_FALSE(c->ec);
+  CHECK(c->result.value == "read");
+  CHECK(c->result.attempts == 2);
+  CHECK(f.calls.size() == 2);
+  CHECK(f.clock.now() - start <= f.policy.backoff_base);  // the first backoff's full-jitter bound
+}
+
+TEST_CASE("a not_sent outcome is retried whatever the run's idempotency", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::not_sent("connect failed"), ok()}));
+  f.settle();
+  REQUIRE(c->done);
+  CHECK_FALSE(c->ec);
+  CHECK(c->result.attempts == 2);
+}
+
+TEST_CASE("a rejected outcome ends the run with its own error", "[retry]") {
+  Fixture f;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  const auto certificate = std::make_error_code(std::errc::permission_denied);
+  auto c = f.run(executor, f.scripted({Outcome<std::string>::rejected("bad certificate", certificate), ok()}));
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(c->ec == certificate);
+  CHECK(f.calls.size() == 1);
+  CHECK(f.pool.snapshot("A")->bad_requests == 1);
+  CHECK(f.pool.snapshot("A")->failures == 0);
+}
+
+TEST_CASE("a bound run uses only its credential, waits out a short flood wait and ends on a long one", "[retry]") {
+  Fixture f;
+  f.policy.max_wait = 60s;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+
+  SECTION("a short wait is waited out, then the same credential sends") {
+    const auto start = f.clock.now();
+    auto c = f.run(executor, f.scripted({flood(30), ok("edited")}), {.credential = "B"});
+    f.settle();
+    REQUIRE(c->done);
+    CHECK_FALSE(c->ec);
+    CHECK(f.calls == std::vector<std::string>{"B", "B"});
+    CHECK(f.clock.now() - start == 30s);  // not a moment earlier
+    CHECK(c->result.credential == "B");
+  }
+  SECTION("a wait past max_wait ends the run without another request") {
+    auto c = f.run(executor, f.scripted({flood(900), ok()}), {.credential = "B"});
+    f.settle();
+    REQUIRE(c->done);
+    CHECK(c->ec == errc::errc::all_credentials_cooling);
+    CHECK(f.calls == std::vector<std::string>{"B"});
+    REQUIRE(c->result.earliest);
+    CHECK(*c->result.earliest - f.clock.now() == 900s);
+  }
+  SECTION("an auth failure ends it with auth_failed, never moving") {
+    auto c = f.run(executor, f.scripted({Outcome<std::string>::auth_failed("Unauthorized"), ok()}), {.credential = "C"});
+    f.settle();
+    REQUIRE(c->done);
+    CHECK(c->ec == errc::errc::auth_failed);
+    CHECK(f.calls == std::vector<std::string>{"C"});
+    CHECK(f.pool.snapshot("C")->state == CredentialState::disabled);
+  }
+  SECTION("an unknown credential and a disabled one are clear errors") {
+    auto unknown = f.run(executor, f.scripted({ok()}), {.credential = "Z"});
+    f.pool.disable("A");
+    auto disabled = f.run(executor, f.scripted({ok()}), {.credential = "A"});
+    f.settle();
+    CHECK(unknown->ec == errc::errc::unknown_credential);
+    CHECK(disabled->ec == errc::errc::all_credentials_disabled);
+    CHECK(f.calls.empty());
+  }
+  SECTION("a maybe_applied outcome ends a non-idempotent bound run, and is retried for an idempotent one") {
+    auto send = f.run(executor, f.scripted({Outcome<std::string>::maybe_applied("reset"), ok()}), {.credential = "A"});
+    f.settle();
+    CHECK(send->ec == errc::errc::outcome_unknown);
+    CHECK(send->result.credential == "A");
+    f.calls.clear();
+    auto edit = f.run(executor, f.scripted({Outcome<std::string>::maybe_applied("reset"), ok()}),
+                      {.idempotent = true, .credential = "A"});
+    f.settle();
+    CHECK_FALSE(edit->ec);
+    CHECK(f.calls == std::vector<std::string>{"A", "A"});
+  }
 }

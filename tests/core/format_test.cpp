@@ -46,7 +46,7 @@ TEST_CASE("the status table reads like the /status view", "[format]") {
   for (int i = 0; i < 200; ++i) {
     auto lease = pool.acquire();
     if (lease->id() == "API-1" && i == 4) {
-      lease->failure(FailureKind::transient);
+      lease->report(Outcome<>::not_sent("connect failed"));
     } else {
       lease->success(std::chrono::milliseconds(20));
     }
@@ -73,7 +73,7 @@ TEST_CASE("ejected credentials show their rest", "[format]") {
   options.ejection.base_rest = std::chrono::seconds(70);
   CredentialPool<BotToken, BestHealth, ManualClock> pool(options, clock);
   pool.add({"API-9", {Secret(kToken)}});
-  pool.acquire()->failure(FailureKind::transient);
+  pool.acquire()->report(Outcome<>::not_sent("connect failed"));
   CHECK(status_line(*pool.snapshot("API-9"), {.utc = true}) ==
         "🩹 API-9: Resting after failures until 22:31:10 (ejected 1×)");
 }

@@ -4,7 +4,7 @@
 #include <floodgate/core/keyed_concurrency_limit.hpp>
 #include <floodgate/core/keyed_limiter.hpp>
 #include <floodgate/core/limit_set.hpp>
-#include <floodgate/core/telegram_limits.hpp>
+#include <floodgate/telegram/limits.hpp>
 #include <floodgate/core/token_bucket.hpp>
 
 #include <catch2/catch.hpp>

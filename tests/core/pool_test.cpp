@@ -143,7 +143,7 @@ TEST_CASE("a lease reports once; moves keep it alive", "[pool][lease]") {
   CHECK(moved.active());
   CHECK(pool.snapshot("A")->in_flight == 1);
   moved.success(5ms);
-  moved.failure(FailureKind::transient);  // ignored: already reported
+  moved.report(Outcome<>::not_sent("connect failed"));  // ignored: already reported
   auto s = pool.snapshot("A");
   CHECK(s->successes == 1);
   CHECK(s->failures == 0);
@@ -157,7 +157,7 @@ TEST_CASE("auth failure disables the credential with a reason", "[pool]") {
   add_credentials(pool, {"A", "B"});
   auto lease = pool.acquire();
   const std::string id = lease->id();
-  lease->failure(FailureKind::auth, "401 Unauthorized");
+  lease->report(Outcome<>::auth_failed("401 Unauthorized"));
   auto s = pool.snapshot(id);
   CHECK(s->state == CredentialState::disabled);
   CHECK(s->disabled_reason == "401 Unauthorized");
@@ -173,7 +173,7 @@ TEST_CASE("auth failure disables the credential with a reason", "[pool]") {
 TEST_CASE("bad requests do not count against the credential", "[pool]") {
   Pool<> pool;
   add_credentials(pool, {"A"});
-  for (int i = 0; i < 20; ++i) pool.acquire()->failure(FailureKind::bad_request);
+  for (int i = 0; i < 20; ++i) pool.acquire()->report(Outcome<>::rejected("Bad Request"));
   auto s = pool.snapshot("A");
   CHECK(s->bad_requests == 20);
   CHECK(s->failures == 0);
@@ -191,7 +191,7 @@ TEST_CASE("consecutive failures eject for a growing rest, successes recover", "[
   add_credentials(pool, {"A"});
 
   auto fail = [&](int n) {
-    for (int i = 0; i < n; ++i) pool.acquire()->failure(FailureKind::transient);
+    for (int i = 0; i < n; ++i) pool.acquire()->report(Outcome<>::not_sent("connect failed"));
   };
   fail(2);
   CHECK(pool.snapshot("A")->state == CredentialState::ready);
@@ -221,7 +221,7 @@ TEST_CASE("ejection can be turned off", "[pool][ejection]") {
   options.ejection.consecutive_failures = 0;
   Pool<> pool(options);
   add_credentials(pool, {"A"});
-  for (int i = 0; i < 50; ++i) pool.acquire()->failure(FailureKind::transient);
+  for (int i = 0; i < 50; ++i) pool.acquire()->report(Outcome<>::not_sent("connect failed"));
   CHECK(pool.snapshot("A")->state == CredentialState::ready);
 }
 
@@ -297,7 +297,7 @@ TEST_CASE("acquire_id leases that credential and counts it like acquire", "[pool
   CHECK(pool.snapshot("A")->requests == 0);
 
   // Outcomes reported on an acquire_id lease act on the pool as any other.
-  pool.acquire_id("A")->failure(FailureKind::auth, "revoked");
+  pool.acquire_id("A")->report(Outcome<>::auth_failed("revoked"));
   CHECK(pool.snapshot("A")->state == CredentialState::disabled);
   CHECK(pool.snapshot("A")->failures == 1);
   CHECK(picks(pool, 2) == std::vector<std::string>{"B", "B"});

@@ -34,7 +34,7 @@ TEST_CASE("BestHealth prefers the healthiest, ties to the least recently used", 
   pool.acquire()->success(1ms);
   auto b = pool.acquire();
   REQUIRE(b->id() == "B");
-  b->failure(FailureKind::transient);
+  b->report(Outcome<>::not_sent("connect failed"));
   const auto after = picks(pool, 10);
   CHECK(std::count(after.begin(), after.end(), "B") == 0);
   CHECK(pool.snapshot("B")->smoothed_success_rate < pool.snapshot("A")->smoothed_success_rate);
@@ -51,7 +51,7 @@ TEST_CASE("BestHealth: a fresh credential is tried, and judged by what it does",
   // One failure on the newcomer, and the proven credential carries the load.
   auto lease = pool.acquire();
   REQUIRE(lease->id() == "new");
-  lease->failure(FailureKind::transient);
+  lease->report(Outcome<>::not_sent("connect failed"));
   CHECK(picks(pool, 5) == Ids{"old", "old", "old", "old", "old"});
   CHECK(pool.snapshot("new")->smoothed_success_rate < 0.8);
 }
@@ -62,7 +62,7 @@ TEST_CASE("BestHealth forgets old failures as time passes", "[strategy]") {
   add_credentials(pool, {"A", "B"});
   auto lease = pool.acquire();
   REQUIRE(lease->id() == "A");
-  lease->failure(FailureKind::transient);
+  lease->report(Outcome<>::not_sent("connect failed"));
   CHECK(pool.snapshot("A")->smoothed_success_rate == Approx(2.0 / 3.0));
   CHECK(picks(pool, 3) == Ids{"B", "B", "B"});
   clock.advance(60s);  // one half-life: the failure weighs half as much

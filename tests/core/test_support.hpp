@@ -2,6 +2,9 @@
 #pragma once
 
 #include "floodgate/core.hpp"
+#include "floodgate/core/cooldown_store.hpp"
+#include "floodgate/kite/credentials.hpp"
+#include "floodgate/telegram/credentials.hpp"
 
 #include <chrono>
 #include <string>

@@ -4,7 +4,7 @@
 // Every binary frame is read back with kite::FrameView.
 #include <floodgate/core/error.hpp>
 #include <floodgate/kite/protocol.hpp>
-#include <floodgate/net/test_certificates.hpp>
+#include <floodgate/sim/test_certificates.hpp>
 #include <floodgate/net/tls.hpp>
 #include <floodgate/sim/kite_frame_encoder.hpp>
 #include <floodgate/sim/kite_ticker_server.hpp>
@@ -455,7 +455,7 @@ TEST_CASE("kite frame encoder is the inverse of the frame parser", "[kite][sim]"
 }
 
 TEST_CASE("kite sim serves wss with a certificate the client verifies", "[kite][sim]") {
-  const auto certs = floodgate::net::TestCertificates::generate();
+  const auto certs = floodgate::sim::TestCertificates::generate();
   auto options = test_options();
   options.tls = floodgate::net::make_server_tls_context(certs.server_chain_pem, certs.server_key_pem);
   KiteTickerServer server(std::move(options));

@@ -19,7 +19,7 @@
 #include <floodgate/kite/ticker_connection.hpp>
 #include <floodgate/kite/ticker_manager.hpp>
 #include <floodgate/net/error.hpp>
-#include <floodgate/net/test_certificates.hpp>
+#include <floodgate/sim/test_certificates.hpp>
 #include <floodgate/net/tls.hpp>
 #include <floodgate/sim/kite_ticker_server.hpp>
 
@@ -606,7 +606,7 @@ TEST_CASE("kite connection stop means stop", "[kite][ticker]") {
 }
 
 TEST_CASE("kite connection over wss verifies the simulator's certificate", "[kite][ticker]") {
-  const auto certs = floodgate::net::TestCertificates::generate();
+  const auto certs = floodgate::sim::TestCertificates::generate();
   auto options = server_options();
   options.tls = floodgate::net::make_server_tls_context(certs.server_chain_pem, certs.server_key_pem);
   KiteTickerServer server(std::move(options));
@@ -632,7 +632,7 @@ TEST_CASE("kite connection over wss verifies the simulator's certificate", "[kit
   }
 
   SECTION("another CA: refused, and given up after max_attempts") {
-    const auto other = floodgate::net::TestCertificates::generate();
+    const auto other = floodgate::sim::TestCertificates::generate();
     auto settings = settings_for(server);
     settings.tls = floodgate::net::make_client_tls_context({.ca_pem = other.ca_pem});
     settings.reconnect.max_attempts = 3;

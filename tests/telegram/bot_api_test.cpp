@@ -49,10 +49,13 @@ BotApiLimits unlimited() { return {.overall = std::nullopt, .per_chat = std::nul
 
 /// A simulator, an io thread and one shared HTTPS client trusting the simulator.
 struct Sim {
-  explicit Sim(bool tls = true, BotApiLimits limits = unlimited())
+  explicit Sim(bool tls = true, BotApiLimits limits = unlimited(),
+               std::chrono::milliseconds read_timeout = std::chrono::seconds(30))
       : server({.tokens = {Secret(kTokenA), Secret(kTokenB)}, .limits = limits, .tls = tls}) {
     server.start();
-    http.emplace(io.executor(), floodgate::test::client_options_for(server));
+    auto options = floodgate::test::client_options_for(server);
+    options.read_timeout = read_timeout;
+    http.emplace(io.executor(), std::move(options));
   }
   BotApiClient client(const std::string& token) { return BotApiClient(*http, server.endpoint(), Secret(token)); }
 
@@ -63,8 +66,9 @@ struct Sim {
 
 /// Sim plus a BotPool of both tokens ("token-a", "token-b").
 struct PoolSim : Sim {
-  explicit PoolSim(BotApiLimits limits = unlimited(), floodgate::RetryPolicy retry = fast_retry())
-      : Sim(true, limits),
+  explicit PoolSim(BotApiLimits limits = unlimited(), floodgate::RetryPolicy retry = fast_retry(),
+                   std::chrono::milliseconds read_timeout = std::chrono::seconds(30))
+      : Sim(true, limits, read_timeout),
         bots(io.executor(), *http,
              {{"token-a", {Secret(kTokenA)}}, {"token-b", {Secret(kTokenB)}}},
              {.endpoint = server.endpoint(), .retry = retry}) {}
@@ -176,10 +180,10 @@ TEST_CASE("BotApiClient: ok:false, invalid JSON and network failures become clea
     CHECK(ec == errc::malformed_response);
     CHECK(response.http_status == 200);
   }
-  SECTION("a dropped connection is a transport error") {
+  SECTION("a connection dropped after the request was sent is a transport error that says so") {
     sim.server.inject(Secret(kTokenA), Fault::drop_connection());
     auto [ec, response] = bot.async_get_me(asio::use_future).get();
-    CHECK(ec == floodgate::net::errc::connection_closed);
+    CHECK(ec == floodgate::net::errc::response_cut_off);
     CHECK(ec == response.transport);
   }
 }
@@ -197,16 +201,29 @@ TEST_CASE("classify: Bot API replies in the retry executor's vocabulary") {
   CHECK(classify(decode_bot_api_response(401, R"({"ok":false,"error_code":401,"description":"Unauthorized"})"), true)
             .kind() == OutcomeKind::auth_failed);
   CHECK(classify(decode_bot_api_response(400, R"({"ok":false,"error_code":400,"description":"Bad"})"), true).kind() ==
-        OutcomeKind::bad_request);
+        OutcomeKind::rejected);
   CHECK(classify(decode_bot_api_response(502, R"({"ok":false,"error_code":502,"description":"Bad Gateway"})"), true)
-            .kind() == OutcomeKind::transient);
+            .kind() == OutcomeKind::maybe_applied);
   CHECK(classify(decode_bot_api_response(200, R"({"ok":true,"result":{"id":1}})"), true).kind() ==
         OutcomeKind::success);
   for (const char* junk : {"", "<html>", "[1,2]", R"({"ok":"yes"})", R"({"result":1})", "{\"ok\":true"}) {
     const auto response = decode_bot_api_response(200, junk);
     CHECK(response.transport == errc::malformed_response);
-    CHECK(classify(response, false).kind() == OutcomeKind::transient);
+    CHECK(classify(response, false).kind() == OutcomeKind::maybe_applied);
   }
+  // Transport failures follow net::outcome_kind_of: before the request was written, after, or never retried.
+  auto failed = [](std::error_code ec) {
+    telegram::BotApiResponse response;
+    response.transport = ec;
+    return classify(std::move(response), true);
+  };
+  CHECK(failed(floodgate::net::errc::connect_failed).kind() == OutcomeKind::not_sent);
+  CHECK(failed(floodgate::net::errc::timeout).kind() == OutcomeKind::not_sent);
+  CHECK(failed(floodgate::net::errc::response_timeout).kind() == OutcomeKind::maybe_applied);
+  CHECK(failed(floodgate::net::errc::response_cut_off).kind() == OutcomeKind::maybe_applied);
+  const auto certificate = failed(floodgate::net::errc::certificate_rejected);
+  CHECK(certificate.kind() == OutcomeKind::rejected);
+  CHECK(certificate.error() == floodgate::net::errc::certificate_rejected);
 }
 
 TEST_CASE("BotPool: a 429 cools that token for the chat, the call moves, other chats still flow") {
@@ -256,18 +273,81 @@ TEST_CASE("BotPool: a 401 disables the token and the call moves to another") {
   CHECK(sim.server.stats(Secret(kTokenB)).succeeded == 4);
 }
 
-TEST_CASE("BotPool: 5xx and dropped connections are retried, the caller gets one result") {
+TEST_CASE("BotPool: a send whose answer was lost is sent once and ends with outcome_unknown naming its token") {
+  PoolSim sim;
+  // The server stores the message, then the answer is cut off in the middle of its body.
+  sim.server.inject(Secret(kTokenA), Fault::truncated_response());
+  sim.server.inject(Secret(kTokenB), Fault::truncated_response());
+
+  auto [ec, result] = sim.send(9, "exactly once");
+  CHECK(ec == errc::outcome_unknown);
+  CHECK(result.attempts == 1);
+  CHECK((result.token_id == "token-a" || result.token_id == "token-b"));
+  const auto& sender = result.token_id == "token-a" ? kTokenA : kTokenB;
+  const auto& other = result.token_id == "token-a" ? kTokenB : kTokenA;
+  REQUIRE(sim.server.messages(9).size() == 1);  // what the caller can check, before sending again
+  CHECK(sim.server.messages(9).at(0).text == "exactly once");
+  CHECK(sim.server.stats(Secret(sender)).by_method["sendmessage"] == 1);
+  CHECK(sim.server.stats(Secret(other)).by_method.count("sendmessage") == 0);  // never moved to another bot
+  // The sender's health still counts the failure.
+  CHECK(sim.bots.pool().snapshot(result.token_id)->failures == 1);
+}
+
+TEST_CASE("BotPool: a send whose answer times out is not repeated (a slow server, a short read timeout)") {
+  PoolSim sim(unlimited(), PoolSim::fast_retry(), 300ms);
+  sim.server.inject(Secret(kTokenA), Fault::slow_reply(900ms), 8);
+  sim.server.inject(Secret(kTokenB), Fault::slow_reply(900ms), 8);
+
+  auto [ec, result] = sim.send(10, "slow");
+  CHECK(ec == errc::outcome_unknown);
+  CHECK(result.attempts == 1);
+  const auto& sender = result.token_id == "token-a" ? kTokenA : kTokenB;
+  // The server applied the one request it got; nothing else reached it.
+  CHECK(sim.server.stats(Secret(kTokenA)).requests + sim.server.stats(Secret(kTokenB)).requests == 1);
+  CHECK(sim.server.stats(Secret(sender)).by_method["sendmessage"] == 1);
+  CHECK(sim.server.messages(10).size() == 1);
+}
+
+TEST_CASE("BotPool: reads and edits are repeated after a lost answer; a send only when the caller opts in") {
   PoolSim sim;
   sim.server.revoke_token(Secret(kTokenB));  // keep every attempt on token-a
   REQUIRE(sim.bots.pool().disable("token-b"));
-  sim.server.inject(Secret(kTokenA), Fault::server_error(502));
-  sim.server.inject(Secret(kTokenA), Fault::drop_connection());
-  sim.server.inject(Secret(kTokenA), Fault::invalid_json());
 
-  auto [ec, result] = sim.send(9, "eventually");
-  REQUIRE_FALSE(ec);
-  CHECK(result.attempts == 4);
-  CHECK(sim.server.messages(9).size() == 1);  // delivered exactly once
+  SECTION("a read survives a 5xx, a dropped connection and a body that is not JSON") {
+    sim.server.inject(Secret(kTokenA), Fault::server_error(502));
+    sim.server.inject(Secret(kTokenA), Fault::drop_connection());
+    sim.server.inject(Secret(kTokenA), Fault::invalid_json());
+    auto [ec, result] = sim.bots.async_get_me(asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    CHECK(result.attempts == 4);
+    CHECK(result.result.value("is_bot", false));
+  }
+  SECTION("an edit whose answer was cut off is repeated and the message shows the new text once") {
+    auto [ec, sent] = sim.send(11, "v1");
+    REQUIRE_FALSE(ec);
+    sim.server.inject(Secret(kTokenA), Fault::truncated_response());
+    auto [ec1, edited] = sim.bots.async_edit_message_text(sent.sent().value(), "v2", asio::use_future).get();
+    REQUIRE_FALSE(ec1);
+    CHECK(edited.attempts == 2);
+    REQUIRE(sim.server.messages(11).size() == 1);
+    CHECK(sim.server.messages(11).at(0).text == "v2");
+  }
+  SECTION("a send the caller marked safe to repeat is repeated: the duplicate is the caller's choice") {
+    sim.server.inject(Secret(kTokenA), Fault::truncated_response());
+    auto [ec, result] = sim.bots.async_call("sendMessage", {{"chat_id", 12}, {"text", "dup ok"}},
+                                            BotPool::CallOptions{.repeat_if_maybe_applied = true},
+                                            asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    CHECK(result.attempts == 2);
+    CHECK(sim.server.messages(12).size() == 2);
+  }
+  SECTION("a send whose answer was a 5xx ends with outcome_unknown: Telegram may have sent it") {
+    sim.server.inject(Secret(kTokenA), Fault::server_error(502));
+    auto [ec, result] = sim.send(13, "maybe");
+    CHECK(ec == errc::outcome_unknown);
+    CHECK(result.token_id == "token-a");
+    CHECK(result.attempts == 1);
+  }
 }
 
 TEST_CASE("BotPool: an edit goes to the token that sent the message, never to another") {

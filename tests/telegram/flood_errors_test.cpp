@@ -5,7 +5,7 @@
 using floodgate::telegram::classify_td_error;
 using floodgate::telegram::classify_td_response;
 using floodgate::telegram::parse_retry_after;
-using floodgate::telegram::TdErrorKind;
+using floodgate::OutcomeKind;
 using namespace std::chrono_literals;
 
 TEST_CASE("flood errors: every spelling becomes a wait of exactly N seconds", "[telegram][flood]") {
@@ -26,7 +26,7 @@ TEST_CASE("flood errors: every spelling becomes a wait of exactly N seconds", "[
   for (const auto& c : cases) {
     CAPTURE(c.code, c.message);
     const auto e = classify_td_error(c.code, c.message);
-    CHECK(e.kind == TdErrorKind::flood_wait);
+    CHECK(e.kind == OutcomeKind::flood_wait);
     CHECK(e.retry_after == c.wait);
     CHECK(e.chat_scoped == c.chat_scoped);
     CHECK(e.code == c.code);
@@ -38,7 +38,7 @@ TEST_CASE("flood errors: TDLib reply objects are classified, other replies are n
   const auto flood = classify_td_response(
       nlohmann::json::parse(R"({"@type":"error","code":420,"message":"SLOWMODE_WAIT_9","@extra":5})"));
   REQUIRE(flood);
-  CHECK(flood->kind == TdErrorKind::flood_wait);
+  CHECK(flood->kind == OutcomeKind::flood_wait);
   CHECK(flood->retry_after == 9s);
   CHECK(flood->chat_scoped);
 
@@ -49,29 +49,29 @@ TEST_CASE("flood errors: TDLib reply objects are classified, other replies are n
   // An error object with missing or mistyped fields: back off, never crash.
   const auto broken = classify_td_response(nlohmann::json::parse(R"({"@type":"error","code":"x"})"));
   REQUIRE(broken);
-  CHECK(broken->kind == TdErrorKind::transient);
+  CHECK(broken->kind == OutcomeKind::maybe_applied);
 }
 
 TEST_CASE("flood errors: auth, bad request and transient families", "[telegram][flood]") {
-  CHECK(classify_td_error(401, "Unauthorized").kind == TdErrorKind::auth_failed);
-  CHECK(classify_td_error(401, "AUTH_KEY_UNREGISTERED").kind == TdErrorKind::auth_failed);
-  CHECK(classify_td_error(401, "SESSION_REVOKED").kind == TdErrorKind::auth_failed);
-  CHECK(classify_td_error(403, "USER_DEACTIVATED_BAN").kind == TdErrorKind::auth_failed);
-  CHECK(classify_td_error(400, "API_ID_INVALID").kind == TdErrorKind::auth_failed);
-  CHECK(classify_td_error(400, "CHAT_ID_INVALID").kind == TdErrorKind::bad_request);
-  CHECK(classify_td_error(403, "CHAT_WRITE_FORBIDDEN").kind == TdErrorKind::bad_request);
-  CHECK(classify_td_error(404, "Not Found").kind == TdErrorKind::bad_request);
-  CHECK(classify_td_error(500, "Request aborted").kind == TdErrorKind::transient);
-  CHECK(classify_td_error(-503, "Timeout").kind == TdErrorKind::transient);
-  CHECK(classify_td_error(0, "").kind == TdErrorKind::transient);
+  CHECK(classify_td_error(401, "Unauthorized").kind == OutcomeKind::auth_failed);
+  CHECK(classify_td_error(401, "AUTH_KEY_UNREGISTERED").kind == OutcomeKind::auth_failed);
+  CHECK(classify_td_error(401, "SESSION_REVOKED").kind == OutcomeKind::auth_failed);
+  CHECK(classify_td_error(403, "USER_DEACTIVATED_BAN").kind == OutcomeKind::auth_failed);
+  CHECK(classify_td_error(400, "API_ID_INVALID").kind == OutcomeKind::auth_failed);
+  CHECK(classify_td_error(400, "CHAT_ID_INVALID").kind == OutcomeKind::rejected);
+  CHECK(classify_td_error(403, "CHAT_WRITE_FORBIDDEN").kind == OutcomeKind::rejected);
+  CHECK(classify_td_error(404, "Not Found").kind == OutcomeKind::rejected);
+  CHECK(classify_td_error(500, "Request aborted").kind == OutcomeKind::maybe_applied);
+  CHECK(classify_td_error(-503, "Timeout").kind == OutcomeKind::maybe_applied);
+  CHECK(classify_td_error(0, "").kind == OutcomeKind::maybe_applied);
 }
 
 TEST_CASE("flood errors: unreadable waits back off without inventing a cooldown", "[telegram][flood]") {
-  for (const char* message : {"FLOOD_WAIT_", "FLOOD_WAIT_X", "FLOOD_WAIT_-5", "FLOOD_WAIT_99999999999999999999999",
+  for (const char* message : {"FLOOD_WAIT_", "FLOOD_WAIT_X", "FLOOD_WAIT_-5",
                               "Too Many Requests", "Too Many Requests: retry after ", "SLOWMODE_WAIT_1 2"}) {
     CAPTURE(message);
     const auto e = classify_td_error(420, message);
-    CHECK(e.kind == TdErrorKind::transient);
+    CHECK(e.kind == OutcomeKind::not_sent);  // refused, so not applied: back off and retry
     CHECK(e.retry_after == 0s);
   }
 }
@@ -82,4 +82,17 @@ TEST_CASE("flood errors: parse_retry_after reads Bot API descriptions", "[telegr
   CHECK_FALSE(parse_retry_after("Too Many Requests"));
   CHECK_FALSE(parse_retry_after("retry after soon"));
   CHECK_FALSE(parse_retry_after(""));
+}
+
+TEST_CASE("flood errors: huge waits saturate at kMaxServerWait instead of overflowing", "[telegram][flood]") {
+  for (const char* message : {"FLOOD_WAIT_9300000000", "FLOOD_WAIT_99999999999999999999999",
+                              "Too Many Requests: retry after 10000000000"}) {
+    CAPTURE(message);
+    const auto e = classify_td_error(420, message);
+    CHECK(e.kind == OutcomeKind::flood_wait);
+    CHECK(e.retry_after == floodgate::kMaxServerWait);
+    // The outcome's wait in nanoseconds is the clamp too, not a wrapped value.
+    CHECK(e.outcome().wait() == floodgate::kMaxServerWait);
+  }
+  CHECK(classify_td_error(420, "FLOOD_WAIT_35").outcome().wait() == 35s);
 }

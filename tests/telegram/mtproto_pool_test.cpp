@@ -8,6 +8,7 @@
 
 #include <floodgate/core/format.hpp>
 #include <floodgate/telegram/mtproto_pool.hpp>
+#include <floodgate/core/cooldown_store.hpp>
 
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
@@ -386,4 +387,24 @@ TEST_CASE("mtproto pool: api_hash and bot token never reach a log line, a status
     CHECK(table.find(secret) == std::string::npos);
     CHECK(metrics.find(secret) == std::string::npos);
   }
+}
+
+TEST_CASE("mtproto pool: a send whose answer may have been applied is sent once and ends with outcome_unknown",
+          "[telegram][mtproto][pool]") {
+  Fixture f(2);
+  // A 500 after Telegram received the request: it may have delivered the message before failing.
+  f.script(1, {{"sendMessage", {td_error(500, "INTERNAL_SERVER_ERROR")}}});
+  f.script(2, {{"sendMessage", {td_error(500, "INTERNAL_SERVER_ERROR")}}});
+  auto pool = f.pool();
+
+  for (const auto& options : {Pool::SendOptions{}, Pool::SendOptions{.bound_to = "account2"}}) {
+    auto [ec, result] = send(*pool, send_message(5), options);
+    CHECK(ec == errc::outcome_unknown);
+    CHECK(result.attempts == 1);
+    CHECK(result.description == "INTERNAL_SERVER_ERROR");
+    CHECK(pool->snapshot(result.credential)->failures >= 1);  // the health still counts it
+  }
+  // Two calls, two requests in all: neither was repeated on its own session or moved to the other.
+  CHECK(f.received(*pool, "account1", "sendMessage") + f.received(*pool, "account2", "sendMessage") == 2);
+  CHECK(f.received(*pool, "account2", "sendMessage") >= 1);
 }

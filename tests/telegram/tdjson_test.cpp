@@ -183,13 +183,13 @@ TEST_CASE("tdjson client: TDLib errors complete with the reply, flood waits of e
                    {{"@type", "error"}, {"code", 420}, {"message", "SLOWMODE_WAIT_14"}},
                    {{"@type", "file"}, {"id", 1}}}}}}});
 
-  using floodgate::telegram::TdErrorKind;
+  using floodgate::OutcomeKind;
   for (const auto& [seconds, chat] : {std::pair{11, false}, {12, false}, {13, false}, {14, true}}) {
     auto [ec, reply] = send_and_wait(tdjson, client, {{"@type", "downloadFile"}, {"file_id", 1}});
     CHECK_FALSE(ec);
     const auto error = floodgate::telegram::classify_td_response(reply);
     REQUIRE(error);
-    CHECK(error->kind == TdErrorKind::flood_wait);
+    CHECK(error->kind == OutcomeKind::flood_wait);
     CHECK(error->retry_after == std::chrono::seconds(seconds));
     CHECK(error->chat_scoped == chat);
   }

@@ -8,22 +8,40 @@
 //       [](std::error_code ec, floodgate::async::RunResult<Message> result) { … });
 //
 // Each attempt acquires the best usable credential, runs the operation, and
-// reports its classified `Outcome` to the pool (see core/retry_policy.hpp for
-// what each outcome does). When every credential is cooling, the run waits for
-// the earliest one only if that is within `RetryPolicy::max_wait` and the run's
-// deadline; otherwise it ends with `errc::all_credentials_cooling` and
-// `RunResult::earliest`, so a bot can answer "try again in ~5 minutes" at once.
+// reports its classified `Outcome` to the pool; what the run does next is
+// core/outcome.hpp's table: a success or a rejection ends it, a flood wait or
+// an auth failure moves it to another credential at once, a request that was
+// not sent is retried after a backoff (exponential, full jitter). When every
+// credential is cooling, the run waits for the earliest one only if that is
+// within `RetryPolicy::max_wait` and the run's deadline; otherwise it ends with
+// `errc::all_credentials_cooling` and `RunResult::earliest`, so a bot can
+// answer "try again in ~5 minutes" at once.
+//
+// Idempotency is explicit. A request whose answer was lost after it was sent
+// (`maybe_applied`) is repeated only when the run says it is safe
+// (`RunOptions::idempotent`: reads, edits, anything the caller opts in);
+// otherwise the run ends with `errc::outcome_unknown` and
+// `RunResult::credential` names the credential that sent it, so the caller can
+// check what happened before deciding (docs/retry.md shows how).
+//
+// A run can be bound to one credential (`RunOptions::credential`): an edit goes
+// to the bot that sent the message, a request as one account goes to that
+// account. It leases that credential only (`CredentialPool::acquire_id`) and
+// never moves; the same rules apply, with a pool of one: a flood wait ends it
+// with all_credentials_cooling unless the wait is within max_wait and the
+// deadline, in which case it waits and sends again.
 //
 // Operations are synchronous (`Outcome<T> op(const Lease&)`) or asynchronous,
 // wrapped with `async_attempt<T>`: `void op(const Lease&, Done done)` calling
 // `done(Outcome<T>)` exactly once, from any thread. The completion token may
 // be a callback, `use_future` or `use_awaitable`; the signature is
 // `void(std::error_code, RunResult<T>)`. Every run completes exactly once:
-// with a value, or with an error (bad_request, all_credentials_cooling,
-// attempts_exhausted, deadline_exceeded, no_credentials,
-// all_credentials_disabled, cancelled). Per-operation cancellation is
-// honoured while the run waits; an attempt already sent is reported to the
-// pool first (a success still delivers its value).
+// with a value, or with an error (a rejected outcome's error, usually
+// bad_request; outcome_unknown, all_credentials_cooling, attempts_exhausted,
+// deadline_exceeded, no_credentials, all_credentials_disabled,
+// unknown_credential, cancelled). Per-operation cancellation is honoured while
+// the run waits; an attempt already sent is reported to the pool first (a
+// success still delivers its value).
 //
 // A gate can be attached (`set_gate`) to pass each attempt through a local
 // rate limiter first: it returns how long the leased credential must wait
@@ -37,6 +55,8 @@
 #include "floodgate/async/detail/pending_op.hpp"
 #include "floodgate/async/timer.hpp"
 #include "floodgate/core/error.hpp"
+#include "floodgate/core/outcome.hpp"
+#include "floodgate/core/pool.hpp"
 #include "floodgate/core/retry_policy.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -63,7 +83,7 @@ struct RunResult {
   std::optional<T> value;                ///< set on success
   std::string description;               ///< the server's words for the last failure
   std::optional<TimePoint> earliest;     ///< all_credentials_cooling: when one is usable again
-  std::string credential;                ///< the credential of the last attempt
+  std::string credential;                ///< the credential of the last attempt (outcome_unknown: the one that sent it)
   std::uint32_t attempts = 0;            ///< calls made
 };
 
@@ -103,6 +123,11 @@ class RetryExecutor {
   struct RunOptions {
     std::string destination;              ///< chat, symbol…: scoped cooldowns and per-destination limits
     std::optional<time_point> deadline;   ///< never wait past this; end with deadline_exceeded
+    /// Safe to repeat after a `maybe_applied` outcome (reads, edits, or the
+    /// caller's say-so). False: such an outcome ends the run with outcome_unknown.
+    bool idempotent = false;
+    /// Bind the run to this credential: it never moves to another.
+    std::optional<std::string> credential;
   };
 
   RetryExecutor(boost::asio::any_io_executor executor, Pool& pool, RetryPolicy policy = {})
@@ -142,6 +167,7 @@ class RetryExecutor {
           completion_(std::move(completion)) {}
 
     void start() {
+      if (options_.credential) result_.credential = *options_.credential;
       if (auto slot = completion_->cancellation_slot(); slot.is_connected()) {
         slot.assign([weak = this->weak_from_this()](boost::asio::cancellation_type type) {
           if (type == boost::asio::cancellation_type::none) return;
@@ -160,9 +186,19 @@ class RetryExecutor {
       if (options_.deadline && now >= *options_.deadline) return finish(errc::deadline_exceeded);
       if (!schedule_.attempts_left()) return finish(errc::attempts_exhausted);
 
-      auto acquired = options_.destination.empty() ? pool_.acquire() : pool_.acquire(options_.destination);
+      auto acquired = options_.credential ? pool_.acquire_id(*options_.credential, options_.destination)
+                                          : pool_.acquire(options_.destination);
       if (!acquired) {
-        if (acquired.error() != errc::all_credentials_cooling) return finish(acquired.error());
+        // rate_limited comes only from a bound run whose credential's limiter
+        // pauses it: a cooling pool of one, with the pause as its earliest.
+        if (acquired.error() != errc::all_credentials_cooling && acquired.error() != errc::rate_limited) {
+          if (options_.credential && acquired.error() == errc::all_credentials_disabled) {
+            // Say why; and a bound run whose credential was just rejected ends with that rejection.
+            if (const auto record = pool_.snapshot(*options_.credential)) result_.description = record->disabled_reason;
+            if (auth_failed_) return finish(errc::auth_failed);
+          }
+          return finish(acquired.error());
+        }
         result_.earliest = acquired.earliest();
         if (!schedule_.should_wait_for(*acquired.earliest(), now, options_.deadline)) {
           return finish(errc::all_credentials_cooling);
@@ -172,7 +208,9 @@ class RetryExecutor {
       Lease lease = std::move(acquired).take();
       if (gate_) {
         if (const auto pause = gate_(lease); pause > duration::zero()) {
-          lease.defer(pause);  // skip this credential until its limiter admits; try the others
+          // Skip this credential until its limiter admits: a free run tries the
+          // others; a bound run finds it paused and waits (or ends) above.
+          lease.defer(pause);
           return boost::asio::post(strand_, [self = this->shared_from_this()] { self->attempt(); });
         }
       }
@@ -199,28 +237,25 @@ class RetryExecutor {
       }
     }
 
+    // What to do next is the outcome's traits (core/outcome.hpp), not a switch of our own.
     void on_outcome(Outcome<T> outcome) {
       Lease lease = std::move(*lease_);
       lease_.reset();
       result_.description = outcome.description();
-      switch (outcome.kind()) {
-        case OutcomeKind::success:
-          lease.success();
-          result_.value.emplace(std::move(outcome).value());
-          return finish({});
-        case OutcomeKind::flood_wait:
-          lease.flood_wait(schedule_.flood_cooldown(outcome.wait()), outcome.scope());
-          return next_attempt_now();
-        case OutcomeKind::auth_failed:
-          lease.failure(FailureKind::auth, outcome.description());
-          return next_attempt_now();
-        case OutcomeKind::bad_request:
-          lease.failure(FailureKind::bad_request);
-          return finish(errc::bad_request);
-        case OutcomeKind::transient:
-          lease.failure(FailureKind::transient);
-          return wait_until(pool_.clock().now() + std::chrono::duration_cast<duration>(schedule_.next_backoff()));
+      const OutcomeTraits traits = outcome.traits();
+      if (traits.cools) outcome.set_wait(schedule_.flood_cooldown(outcome.wait()));
+      auth_failed_ = traits.disables;
+      lease.report(outcome);
+      if (outcome.kind() == OutcomeKind::success) {
+        result_.value.emplace(std::move(outcome).value());
+        return finish({});
       }
+      if (traits.ends_call) return finish(outcome.error());
+      if (traits.may_be_applied && !options_.idempotent) return finish(errc::outcome_unknown);
+      if (traits.backs_off) {
+        return wait_until(pool_.clock().now() + std::chrono::duration_cast<duration>(schedule_.next_backoff()));
+      }
+      next_attempt_now();
     }
 
     void next_attempt_now() {
@@ -263,6 +298,7 @@ class RetryExecutor {
     Result result_;
     bool cancelled_ = false;
     bool waiting_ = false;
+    bool auth_failed_ = false;  // the last attempt's credential was rejected
   };
 
   boost::asio::any_io_executor executor_;

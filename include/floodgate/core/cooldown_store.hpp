@@ -15,12 +15,13 @@
 // file, never half of one. Expired entries are dropped when the file is
 // written. Ids only: no token or hash is ever written here.
 //
-// A pool applies the store with `pool.persist_to(store)`. A corrupt file is an
+// It implements core/cooldown_sink.hpp; a pool applies it with `pool.persist_to(store)`. A corrupt file is an
 // error (`StoreError`, errc::store_corrupt) or, with
 // `OnCorrupt::warn_and_start_empty`, a logged warning and an empty store; never
 // a crash.
 #pragma once
 
+#include "floodgate/core/cooldown_sink.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 
@@ -57,17 +58,11 @@ class StoreError : public Error {
   std::error_code code_;
 };
 
-class CooldownStore {
+/// The JSON file implementation of `CooldownSink`.
+class CooldownStore final : public CooldownSink {
  public:
-  using WallTime = std::chrono::system_clock::time_point;
   using WallClock = std::function<WallTime()>;
-
-  struct Entry {
-    std::optional<WallTime> cooldown_until;
-    bool disabled = false;
-    std::string disabled_reason;
-    std::map<std::string, WallTime, std::less<>> scoped;  ///< destination -> until
-  };
+  using Entry = CooldownRecord;
 
   enum class OnCorrupt {
     fail,                  ///< throw StoreError
@@ -94,7 +89,7 @@ class CooldownStore {
   const std::filesystem::path& path() const noexcept { return path_; }
 
   /// The entry for `id`, if anything is recorded for it and not yet expired.
-  std::optional<Entry> find(std::string_view id) const {
+  std::optional<Entry> find(std::string_view id) const override {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(id);
     if (it == entries_.end()) return std::nullopt;
@@ -108,14 +103,14 @@ class CooldownStore {
   }
 
   /// Records a cooldown of the whole credential; an earlier one never shortens it.
-  void set_cooldown(std::string_view id, WallTime until) {
+  void set_cooldown(std::string_view id, WallTime until) override {
     update(id, [&](Entry& e) {
       if (!e.cooldown_until || *e.cooldown_until < until) e.cooldown_until = until;
     });
   }
 
   /// Records a cooldown of the credential for one destination only.
-  void set_scoped_cooldown(std::string_view id, std::string_view destination, WallTime until) {
+  void set_scoped_cooldown(std::string_view id, std::string_view destination, WallTime until) override {
     update(id, [&](Entry& e) {
       auto [it, inserted] = e.scoped.try_emplace(std::string(destination), until);
       if (!inserted && it->second < until) it->second = until;
@@ -123,21 +118,21 @@ class CooldownStore {
   }
 
   /// Removes every cooldown of `id` (whole and scoped).
-  void clear_cooldowns(std::string_view id) {
+  void clear_cooldowns(std::string_view id) override {
     update(id, [](Entry& e) {
       e.cooldown_until.reset();
       e.scoped.clear();
     });
   }
 
-  void set_disabled(std::string_view id, std::string_view reason) {
+  void set_disabled(std::string_view id, std::string_view reason) override {
     update(id, [&](Entry& e) {
       e.disabled = true;
       e.disabled_reason = std::string(reason);
     });
   }
 
-  void set_enabled(std::string_view id) {
+  void set_enabled(std::string_view id) override {
     update(id, [](Entry& e) {
       e.disabled = false;
       e.disabled_reason.clear();

@@ -1,13 +1,8 @@
-// floodgate/core/env.hpp: credentials from the environment, with the variable
-// names bots and trading scripts already use.
+// floodgate/core/env.hpp: configuration from the environment and `.env` files.
 //
-//   Telegram Bot API   TELEGRAM_BOT_TOKEN, MULTITOKEN1 … MULTITOKEN10
-//                      ids "token-0" (TELEGRAM_BOT_TOKEN), "token-1" …
-//   Telegram MTProto   TELEGRAM_API_ID + TELEGRAM_API_HASH, then _2 … _10
-//                      ids "account1", "account2" …
-//   Kite ticker        KITE_API_KEY_N + KITE_ACCESS_TOKEN_N, N = 1 … 10
-//                      (KITE_API_KEY + KITE_ACCESS_TOKEN count as N = 1)
-//                      ids "API-1", "API-2" …
+// The adapters read their credentials from here with the variable names bots
+// and trading scripts already use: `bot_tokens_from` and `mtproto_apps_from`
+// (telegram/credentials.hpp), `kite_keys_from` (kite/credentials.hpp).
 //
 // Values come from the process environment and, optionally, a `.env` file
 // (`# comments`, `export KEY=value`, 'single' and "double" quotes); the
@@ -20,7 +15,6 @@
 //   for (auto& c : floodgate::bot_tokens_from(env)) pool.add(std::move(c));
 #pragma once
 
-#include "floodgate/core/credential.hpp"
 #include "floodgate/core/error.hpp"
 
 #include <fmt/format.h>
@@ -139,70 +133,5 @@ class Environment {
 
 /// Numbered variables go up to this suffix (MULTITOKEN10, TELEGRAM_API_ID_10, …).
 inline constexpr int kMaxNumberedCredentials = 10;
-
-/// Bot tokens: TELEGRAM_BOT_TOKEN ("token-0") and MULTITOKEN1..10 ("token-N").
-/// The same token under two names is an error naming both variables.
-inline std::vector<Credential<BotToken>> bot_tokens_from(const Environment& env) {
-  std::vector<Credential<BotToken>> out;
-  std::vector<std::string> names;
-  auto take = [&](const std::string& name, std::string id) {
-    auto value = env.get(name);
-    if (!value) return;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      if (out[i].payload.token.reveal() == *value) {
-        throw EnvError(fmt::format("{} repeats the token already given in {}", name, names[i]));
-      }
-    }
-    out.push_back({std::move(id), {Secret(std::move(*value))}});
-    names.push_back(name);
-  };
-  take("TELEGRAM_BOT_TOKEN", "token-0");
-  for (int n = 1; n <= kMaxNumberedCredentials; ++n) take(fmt::format("MULTITOKEN{}", n), fmt::format("token-{}", n));
-  return out;
-}
-
-/// MTProto apps: TELEGRAM_API_ID/TELEGRAM_API_HASH ("account1"), then the
-/// `_2` … `_10` pairs ("account2" …).
-inline std::vector<Credential<MtprotoApp>> mtproto_apps_from(const Environment& env) {
-  std::vector<Credential<MtprotoApp>> out;
-  for (int n = 1; n <= kMaxNumberedCredentials; ++n) {
-    const std::string suffix = n == 1 ? "" : fmt::format("_{}", n);
-    const std::string id_name = "TELEGRAM_API_ID" + suffix, hash_name = "TELEGRAM_API_HASH" + suffix;
-    auto api_id = env.get(id_name);
-    auto api_hash = env.get(hash_name);
-    if (!api_id && !api_hash) continue;
-    if (!api_hash) throw EnvError(fmt::format("{} is missing ({} is set)", hash_name, id_name));
-    if (!api_id) throw EnvError(fmt::format("{} is missing ({} is set)", id_name, hash_name));
-    std::int64_t number = 0;
-    const auto [end, ec] = std::from_chars(api_id->data(), api_id->data() + api_id->size(), number);
-    if (ec != std::errc{} || end != api_id->data() + api_id->size() || number <= 0) {
-      throw EnvError(fmt::format("{} must be a positive integer", id_name));
-    }
-    out.push_back({fmt::format("account{}", n), {number, Secret(std::move(*api_hash))}});
-  }
-  return out;
-}
-
-/// Kite keys: KITE_API_KEY_N/KITE_ACCESS_TOKEN_N ("API-N"), N = 1 … 10;
-/// unnumbered KITE_API_KEY/KITE_ACCESS_TOKEN stand for N = 1.
-inline std::vector<Credential<KiteKey>> kite_keys_from(const Environment& env) {
-  std::vector<Credential<KiteKey>> out;
-  for (int n = 1; n <= kMaxNumberedCredentials; ++n) {
-    std::string key_name = fmt::format("KITE_API_KEY_{}", n), token_name = fmt::format("KITE_ACCESS_TOKEN_{}", n);
-    auto key = env.get(key_name);
-    auto token = env.get(token_name);
-    if (n == 1 && !key && !token) {
-      key_name = "KITE_API_KEY";
-      token_name = "KITE_ACCESS_TOKEN";
-      key = env.get(key_name);
-      token = env.get(token_name);
-    }
-    if (!key && !token) continue;
-    if (!token) throw EnvError(fmt::format("{} is missing ({} is set)", token_name, key_name));
-    if (!key) throw EnvError(fmt::format("{} is missing ({} is set)", key_name, token_name));
-    out.push_back({fmt::format("API-{}", n), {Secret(std::move(*key)), Secret(std::move(*token))}});
-  }
-  return out;
-}
 
 }  // namespace floodgate

@@ -36,6 +36,8 @@ enum class errc {
   store_corrupt,             ///< a persisted file could not be parsed
   io_error,                  ///< reading or writing a local file failed
   too_many_connections,      ///< the service refused one more connection for this credential
+  outcome_unknown,           ///< the request was sent and its answer lost: it may have been applied,
+                             ///< and the call was not safe to repeat (see docs/retry.md)
 };
 
 class ErrorCategory final : public std::error_category {
@@ -61,6 +63,7 @@ class ErrorCategory final : public std::error_category {
       case errc::store_corrupt: return "persisted state is corrupt";
       case errc::io_error: return "file I/O error";
       case errc::too_many_connections: return "too many connections for this credential";
+      case errc::outcome_unknown: return "the request may have been applied; its answer was lost";
     }
     return "unknown floodgate error";
   }

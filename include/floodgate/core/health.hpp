@@ -13,13 +13,6 @@
 
 namespace floodgate {
 
-/// How a lease ended, as the caller reports it.
-enum class FailureKind {
-  transient,    ///< network error, timeout, 5xx: the credential may be fine; counts toward ejection
-  auth,         ///< the service rejected the credential (401, revoked): it is disabled
-  bad_request,  ///< the request was wrong (400): says nothing about the credential
-};
-
 /// Whether a credential can be handed out now, and if not, why.
 enum class CredentialState {
   ready,     ///< usable
@@ -43,8 +36,8 @@ template <class TimePoint>
 struct Health {
   std::uint64_t requests = 0;      ///< leases handed out
   std::uint64_t successes = 0;
-  std::uint64_t failures = 0;      ///< transient and auth failures
-  std::uint64_t bad_requests = 0;  ///< not held against the credential
+  std::uint64_t failures = 0;      ///< not_sent, maybe_applied and auth_failed outcomes
+  std::uint64_t bad_requests = 0;  ///< rejected outcomes: not held against the credential
   std::uint64_t flood_waits = 0;
   std::uint64_t abandoned = 0;     ///< leases dropped without a report
   std::uint32_t consecutive_failures = 0;

@@ -10,7 +10,7 @@
 //   if (auto d = limits.try_acquire(chat_id)) send(chat_id);
 //   else reply_later(d.retry_after, d.limit);   // e.g. 2.9 s, "group_chat"
 //
-// (`telegram_bot_limits()` in telegram_limits.hpp builds exactly this set.)
+// (`telegram_bot_limits()` in telegram/limits.hpp builds exactly this set.)
 //
 // A request passes only when every limit that applies to its key admits it.
 // When one refuses, the tokens already taken from the limits before it are

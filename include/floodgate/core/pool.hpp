@@ -9,11 +9,11 @@
 //   pool.add({"token-1", {floodgate::Secret(t1)}});
 //   pool.add({"token-2", {floodgate::Secret(t2)}});
 //
-//   if (auto lease = pool.acquire(chat_id)) {
+//   if (auto lease = pool.acquire(std::to_string(chat_id))) {
 //     auto reply = send(lease->payload().token.reveal(), chat_id, text);
 //     if (reply.ok)                lease->success();
 //     else if (reply.retry_after)  lease->flood_wait(std::chrono::seconds(*reply.retry_after));
-//     else                         lease->failure(floodgate::FailureKind::transient);
+//     else                         lease->report(floodgate::Outcome<>::maybe_applied(reply.description));
 //   } else if (lease.error() == floodgate::errc::all_credentials_cooling) {
 //     tell_user_to_wait(lease.retry_after());  // how long until the earliest one is usable
 //   }
@@ -22,8 +22,9 @@
 // destination (Telegram's per-chat limit: a token cooling for chat A still
 // serves chat B). After `EjectionPolicy::consecutive_failures` failures in a
 // row a credential rests for a growing time, as Envoy's outlier detection
-// does. A credential whose auth fails is disabled. With `persist_to(store)`
-// cooldowns and disabled flags survive a restart.
+// does. A credential whose auth fails is disabled. What each reported outcome
+// does is core/outcome.hpp's table. With `persist_to(sink)` cooldowns and
+// disabled flags survive a restart (core/cooldown_sink.hpp).
 //
 // Thread-safe: one mutex guards all state; every operation is O(log n) in the
 // number of credentials (see strategy.hpp), so the lock is held briefly.
@@ -31,16 +32,16 @@
 #pragma once
 
 #include "floodgate/core/clock.hpp"
-#include "floodgate/core/cooldown_store.hpp"
+#include "floodgate/core/cooldown_sink.hpp"
 #include "floodgate/core/credential.hpp"
 #include "floodgate/core/detail/indexed_heap.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/health.hpp"
+#include "floodgate/core/outcome.hpp"
 #include "floodgate/core/strategy.hpp"
 
-#include <fmt/format.h>
-
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -53,10 +54,6 @@
 #include <vector>
 
 namespace floodgate {
-
-/// Whether a flood wait applies to the whole credential or only to the
-/// destination (chat, symbol) the lease was acquired for.
-enum class CooldownScope { credential, destination };
 
 /// When a failing credential is taken out of rotation, and for how long.
 struct EjectionPolicy {
@@ -104,12 +101,12 @@ class CredentialPool {
   /// When the pool persists to a store, the store's record for this id
   /// (cooldown, disabled) applies at once.
   void add(credential_type credential) {
-    if (credential.weight == 0) throw Error(fmt::format("credential {}: weight must be at least 1", credential.id));
-    std::optional<CooldownStore::Entry> stored;
-    if (store_) stored = store_->find(credential.id);
+    if (credential.weight == 0) throw Error("credential " + credential.id + ": weight must be at least 1");
+    std::optional<CooldownRecord> stored;
+    if (CooldownSink* sink = sink_.load(std::memory_order_acquire)) stored = sink->find(credential.id);
     std::lock_guard lock(mutex_);
     if (by_id_.contains(credential.id)) {
-      throw Error(fmt::format("credential {}: {}", credential.id, make_error_code(errc::duplicate_credential).message()));
+      throw Error("credential " + credential.id + ": " + make_error_code(errc::duplicate_credential).message());
     }
     SlotId id;
     if (free_.empty()) {
@@ -147,20 +144,20 @@ class CredentialPool {
       s.disabled_reason.clear();
       refresh_locked(slot, clock_.now());
     });
-    if (found && store_) store_->set_enabled(id);
+    if (found) persist([&](CooldownSink& sink) { sink.set_enabled(id); });
     return found;
   }
 
   /// Takes a credential out of rotation until `enable`. Persisted.
   bool disable(std::string_view id, std::string_view reason = "disabled by the application") {
     const bool found = with_slot(id, [&](SlotId slot, Slot& s) { disable_locked(slot, s, reason); });
-    if (found && store_) store_->set_disabled(id, reason);
+    if (found) persist([&](CooldownSink& sink) { sink.set_disabled(id, reason); });
     return found;
   }
 
   /// Changes a credential's weight (used by `Weighted`); takes effect at its next turn.
   bool set_weight(std::string_view id, std::uint32_t weight) {
-    if (weight == 0) throw Error(fmt::format("credential {}: weight must be at least 1", id));
+    if (weight == 0) throw Error("credential " + std::string(id) + ": weight must be at least 1");
     return with_slot(id, [&](SlotId slot, Slot& s) {
       s.credential.weight = weight;
       strategy_.update(slot, candidate_of(s));
@@ -174,20 +171,22 @@ class CredentialPool {
 
   // ---- cooldowns --------------------------------------------------------
 
-  /// Cools a credential for `wait` from now. A shorter wait never shortens a
-  /// longer cooldown already in force. Persisted.
+  /// Cools a credential for `wait` (at most kMaxServerWait) from now. A
+  /// shorter wait never shortens a longer cooldown already in force. Persisted.
   bool cooldown(std::string_view id, duration wait) {
     std::optional<time_point> until;
-    with_slot(id, [&](SlotId slot, Slot& s) { until = cool_locked(slot, s, clock_.now() + wait, Hold::flood_wait); });
-    if (until) persist_cooldown(id, *until);
+    with_slot(id, [&](SlotId slot, Slot& s) {
+      until = cool_locked(slot, s, clock_.now() + bounded(wait), Hold::flood_wait);
+    });
+    if (until) persist([&](CooldownSink& sink) { sink.set_cooldown(id, to_wall(*until)); });
     return until.has_value();
   }
 
   /// Cools a credential for one destination only (chat id, symbol).
   bool cooldown(std::string_view id, std::string_view destination, duration wait) {
     std::optional<time_point> until;
-    with_slot(id, [&](SlotId, Slot& s) { until = cool_scoped_locked(s, destination, clock_.now() + wait); });
-    if (until) persist_scoped(id, destination, *until);
+    with_slot(id, [&](SlotId, Slot& s) { until = cool_scoped_locked(s, destination, clock_.now() + bounded(wait)); });
+    if (until) persist([&](CooldownSink& sink) { sink.set_scoped_cooldown(id, destination, to_wall(*until)); });
     return until.has_value();
   }
 
@@ -199,7 +198,7 @@ class CredentialPool {
       s.hold = Hold::flood_wait;
       refresh_locked(slot, clock_.now());
     });
-    if (found && store_) store_->clear_cooldowns(id);
+    if (found) persist([&](CooldownSink& sink) { sink.clear_cooldowns(id); });
     return found;
   }
 
@@ -267,15 +266,15 @@ class CredentialPool {
 
   // ---- persistence ------------------------------------------------------
 
-  /// Applies the store's records to the credentials present and keeps the
-  /// store up to date from now on (cooldowns, flood waits, disables). The
-  /// store must outlive the pool.
-  void persist_to(CooldownStore& store) {
-    store_ = &store;
+  /// Applies the sink's records to the credentials present and keeps the
+  /// sink up to date from now on (cooldowns, flood waits, disables). The
+  /// sink must outlive the pool. Call it once, before the pool is shared.
+  void persist_to(CooldownSink& sink) {
     std::lock_guard lock(mutex_);
     for (const auto& [id, slot] : by_id_) {
-      if (auto entry = store.find(id)) apply_stored_locked(slot, *entry);
+      if (auto record = sink.find(id)) apply_stored_locked(slot, *record);
     }
+    sink_.store(&sink, std::memory_order_release);
   }
 
  private:
@@ -373,12 +372,14 @@ class CredentialPool {
     refresh_locked(slot, clock_.now());
   }
 
-  void apply_stored_locked(SlotId slot, const CooldownStore::Entry& entry) {
+  void apply_stored_locked(SlotId slot, const CooldownRecord& entry) {
     Slot& s = *slots_[slot];
     const auto now = clock_.now();
     const auto wall = clock_.wall_now();
-    auto to_local = [&](CooldownStore::WallTime until) {
-      return now + std::chrono::duration_cast<duration>(until - wall);
+    auto to_local = [&](CooldownRecord::WallTime until) {
+      // A record far in the future (or past) saturates instead of overflowing.
+      const auto ahead = std::clamp<CooldownRecord::WallTime::duration>(until - wall, -kMaxServerWait, kMaxServerWait);
+      return now + std::chrono::duration_cast<duration>(ahead);
     };
     if (entry.cooldown_until) {
       s.health.cooldown_until = std::max(s.health.cooldown_until, to_local(*entry.cooldown_until));
@@ -391,15 +392,16 @@ class CredentialPool {
     refresh_locked(slot, now);
   }
 
-  void persist_cooldown(std::string_view id, time_point until) {
-    if (store_) store_->set_cooldown(id, to_wall(until));
+  // Sinks do I/O: always called outside the pool's lock.
+  template <class Write>
+  void persist(Write&& write) {
+    if (CooldownSink* sink = sink_.load(std::memory_order_acquire)) write(*sink);
   }
-  void persist_scoped(std::string_view id, std::string_view destination, time_point until) {
-    if (store_) store_->set_scoped_cooldown(id, destination, to_wall(until));
+  CooldownRecord::WallTime to_wall(time_point t) const {
+    return clock_.wall_now() + std::chrono::duration_cast<CooldownRecord::WallTime::duration>(t - clock_.now());
   }
-  CooldownStore::WallTime to_wall(time_point t) const {
-    return clock_.wall_now() +
-           std::chrono::duration_cast<CooldownStore::WallTime::duration>(t - clock_.now());
+  static duration bounded(duration wait) {
+    return std::min(wait, std::chrono::duration_cast<duration>(kMaxServerWait));
   }
 
   AcquireResult acquire_impl(std::string_view destination) {
@@ -492,88 +494,98 @@ class CredentialPool {
 
   // ---- reports (called by Lease) ----------------------------------------
 
-  enum class Report { success, flood_wait, transient, auth, bad_request, abandoned, deferred };
+  // What the caller reported; abandoned and deferred leases report no outcome.
+  enum class Ending : std::uint8_t { reported, abandoned, deferred };
 
-  void report(const Lease& lease, Report kind, duration value, CooldownScope scope, std::string_view reason) {
+  void report(const Lease& lease, Ending ending, const Outcome<>* outcome, duration value) {
+    // What must be persisted, copied under the lock: once it is released a
+    // concurrent remove() may free the slot (and its id) at any moment.
+    std::string id;
     std::optional<time_point> cooled_until;
     bool scoped = false;
-    bool disabled = false;
-    const std::string& id = lease.slot_->credential.id;
+    std::string disabled_reason;
     {
       std::lock_guard lock(mutex_);
       const auto now = clock_.now();
       Slot& s = *lease.slot_;
       Health<time_point>& h = s.health;
       --h.in_flight;
-      switch (kind) {
-        case Report::success: {
-          ++h.successes;
-          h.consecutive_failures = 0;
-          h.record_outcome(true, now);
-          h.last_success = now;
-          const double us = std::chrono::duration<double, std::micro>(value).count();
-          h.latency_ewma_us = h.successes == 1 ? us : h.latency_ewma_us + options_.latency_smoothing * (us - h.latency_ewma_us);
-          if (++h.success_streak >= options_.ejection.successes_to_forgive && h.ejections > 0) {
-            --h.ejections;
-            h.success_streak = 0;
-          }
-          break;
+      if (ending == Ending::abandoned) {
+        ++h.abandoned;
+      } else if (ending == Ending::deferred) {  // handed back unused: as if never acquired, then paused
+        --h.requests;
+        if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, Hold::pacing);
+      } else if (outcome->kind() == OutcomeKind::success) {
+        record_success_locked(h, value, now);
+      } else {
+        const OutcomeTraits traits = outcome->traits();
+        if (traits.counts_as_failure) {
+          ++h.failures;
+          h.success_streak = 0;
+          h.record_outcome(false, now);
+        } else if (!traits.cools) {
+          ++h.bad_requests;  // rejected: says nothing about the credential
         }
-        case Report::flood_wait:
+        if (traits.cools) {
           ++h.flood_waits;
           h.record_outcome(false, now);
           if (!s.removed) {
-            if (scope == CooldownScope::destination && !lease.destination_.empty()) {
-              cooled_until = cool_scoped_locked(s, lease.destination_, now + value);
-              scoped = true;
-            } else {
-              cooled_until = cool_locked(lease.slot_id_, s, now + value, Hold::flood_wait);
-            }
+            const auto until = now + std::chrono::duration_cast<duration>(outcome->wait());
+            scoped = outcome->scope() == CooldownScope::destination && !lease.destination_.empty();
+            cooled_until = scoped ? cool_scoped_locked(s, lease.destination_, until)
+                                  : cool_locked(lease.slot_id_, s, until, Hold::flood_wait);
           }
-          break;
-        case Report::transient:
-          ++h.failures;
-          ++h.consecutive_failures;
-          h.success_streak = 0;
-          h.record_outcome(false, now);
-          if (options_.ejection.consecutive_failures > 0 &&
-              h.consecutive_failures >= options_.ejection.consecutive_failures && !s.removed) {
-            ++h.ejections;
-            h.consecutive_failures = 0;
-            const auto rest = std::min(options_.ejection.base_rest * h.ejections, options_.ejection.max_rest);
-            cool_locked(lease.slot_id_, s, now + std::chrono::duration_cast<duration>(rest), Hold::ejection);
-          }
-          break;
-        case Report::auth:
-          ++h.failures;
-          h.record_outcome(false, now);
+        } else if (traits.disables) {
           if (!s.removed) {
-            disable_locked(lease.slot_id_, s, reason.empty() ? "authentication failed" : reason);
-            disabled = true;
+            disabled_reason = outcome->description().empty() ? "authentication failed" : outcome->description();
+            disable_locked(lease.slot_id_, s, disabled_reason);
           }
-          break;
-        case Report::bad_request:
-          ++h.bad_requests;
-          break;
-        case Report::abandoned:
-          ++h.abandoned;
-          break;
-        case Report::deferred:  // handed back unused: as if never acquired, then paused
-          --h.requests;
-          if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, Hold::pacing);
-          break;
+        } else if (traits.counts_as_failure) {
+          eject_if_failing_locked(lease.slot_id_, s, now);
+        }
       }
       if (s.removed) {
         release_if_unused_locked(lease.slot_id_);
         return;  // the slot may be gone now; nothing to persist for a removed credential
       }
       strategy_.update(lease.slot_id_, candidate_of(s, now));
+      if (cooled_until || !disabled_reason.empty()) id = s.credential.id;
     }
-    // Persistence does file I/O: outside the pool's lock.
     if (cooled_until) {
-      scoped ? persist_scoped(id, lease.destination_, *cooled_until) : persist_cooldown(id, *cooled_until);
+      persist([&](CooldownSink& sink) {
+        scoped ? sink.set_scoped_cooldown(id, lease.destination_, to_wall(*cooled_until))
+               : sink.set_cooldown(id, to_wall(*cooled_until));
+      });
     }
-    if (disabled && store_) store_->set_disabled(id, reason.empty() ? "authentication failed" : reason);
+    if (!disabled_reason.empty()) persist([&](CooldownSink& sink) { sink.set_disabled(id, disabled_reason); });
+  }
+
+  void record_success_locked(Health<time_point>& h, duration latency, time_point now) {
+    ++h.successes;
+    h.consecutive_failures = 0;
+    h.record_outcome(true, now);
+    h.last_success = now;
+    const double us = std::chrono::duration<double, std::micro>(latency).count();
+    h.latency_ewma_us = h.successes == 1 ? us : h.latency_ewma_us + options_.latency_smoothing * (us - h.latency_ewma_us);
+    if (++h.success_streak >= options_.ejection.successes_to_forgive && h.ejections > 0) {
+      --h.ejections;
+      h.success_streak = 0;
+    }
+  }
+
+  // Envoy-style outlier ejection: after too many failures in a row the
+  // credential rests, each ejection longer than the last.
+  void eject_if_failing_locked(SlotId slot, Slot& s, time_point now) {
+    Health<time_point>& h = s.health;
+    ++h.consecutive_failures;
+    if (options_.ejection.consecutive_failures == 0 || h.consecutive_failures < options_.ejection.consecutive_failures ||
+        s.removed) {
+      return;
+    }
+    ++h.ejections;
+    h.consecutive_failures = 0;
+    const auto rest = std::min(options_.ejection.base_rest * h.ejections, options_.ejection.max_rest);
+    cool_locked(slot, s, now + std::chrono::duration_cast<duration>(rest), Hold::ejection);
   }
 
   void release_if_unused_locked(SlotId slot) {
@@ -634,7 +646,7 @@ class CredentialPool {
   detail::IndexedHeap<typename duration::rep, TickBefore> cooling_;  // slot -> cooldown end, in ticks
   std::uint64_t acquires_ = 0;
   std::size_t rescore_cursor_ = 0;
-  CooldownStore* store_ = nullptr;
+  std::atomic<CooldownSink*> sink_{nullptr};
 
  public:
   /// The right to use one credential for one call. Report exactly one
@@ -671,50 +683,45 @@ class CredentialPool {
     /// True until an outcome is reported.
     bool active() const noexcept { return pool_ != nullptr; }
 
-    /// The call succeeded; latency defaults to the time since acquire.
-    void success() { success(pool_ ? pool_->clock_.now() - acquired_at_ : duration{}); }
-    void success(duration latency) { finish(Report::success, latency); }
+    /// Tells the pool how the call ended (core/outcome.hpp): the one way to
+    /// report. Latency (for successes) defaults to the time since acquire.
+    /// Only the first report counts; later ones are ignored.
+    void report(const Outcome<>& outcome) { report(outcome, pool_ ? pool_->clock_.now() - acquired_at_ : duration{}); }
+    void report(const Outcome<>& outcome, duration latency) { finish(Ending::reported, &outcome, latency); }
 
+    /// Shorthands for the two commonest reports.
+    void success() { report(Outcome<>::success()); }
+    void success(duration latency) { report(Outcome<>::success(), latency); }
     /// The service said to wait `wait` (FLOOD_WAIT_X, 429 retry_after). The
     /// credential is not handed out again before then (for this lease's
     /// destination only, with CooldownScope::destination).
     template <class Rep, class Period>
     void flood_wait(std::chrono::duration<Rep, Period> wait, CooldownScope scope = CooldownScope::credential) {
-      finish(Report::flood_wait, std::chrono::ceil<duration>(wait), scope);
-    }
-
-    /// The call failed. `reason` is kept for auth failures (shown in stats).
-    void failure(FailureKind kind, std::string_view reason = {}) {
-      switch (kind) {
-        case FailureKind::transient: return finish(Report::transient, {}, CooldownScope::credential, reason);
-        case FailureKind::auth: return finish(Report::auth, {}, CooldownScope::credential, reason);
-        case FailureKind::bad_request: return finish(Report::bad_request, {}, CooldownScope::credential, reason);
-      }
+      report(Outcome<>::flood_wait(wait, scope));
     }
 
     /// Hands the lease back unused (it counts as no request) and keeps the
     /// credential out of rotation for `pause`: for a local limiter that says
     /// "not yet" (its bucket is empty). Not a flood wait: not counted as one,
     /// not persisted.
-    void defer(duration pause) { finish(Report::deferred, pause); }
+    void defer(duration pause) { finish(Ending::deferred, nullptr, pause); }
 
    private:
     friend class CredentialPool;
     Lease(CredentialPool* pool, SlotId slot_id, Slot* slot, time_point acquired_at, std::string_view destination)
         : pool_(pool), slot_id_(slot_id), slot_(slot), acquired_at_(acquired_at), destination_(destination) {}
 
-    void finish(Report kind, duration value, CooldownScope scope = CooldownScope::credential,
-                std::string_view reason = {}) {
+    void finish(Ending ending, const Outcome<>* outcome, duration value) {
       if (!pool_) return;  // already reported: later reports are ignored
       auto* pool = std::exchange(pool_, nullptr);
-      pool->report(*this, kind, value, scope, reason);
+      pool->report(*this, ending, outcome, value);
     }
     void abandon() noexcept {
       if (!pool_) return;
       auto* pool = std::exchange(pool_, nullptr);
       try {
-        pool->report(*this, Report::abandoned, {}, CooldownScope::credential, {});
-      } catch (...) {  // report only allocates for a flood wait; abandonment cannot throw in practice
+        pool->report(*this, Ending::abandoned, nullptr, {});
+      } catch (...) {  // an abandonment allocates nothing; this cannot throw in practice
       }
     }
 

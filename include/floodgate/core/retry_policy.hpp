@@ -1,78 +1,20 @@
-// floodgate/core/retry_policy.hpp: what one attempt's outcome means for the
-// next one. Pure decisions, no waiting: the RetryExecutor (async/) waits.
+// floodgate/core/retry_policy.hpp: how far one call may go before it
+// gives up. Pure arithmetic, no waiting: the RetryExecutor (async/) waits.
 //
-// An adapter classifies each server reply into an `Outcome<T>`:
-//
-//   success(value)                      done
-//   flood_wait(seconds, scope)          cool that credential (or credential × destination) for exactly
-//                                       the server's seconds plus a small upward-only jitter; retry at
-//                                       once on another credential
-//   transient(description)              network error, timeout, 5xx: back off (exponential, full
-//                                       jitter, capped) and retry
-//   auth_failed(description)            disable the credential (persisted) and retry on another
-//   bad_request(description)            end at once with the server's description; never retried
-//
-// `RetryPolicy` bounds the whole run: attempts, how long it may wait for a
-// cooling credential, and the backoff curve.
+// What each answer means is core/outcome.hpp's; this header bounds the whole
+// run (attempts, how long it may wait for a cooling credential) and spaces
+// its retries (exponential backoff with full jitter; an upward-only jitter on
+// flood waits, so processes sharing a credential do not all come back at the
+// same instant).
 #pragma once
-
-#include "floodgate/core/pool.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <random>
-#include <string>
-#include <utility>
 
 namespace floodgate {
-
-enum class OutcomeKind { success, flood_wait, transient, auth_failed, bad_request };
-
-/// One attempt's result, as the adapter classified the server's reply.
-template <class T>
-class Outcome {
- public:
-  using value_type = T;
-
-  static Outcome success(T value) { return Outcome(OutcomeKind::success, std::move(value)); }
-  static Outcome flood_wait(std::chrono::seconds wait, CooldownScope scope = CooldownScope::credential,
-                            std::string description = {}) {
-    Outcome o(OutcomeKind::flood_wait, std::nullopt, std::move(description));
-    o.wait_ = wait;
-    o.scope_ = scope;
-    return o;
-  }
-  static Outcome transient(std::string description) {
-    return Outcome(OutcomeKind::transient, std::nullopt, std::move(description));
-  }
-  static Outcome auth_failed(std::string description) {
-    return Outcome(OutcomeKind::auth_failed, std::nullopt, std::move(description));
-  }
-  static Outcome bad_request(std::string description) {
-    return Outcome(OutcomeKind::bad_request, std::nullopt, std::move(description));
-  }
-
-  OutcomeKind kind() const noexcept { return kind_; }
-  /// The value of a success.
-  T& value() & { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  std::chrono::seconds wait() const noexcept { return wait_; }
-  CooldownScope scope() const noexcept { return scope_; }
-  /// The server's words, for errors (never contains a secret: adapters build it from the reply body).
-  const std::string& description() const noexcept { return description_; }
-
- private:
-  Outcome(OutcomeKind kind, std::optional<T> value, std::string description = {})
-      : kind_(kind), value_(std::move(value)), description_(std::move(description)) {}
-
-  OutcomeKind kind_;
-  std::optional<T> value_;
-  std::chrono::seconds wait_{0};
-  CooldownScope scope_ = CooldownScope::credential;
-  std::string description_;
-};
 
 struct RetryPolicy {
   /// Calls made in one run, whatever their outcomes.
@@ -102,7 +44,7 @@ class RetrySchedule {
   void count_attempt() noexcept { ++attempts_; }
 
   /// The cooldown to apply for a server wait: never shorter than the server said.
-  std::chrono::nanoseconds flood_cooldown(std::chrono::seconds server_wait) {
+  std::chrono::nanoseconds flood_cooldown(std::chrono::nanoseconds server_wait) {
     const auto extra_max = std::min<std::chrono::nanoseconds>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(server_wait * policy_.flood_jitter),
         policy_.flood_jitter_cap);

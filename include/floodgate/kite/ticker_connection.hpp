@@ -35,7 +35,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ssl/context.hpp>
 
-#include <floodgate/core/credential.hpp>
+#include <floodgate/kite/credentials.hpp>
 #include <floodgate/kite/frame.hpp>
 #include <floodgate/kite/messages.hpp>
 #include <floodgate/kite/tick.hpp>

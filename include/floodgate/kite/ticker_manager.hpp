@@ -24,7 +24,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
-#include <floodgate/core/credential.hpp>
+#include <floodgate/kite/credentials.hpp>
 #include <floodgate/core/error.hpp>
 #include <floodgate/kite/ticker_connection.hpp>
 #include <floodgate/kite/ticker_message.hpp>

@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "floodgate/core/secret.hpp"
+#include "floodgate/net/endpoint.hpp"
 #include "floodgate/net/error.hpp"
 
 namespace floodgate::net {
@@ -66,45 +67,6 @@ namespace floodgate::net {
 namespace detail {
 struct HttpClientState;
 }
-
-/// Where requests go: scheme, host and port. The unit of connection reuse.
-struct Endpoint {
-  bool tls = true;  ///< https (true) or http
-  std::string host;  ///< DNS name or IP literal, without brackets
-  std::uint16_t port = 443;
-
-  /// Parses "https://host[:port]" or "http://host[:port]" (IPv6 as "[::1]");
-  /// "wss://" and "ws://" are read as https and http. A trailing "/" is accepted, any other path is not. Throws
-  /// floodgate::Error on anything else: endpoints come from configuration.
-  static Endpoint parse(std::string_view url);
-
-  /// "https://host:port" (no secret is ever part of an endpoint).
-  std::string to_string() const;
-
-  friend auto operator<=>(const Endpoint&, const Endpoint&) = default;
-};
-
-/// The path and query of a request, built from plain text and secrets. The
-/// wire form comes only from `reveal()`; formatting prints `redacted()`:
-///
-///   auto t = RequestTarget("/bot").append(token).append("/sendMessage");
-///   fmt::print("{}", t);   // "/bot2402****/sendMessage"
-class RequestTarget {
- public:
-  RequestTarget() = default;
-  explicit RequestTarget(std::string text) { append(std::move(text)); }
-
-  RequestTarget& append(std::string text);
-  RequestTarget& append(const Secret& secret);
-
-  /// The target as sent on the wire. Call only to send it.
-  std::string reveal() const;
-  /// The target with every secret part redacted; safe for logs and errors.
-  std::string redacted() const;
-
- private:
-  std::vector<std::variant<std::string, Secret>> parts_;
-};
 
 /// A multipart/form-data body. File contents come from memory or from a
 /// path; a path is read in chunks while the request is written.
@@ -138,8 +100,6 @@ struct TextBody {
 };
 
 enum class HttpMethod { get, post };
-
-using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
   HttpMethod method = HttpMethod::get;
@@ -233,11 +193,3 @@ class HttpsClient {
 };
 
 }  // namespace floodgate::net
-
-template <>
-struct fmt::formatter<floodgate::net::RequestTarget> : fmt::formatter<std::string_view> {
-  template <class FormatContext>
-  auto format(const floodgate::net::RequestTarget& target, FormatContext& ctx) const {
-    return fmt::formatter<std::string_view>::format(target.redacted(), ctx);
-  }
-};

@@ -43,7 +43,7 @@
 #include <system_error>
 
 #include "floodgate/net/error.hpp"
-#include "floodgate/net/http_client.hpp"
+#include "floodgate/net/endpoint.hpp"
 
 namespace floodgate::net {
 

@@ -1,7 +1,7 @@
 // floodgate/sim/bot_api_server.hpp: a local Telegram Bot API server for tests and demos.
 //
 // `BotApiServer` listens on 127.0.0.1 over real HTTPS (a certificate generated
-// at start, see net::TestCertificates) or plain HTTP, and answers enough of the
+// at start, see sim::TestCertificates) or plain HTTP, and answers enough of the
 // Bot API to exercise a client for real: getMe, sendMessage, sendDocument
 // (multipart upload), editMessageText, copyMessage, getFile with the file
 // download URL (/file/bot<token>/<file_path>), and getUpdates with long polling
@@ -50,7 +50,7 @@
 #include "floodgate/core/clock.hpp"
 #include "floodgate/core/secret.hpp"
 #include "floodgate/net/http_client.hpp"
-#include "floodgate/net/test_certificates.hpp"
+#include "floodgate/sim/test_certificates.hpp"
 
 namespace floodgate::sim {
 
@@ -121,7 +121,7 @@ struct BotApiServerOptions {
   BotApiLimits limits;  ///< for every token without its own `set_limits`
   bool tls = true;      ///< https with `certificates`; false: plain http
   /// The certificate to serve; generated for localhost/127.0.0.1/::1 when empty.
-  std::optional<net::TestCertificates> certificates;
+  std::optional<sim::TestCertificates> certificates;
   std::uint16_t port = 0;  ///< 0: any free port
 };
 

@@ -39,7 +39,7 @@
 #include <system_error>
 #include <variant>
 
-#include "floodgate/core/retry_policy.hpp"
+#include "floodgate/core/outcome.hpp"
 #include "floodgate/core/secret.hpp"
 #include "floodgate/net/http_client.hpp"
 
@@ -77,13 +77,15 @@ struct BotApiResponse {
 /// or JSON without a boolean "ok", gives transport = errc::malformed_response.
 BotApiResponse decode_bot_api_response(int http_status, std::string_view body);
 
-/// What a response means for the retry executor:
+/// What a response means (core/outcome.hpp):
 ///   ok                         -> success(result)
 ///   429                        -> flood_wait(retry_after, scope)
 ///   401                        -> auth_failed (the token is revoked or wrong)
-///   5xx, network failure       -> transient
-///   malformed body             -> transient (a proxy's error page, a cut body)
-///   anything else (400, 403…)  -> bad_request
+///   5xx                        -> maybe_applied (the server may have acted before failing)
+///   malformed body             -> maybe_applied (a proxy's error page, a cut body)
+///   network failure            -> net::outcome_kind_of: not_sent before the request was
+///                                 written, maybe_applied after, rejected for a bad certificate
+///   anything else (400, 403…)  -> rejected (errc::bad_request)
 /// Scope rule for 429: Telegram's answer does not say which limit was hit.
 /// A call addressed to a chat (`addressed_to_chat`) is cooled for that chat
 /// only, because the overall per-token limit (30/s) is kept locally by the

@@ -12,7 +12,14 @@
 //   addressed to one (see `classify` in bot_api_client.hpp for the rule), and
 //   the call moves at once to another token; the caller sees one result;
 // - a 401 disables the token (the pool's snapshot says why) and the call moves on;
-// - 5xx and network failures are retried with backoff; 400-class errors end the call.
+// - a request that never reached the server (connect failed) is retried with
+//   backoff; 400-class errors end the call;
+// - a request whose answer was lost after it was sent (read timeout, reset
+//   mid-reply, 5xx) is repeated only if the method is idempotent (get*, edit*,
+//   delete*, set*, answer*, pin/unpin, sendChatAction) or the caller said so
+//   (`CallOptions::repeat_if_maybe_applied`); a send ends instead with
+//   `errc::outcome_unknown` and `BotPoolResult::token_id` names the token that
+//   sent it, so the caller can look before sending again (docs/retry.md).
 //
 //   floodgate::telegram::BotPool bots(io.get_executor(), http,
 //                                     floodgate::bot_tokens_from(floodgate::Environment::from_process()));
@@ -34,8 +41,11 @@
 // token, or for the call's chat), or its chat limit would be exceeded for
 // longer than the policy's `max_wait`, they end without a request, with
 // `errc::all_credentials_cooling` and `BotPoolResult::earliest`; a shorter
-// limiter pause is waited out. When it is disabled they end with
-// `errc::all_credentials_disabled`.
+// wait is waited out, then the call is sent. When the token is disabled they
+// end with `errc::all_credentials_disabled` (`errc::auth_failed` when their own
+// request was the one rejected). They run on the same retry executor as every
+// other call: one retry path. An edit that changes nothing ("message is not
+// modified") is a success.
 //
 // Every call completes exactly once with `void(std::error_code, BotPoolResult)`.
 // Errors: floodgate::errc (bad_request, all_credentials_cooling,
@@ -57,19 +67,15 @@
 #include <variant>
 #include <vector>
 
-#include "floodgate/core/credential.hpp"
 #include "floodgate/core/health.hpp"
 #include "floodgate/core/pool.hpp"
 #include "floodgate/core/retry_policy.hpp"
-#include "floodgate/core/telegram_limits.hpp"
 #include "floodgate/net/http_client.hpp"
 #include "floodgate/telegram/bot_api_client.hpp"
+#include "floodgate/telegram/credentials.hpp"
+#include "floodgate/telegram/limits.hpp"
 
 namespace floodgate::telegram {
-
-namespace detail {
-class OwnerBoundCall;
-}
 
 struct BotPoolOptions {
   /// The Bot API server; a local simulator's endpoint in tests.
@@ -103,6 +109,12 @@ class BotPool {
   using Pool = CredentialPool<BotToken>;
   using Signature = void(std::error_code, BotPoolResult);
 
+  struct CallOptions {
+    /// Repeat the call after a lost answer even though the method is not
+    /// idempotent (the caller deduplicates, or a duplicate is harmless).
+    bool repeat_if_maybe_applied = false;
+  };
+
   /// `http` must outlive the pool. Throws floodgate::Error on duplicate ids.
   BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http, std::vector<Credential<BotToken>> tokens,
           BotPoolOptions options = {});
@@ -116,7 +128,12 @@ class BotPool {
   /// the call subject to that chat's limits and scoped cooldowns.
   template <class CompletionToken>
   auto async_call(std::string method, nlohmann::json params, CompletionToken&& token) {
-    return initiate(Call{std::move(method), std::move(params)}, {}, std::forward<CompletionToken>(token));
+    return async_call(std::move(method), std::move(params), CallOptions{}, std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_call(std::string method, nlohmann::json params, CallOptions options, CompletionToken&& token) {
+    return initiate(Call{std::move(method), std::move(params), options.repeat_if_maybe_applied}, {},
+                    std::forward<CompletionToken>(token));
   }
   template <class CompletionToken>
   auto async_get_me(CompletionToken&& token) {
@@ -132,14 +149,20 @@ class BotPool {
   }
   template <class CompletionToken>
   auto async_send_document(SendDocumentParams params, CompletionToken&& token) {
-    return initiate(Call{"sendDocument", std::move(params)}, {}, std::forward<CompletionToken>(token));
+    return initiate(Call{"sendDocument", std::move(params), false}, {}, std::forward<CompletionToken>(token));
   }
 
   // ---- owner-bound calls: only through `token_id` -------------------------
 
   template <class CompletionToken>
   auto async_call_as(std::string token_id, std::string method, nlohmann::json params, CompletionToken&& token) {
-    return initiate(Call{std::move(method), std::move(params)}, std::move(token_id),
+    return async_call_as(std::move(token_id), std::move(method), std::move(params), CallOptions{},
+                         std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_call_as(std::string token_id, std::string method, nlohmann::json params, CallOptions options,
+                     CompletionToken&& token) {
+    return initiate(Call{std::move(method), std::move(params), options.repeat_if_maybe_applied}, std::move(token_id),
                     std::forward<CompletionToken>(token));
   }
   template <class CompletionToken>
@@ -160,6 +183,7 @@ class BotPool {
   struct Call {
     std::string method;
     std::variant<nlohmann::json, SendDocumentParams> body;
+    bool repeat_if_maybe_applied = false;
   };
 
  private:
@@ -173,7 +197,6 @@ class BotPool {
   }
   void start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler);
 
-  friend class detail::OwnerBoundCall;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

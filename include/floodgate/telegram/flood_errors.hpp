@@ -8,14 +8,23 @@
 //   {"@type":"error","code":420,"message":"FLOOD_PREMIUM_WAIT_35"}               raw MTProto
 //   {"@type":"error","code":420,"message":"SLOWMODE_WAIT_35"}                    one chat only
 //
-// `classify_td_error` turns any of them, and the other error families, into a
-// plain `TdError` that a retry policy can act on without knowing Telegram:
+// `classify_td_error` turns any of them, and the other error families, into
+// the library's one vocabulary (core/outcome.hpp), keeping the code and text:
 //
-//   if (auto e = telegram::classify_td_response(reply); e && e->kind == TdErrorKind::flood_wait)
-//     lease.flood_wait(e->retry_after);            // exactly the server's seconds
+//   if (auto e = telegram::classify_td_response(reply)) lease.report(e->outcome());
 //
-// Pure functions: no I/O, no allocation beyond the copied message.
+//   FLOOD_WAIT_N, FLOOD_PREMIUM_WAIT_N, 420/429 "retry after N"  flood_wait, the whole credential
+//   SLOWMODE_WAIT_N                                            flood_wait, the chat only
+//   revoked/unregistered/banned names, 401                      auth_failed
+//   other 4xx                                                  rejected (bad_request)
+//   5xx, negative codes (Telegram's internal timeouts), other  maybe_applied: the server may have
+//                                                              acted on the request before failing
+//
+// Waits are clamped to kMaxServerWait. Pure functions: no I/O, no allocation
+// beyond the copied message.
 #pragma once
+
+#include "floodgate/core/outcome.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -29,33 +38,40 @@
 
 namespace floodgate::telegram {
 
-/// What the caller should do about an error.
-enum class TdErrorKind {
-  flood_wait,   ///< wait exactly `retry_after`, preferably on another credential
-  auth_failed,  ///< the credential itself is dead (revoked, unregistered, banned)
-  bad_request,  ///< the request is wrong; retrying it anywhere will fail again
-  transient,    ///< server trouble or network; retry with backoff
-};
-
 /// One classified error. `message` is the server's text, unchanged.
 struct TdError {
-  TdErrorKind kind = TdErrorKind::transient;
+  OutcomeKind kind = OutcomeKind::maybe_applied;
   std::chrono::seconds retry_after{0};  ///< flood_wait only
   bool chat_scoped = false;  ///< the wait binds only the chat the request targeted (slow mode)
   int code = 0;
   std::string message;
+
+  /// The error as an outcome; `has_chat`: the request targeted a chat, so a
+  /// chat-scoped wait cools only that chat (otherwise the whole credential).
+  template <class T = void>
+  Outcome<T> outcome(bool has_chat = true) const {
+    if (kind == OutcomeKind::flood_wait) {
+      const auto scope = chat_scoped && has_chat ? CooldownScope::destination : CooldownScope::credential;
+      return Outcome<T>::flood_wait(retry_after, scope, message);
+    }
+    if (kind == OutcomeKind::auth_failed) return Outcome<T>::auth_failed(message);
+    if (kind == OutcomeKind::rejected) return Outcome<T>::rejected(message);
+    return Outcome<T>::maybe_applied(message);
+  }
 };
 
 namespace detail {
 
 /// Parses the decimal number that makes up all of `digits` (no sign, no
-/// spaces); nullopt when empty, not a number or absurdly large.
+/// spaces), saturating at kMaxServerWait; nullopt when empty or not a number.
 inline std::optional<std::chrono::seconds> parse_seconds(std::string_view digits) {
   std::int64_t value = 0;
   const auto* end = digits.data() + digits.size();
   const auto [ptr, ec] = std::from_chars(digits.data(), end, value);
-  if (digits.empty() || ec != std::errc{} || ptr != end || value < 0) return std::nullopt;
-  return std::chrono::seconds{value};
+  if (digits.empty() || ptr != end) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) return kMaxServerWait;  // all digits, too many of them
+  if (ec != std::errc{} || value < 0) return std::nullopt;
+  return clamp_server_wait(value);
 }
 
 /// Telegram's flood errors are "<PREFIX>_<N>". SLOWMODE binds one chat.
@@ -92,12 +108,12 @@ inline std::optional<std::chrono::seconds> parse_retry_after(std::string_view me
 
 /// Classifies an error from its code and message.
 inline TdError classify_td_error(int code, std::string_view message) {
-  TdError error{TdErrorKind::transient, std::chrono::seconds{0}, false, code, std::string(message)};
+  TdError error{OutcomeKind::maybe_applied, std::chrono::seconds{0}, false, code, std::string(message)};
 
   for (const auto& flood : detail::flood_prefixes) {
     if (message.starts_with(flood.prefix)) {
       if (auto seconds = detail::parse_seconds(message.substr(flood.prefix.size()))) {
-        error.kind = TdErrorKind::flood_wait;
+        error.kind = OutcomeKind::flood_wait;
         error.retry_after = *seconds;
         error.chat_scoped = flood.chat_scoped;
         return error;
@@ -105,30 +121,33 @@ inline TdError classify_td_error(int code, std::string_view message) {
     }
   }
   if (code == 429 || code == 420) {
-    // A flood error whose wait we cannot read: back off, but do not guess a cooldown.
+    // A flood error whose wait we cannot read: the request was refused, so
+    // not applied; back off, but do not guess a cooldown.
+    error.kind = OutcomeKind::not_sent;
     if (auto seconds = parse_retry_after(message)) {
-      error.kind = TdErrorKind::flood_wait;
+      error.kind = OutcomeKind::flood_wait;
       error.retry_after = *seconds;
     }
     return error;
   }
   for (auto name : detail::credential_errors) {
     if (message.find(name) != std::string_view::npos) {
-      error.kind = TdErrorKind::auth_failed;
+      error.kind = OutcomeKind::auth_failed;
       return error;
     }
   }
   if (code == 401) {
-    error.kind = TdErrorKind::auth_failed;
+    error.kind = OutcomeKind::auth_failed;
   } else if (code >= 400 && code < 500) {
-    error.kind = TdErrorKind::bad_request;
+    error.kind = OutcomeKind::rejected;
   }
-  // 5xx, negative codes (Telegram's internal timeouts) and anything unknown stay transient.
+  // 5xx, negative codes (Telegram's internal timeouts) and anything unknown
+  // stay maybe_applied: the server may have acted before it failed.
   return error;
 }
 
 /// Classifies a TDLib reply: nullopt when it is not `{"@type":"error",...}`.
-/// An error object with missing or mistyped fields is classified as transient.
+/// An error object with missing or mistyped fields is classified as maybe_applied.
 inline std::optional<TdError> classify_td_response(const nlohmann::json& reply) {
   if (!reply.is_object()) return std::nullopt;
   const auto type = reply.find("@type");
@@ -141,16 +160,6 @@ inline std::optional<TdError> classify_td_response(const nlohmann::json& reply) 
       code != reply.end() && code->is_number_integer() ? code->get<int>() : 0,
       message != reply.end() && message->is_string() ? message->get_ref<const std::string&>()
                                                      : std::string_view{});
-}
-
-constexpr std::string_view to_string(TdErrorKind kind) noexcept {
-  switch (kind) {
-    case TdErrorKind::flood_wait: return "flood_wait";
-    case TdErrorKind::auth_failed: return "auth_failed";
-    case TdErrorKind::bad_request: return "bad_request";
-    case TdErrorKind::transient: return "transient";
-  }
-  return "unknown";
 }
 
 }  // namespace floodgate::telegram

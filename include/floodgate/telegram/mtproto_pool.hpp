@@ -2,7 +2,7 @@
 // `async_send`, with every Telegram flood error turned into a cooldown.
 //
 // An `MtprotoPool` runs one `MtprotoSession` per api_id/api_hash pair (for
-// example every pair in the environment, see core/env.hpp) and puts them in a
+// example every pair in the environment, see telegram/credentials.hpp) and puts them in a
 // credential pool (core/pool.hpp) driven by the retry executor
 // (async/retry_executor.hpp):
 //
@@ -18,7 +18,9 @@
 //   // Bound: sent as account2 or not at all.
 //   pool.async_send(send_message_json, {.bound_to = "account2"}, token);
 //
-// Every reply is classified with `classify_td_response` (flood_errors.hpp):
+// Every reply is classified with `classify_td_response` (flood_errors.hpp)
+// into the library's outcomes (core/outcome.hpp), and every request, movable or
+// bound, runs on the one retry executor:
 //   - `429 retry after N`, `FLOOD_WAIT_N`, `FLOOD_PREMIUM_WAIT_N`: the session
 //     cools for N seconds (plus the policy's upward-only jitter) and a movable
 //     request moves at once to another session;
@@ -28,19 +30,23 @@
 //   - auth failures (revoked login, 401) and sessions that cannot start
 //     (corrupt folder) disable the session in the pool with the session's own
 //     reason (`snapshot()`, `status_table`); the others go on;
-//   - other 4xx end the request at once (bad_request, with the server's text).
-// Cooldowns and disables are persisted through the CooldownStore, so a
+//   - other 4xx end the request at once (bad_request, with the server's text);
+//   - a request TDLib did not answer in time, or answered with a 5xx, may have
+//     been applied: it is repeated only if it is idempotent (`SendOptions::
+//     idempotent`; by default requests whose @type starts with "get", "search"
+//     or "check"), and otherwise ends with errc::outcome_unknown naming the
+//     session that sent it (`Result::credential`).
+// Cooldowns and disables are persisted through the cooldown sink (a CooldownStore file), so a
 // restarted program keeps away from a session Telegram told to wait, and a
 // disabled session stays disabled until `pool().enable(id)`.
 //
 // A bound request (`SendOptions::bound_to`) never goes to another session:
-// it leases its session with `CredentialPool::acquire_id`, so it is counted in
-// the pool's health records (requests, latency, flood waits, auth failures)
-// like a movable request, and its flood waits and auth failures act on the
-// pool for everyone. When its session is cooling (for the whole account, or
-// for the request's chat) it completes at once, without a request, with
-// errc::all_credentials_cooling and `Result::earliest`; it is tried once (a
-// transient failure ends it with errc::attempts_exhausted).
+// the executor runs it bound to that credential (`RunOptions::credential`), so
+// it is counted in the pool's health records like a movable request, and its
+// flood waits and auth failures act on the pool for everyone. When its session
+// is cooling (for the whole account, or for the request's chat) it waits only
+// within the policy's `max_wait` and the deadline, else it completes without a
+// request, with errc::all_credentials_cooling and `Result::earliest`.
 // docs/mtproto.md lists which requests may move.
 //
 // Completion signature `void(std::error_code, Result)` (any completion token).
@@ -56,8 +62,8 @@
 
 #include <floodgate/async/detail/pending_op.hpp>
 #include <floodgate/async/retry_executor.hpp>
-#include <floodgate/core/cooldown_store.hpp>
-#include <floodgate/core/credential.hpp>
+#include <floodgate/core/cooldown_sink.hpp>
+#include <floodgate/telegram/credentials.hpp>
 #include <floodgate/core/error.hpp>
 #include <floodgate/core/log.hpp>
 #include <floodgate/core/pool.hpp>
@@ -103,7 +109,7 @@ class BasicMtprotoPool {
     RetryPolicy retry;
     PoolOptions pool;
     /// Cooldowns and disables survive a restart; must outlive the pool.
-    CooldownStore* store = nullptr;
+    CooldownSink* store = nullptr;
     ClockT clock{};
   };
 
@@ -113,8 +119,11 @@ class BasicMtprotoPool {
     std::string destination;
     /// Send as this session only (see docs/mtproto.md for which requests must).
     std::optional<std::string> bound_to;
-    /// A movable request never waits for a cooling pool past this.
+    /// A request never waits for a cooling pool past this.
     std::optional<time_point> deadline;
+    /// Safe to repeat after its answer was lost. Unset: requests whose @type
+    /// starts with "get", "search" or "check" are; every other request is not.
+    std::optional<bool> idempotent;
   };
 
   /// Starts one session per credential (id = credential id, which names its
@@ -138,11 +147,7 @@ class BasicMtprotoPool {
     return boost::asio::async_initiate<CompletionToken, Signature>(
         [state = state_](auto handler, nlohmann::json body, SendOptions send_options) {
           if (send_options.destination.empty()) send_options.destination = chat_of(body);
-          if (send_options.bound_to) {
-            State::send_bound(state, std::move(body), std::move(send_options), Handler(std::move(handler)));
-          } else {
-            State::send_movable(state, std::move(body), std::move(send_options), std::move(handler));
-          }
+          State::send(state, std::move(body), std::move(send_options), std::move(handler));
         },
         token, std::move(request), std::move(options));
   }
@@ -167,10 +172,16 @@ class BasicMtprotoPool {
   CorePool& pool() noexcept { return state_->pool; }
 
  private:
-  using Handler = boost::asio::any_completion_handler<Signature>;
   using Lease = typename CorePool::Lease;
   using Outcome = floodgate::Outcome<nlohmann::json>;
   using Done = std::function<void(Outcome)>;
+
+  static bool reads_only(const nlohmann::json& request) {
+    const auto type = request.is_object() ? request.find("@type") : request.end();
+    if (type == request.end() || !type->is_string()) return false;
+    const auto& name = type->template get_ref<const std::string&>();
+    return name.starts_with("get") || name.starts_with("search") || name.starts_with("check");
+  }
 
   static std::string chat_of(const nlohmann::json& request) {
     const auto chat = request.is_object() ? request.find("chat_id") : request.end();
@@ -234,50 +245,21 @@ class BasicMtprotoPool {
     }
 
     template <class CompletionHandler>
-    static void send_movable(std::shared_ptr<State> self, nlohmann::json request, SendOptions options,
-                             CompletionHandler handler) {
+    static void send(std::shared_ptr<State> self, nlohmann::json request, SendOptions options, CompletionHandler handler) {
       auto& executor = self->executor;
+      const bool idempotent = options.idempotent.value_or(reads_only(request));
       auto attempt = async::async_attempt<nlohmann::json>(
           [self = std::move(self), request = std::move(request), chat = options.destination](const Lease& lease,
                                                                                              Done done) {
             self->attempt(*lease.payload(), request, chat, std::move(done));
           });
-      executor.async_run(std::move(attempt), {std::move(options.destination), options.deadline}, std::move(handler));
+      executor.async_run(std::move(attempt),
+                         {.destination = std::move(options.destination),
+                          .deadline = options.deadline,
+                          .idempotent = idempotent,
+                          .credential = std::move(options.bound_to)},
+                         std::move(handler));
     }
-
-    static void send_bound(std::shared_ptr<State> self, nlohmann::json request, SendOptions options, Handler handler) {
-      auto completion = async::detail::make_pending_op<std::error_code, Result>(std::move(handler),
-                                                                                 self->tdjson.get_executor());
-      Result result;
-      result.credential = *options.bound_to;
-      if (options.deadline && self->pool.clock().now() >= *options.deadline) {
-        return completion->complete(make_error_code(errc::deadline_exceeded), std::move(result));
-      }
-      auto acquired = self->pool.acquire_id(*options.bound_to, options.destination);
-      if (!acquired) {
-        const auto ec = self->refusal(*options.bound_to, acquired, result);
-        return completion->complete(ec, std::move(result));
-      }
-      result.attempts = 1;
-      // Shared, because `Done` is a std::function, which must be copyable.
-      auto bound = std::make_shared<BoundRequest>(
-          BoundRequest{self, std::move(acquired).take(), std::move(completion), std::move(result)});
-      MtprotoSession& session = *bound->lease.payload();
-      self->attempt(session, std::move(request), options.destination, [bound](Outcome outcome) {
-        bound->result.description = outcome.description();
-        const auto ec = bound->state->report_bound(bound->lease, std::move(outcome), bound->result);
-        bound->completion->complete(ec, std::move(bound->result));
-      });
-    }
-
-    // A bound request in flight. `state` is declared first so that it is
-    // destroyed last: a lease dropped unreported still reports to its pool.
-    struct BoundRequest {
-      std::shared_ptr<State> state;
-      Lease lease;
-      std::unique_ptr<async::detail::PendingOp<std::error_code, Result>> completion;
-      Result result;
-    };
 
     template <class CompletionHandler>
     static void wait_ready(std::shared_ptr<State> self, CompletionHandler handler) {
@@ -320,82 +302,34 @@ class BasicMtprotoPool {
     }
 
     Outcome classify(MtprotoSession& session, const std::string& chat, std::error_code ec, nlohmann::json reply) {
-      if (ec == errc::deadline_exceeded) return Outcome::transient("TDLib did not answer within the request timeout");
       // Not the session's fault and not worth a retry anywhere: the program is closing.
-      if (ec == errc::shut_down) return Outcome::bad_request("the TDLib client or the session was shut down");
-      if (ec) {
+      if (ec == errc::shut_down) return Outcome::rejected("the TDLib client or the session was shut down", ec);
+      if (ec == errc::deadline_exceeded) return Outcome::maybe_applied("TDLib did not answer within the request timeout");
+      if (ec == std::errc::invalid_argument) return Outcome::rejected("TDLib refused the request: not a JSON object", ec);
+      if (ec) {  // the session could not send it: not logged in, or disabled
         return session.state() == MtprotoSession::State::disabled ? Outcome::auth_failed(session.disabled_reason())
-                                                                  : Outcome::transient(ec.message());
+                                                                  : Outcome::not_sent(ec.message());
       }
       const auto error = classify_td_response(reply);
       if (!error) return Outcome::success(std::move(reply));
-      switch (error->kind) {
-        case TdErrorKind::flood_wait: {
-          const bool scoped = error->chat_scoped && !chat.empty();
-          log(LogLevel::info, "mtproto {}: {}; cooling for {}s{}", session.id(), error->message,
-              error->retry_after.count(), scoped ? fmt::format(" for chat {}", chat) : std::string());
-          return Outcome::flood_wait(error->retry_after, scoped ? CooldownScope::destination : CooldownScope::credential,
-                                     error->message);
-        }
-        case TdErrorKind::auth_failed: {
-          // The session disabled itself on this reply; its reason is the one to show.
-          auto reason = session.disabled_reason();
-          return Outcome::auth_failed(reason.empty() ? error->message : std::move(reason));
-        }
-        case TdErrorKind::bad_request: return Outcome::bad_request(error->message);
-        case TdErrorKind::transient: return Outcome::transient(error->message);
+      if (error->kind == OutcomeKind::auth_failed) {
+        // The session disabled itself on this reply; its reason is the one to show.
+        auto reason = session.disabled_reason();
+        return Outcome::auth_failed(reason.empty() ? error->message : std::move(reason));
       }
-      return Outcome::transient(error->message);
-    }
-
-    // Why a bound request's session cannot be leased, filling `result`.
-    std::error_code refusal(const std::string& id, const typename CorePool::AcquireResult& acquired, Result& result) {
-      if (acquired.error() == errc::unknown_credential) {
-        result.description = fmt::format("no session named \"{}\" in the pool", id);
-        return acquired.error();
+      if (error->kind == OutcomeKind::flood_wait) {
+        const bool scoped = error->chat_scoped && !chat.empty();
+        log(LogLevel::info, "mtproto {}: {}; cooling for {}s{}", session.id(), error->message,
+            error->retry_after.count(), scoped ? fmt::format(" for chat {}", chat) : std::string());
       }
-      if (acquired.error() == errc::all_credentials_disabled) {
-        if (const auto record = pool.snapshot(id)) result.description = record->disabled_reason;
-        return acquired.error();
-      }
-      // Cooling (sessions have no local limiter, so never rate_limited).
-      result.earliest = acquired.earliest();
-      result.description = fmt::format("{} is cooling down; a bound request does not move", id);
-      return make_error_code(errc::all_credentials_cooling);
-    }
-
-    // Reports a bound request's outcome on its lease; returns the error it ends with.
-    std::error_code report_bound(Lease& lease, Outcome outcome, Result& result) {
-      switch (outcome.kind()) {
-        case OutcomeKind::success:
-          lease.success();
-          result.value.emplace(std::move(outcome).value());
-          return {};
-        case OutcomeKind::flood_wait: {
-          const auto wait = RetrySchedule(executor.policy(), next_bound_seed++).flood_cooldown(outcome.wait());
-          lease.flood_wait(wait, outcome.scope());
-          result.earliest = pool.clock().now() + std::chrono::duration_cast<duration>(wait);
-          return make_error_code(errc::all_credentials_cooling);
-        }
-        case OutcomeKind::auth_failed:
-          lease.failure(FailureKind::auth, outcome.description());
-          return make_error_code(errc::auth_failed);
-        case OutcomeKind::bad_request:
-          lease.failure(FailureKind::bad_request);
-          return make_error_code(errc::bad_request);
-        case OutcomeKind::transient:
-          lease.failure(FailureKind::transient);
-          return make_error_code(errc::attempts_exhausted);
-      }
-      return make_error_code(errc::attempts_exhausted);
+      return error->template outcome<nlohmann::json>(!chat.empty());
     }
 
     TdjsonClient& tdjson;
-    CooldownStore* store;
+    CooldownSink* store;
     CorePool pool;
     async::RetryExecutor<CorePool> executor;
     std::vector<std::unique_ptr<MtprotoSession>> sessions;  // fixed after start()
-    std::atomic<std::uint64_t> next_bound_seed{1};  // each bound request's flood-wait jitter
   };
 
   std::shared_ptr<State> state_;

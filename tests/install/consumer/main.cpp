@@ -2,6 +2,7 @@
 // header-only core and one compiled library (kite, which pulls in net and
 // OpenSSL), so both the include paths and the link line are checked.
 #include <floodgate/core.hpp>
+#include <floodgate/telegram/credentials.hpp>
 #include <floodgate/kite/ticker_connection.hpp>
 
 #include <fmt/format.h>

@@ -1,4 +1,4 @@
-#include "floodgate/net/test_certificates.hpp"
+#include "floodgate/sim/test_certificates.hpp"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -13,7 +13,7 @@
 
 #include "floodgate/core/error.hpp"
 
-namespace floodgate::net {
+namespace floodgate::sim {
 namespace {
 
 struct OpenSslDeleter {
@@ -138,4 +138,4 @@ TestCertificates TestCertificates::generate(const Names& names) {
   return result;
 }
 
-}  // namespace floodgate::net
+}  // namespace floodgate::sim

@@ -1,4 +1,4 @@
-// floodgate/core/telegram_limits.hpp: Telegram's documented Bot API limits as
+// floodgate/telegram/limits.hpp: Telegram's documented Bot API limits as
 // a ready-made LimitSet.
 //
 //   auto limits = floodgate::telegram_bot_limits();   // one per bot token

@@ -1,4 +1,4 @@
-// floodgate/net/test_certificates.hpp: a throw-away PKI for tests and simulators.
+// floodgate/sim/test_certificates.hpp: a throw-away PKI for tests and simulators.
 //
 // Generates, in memory and in milliseconds, a self-signed CA and a server
 // certificate signed by it (ECDSA P-256, valid from an hour ago for a day).
@@ -6,7 +6,7 @@
 // client's real verification path (chain and host name) is thus exercised on
 // every test connection, with no file on disk and no verification switched off.
 //
-//   auto certs = floodgate::net::TestCertificates::generate();  // localhost, 127.0.0.1, ::1
+//   auto certs = floodgate::sim::TestCertificates::generate();  // localhost, 127.0.0.1, ::1
 //   auto server_ctx = make_server_tls_context(certs.server_chain_pem, certs.server_key_pem);
 //   auto client_ctx = make_client_tls_context({.ca_pem = certs.ca_pem});
 //
@@ -18,7 +18,7 @@
 
 #include "floodgate/core/secret.hpp"
 
-namespace floodgate::net {
+namespace floodgate::sim {
 
 struct TestCertificates {
   std::string ca_pem;            ///< the CA certificate; what a client trusts
@@ -36,4 +36,4 @@ struct TestCertificates {
   static TestCertificates generate() { return generate(Names{}); }
 };
 
-}  // namespace floodgate::net
+}  // namespace floodgate::sim
