@@ -330,3 +330,17 @@ TEST_CASE("a wall clock stepped back while down never lengthens a cooldown", "[s
   wall += 2h;  // and forward: the cooldown ends early by the step (documented)
   CHECK_FALSE(CooldownStore(file, CooldownStore::OnCorrupt::fail, clock).find("A"));
 }
+
+TEST_CASE("a pool reading a saturated far-future time keeps the credential cooling", "[store]") {
+  TempDir dir;
+  const auto file = dir.path / "c.json";
+  write_text(file, store_file(R"({"A":{"cooldown_until_ms":32503680000000}})"));
+  ManualClock clock;
+  CooldownStore store(file, CooldownStore::OnCorrupt::fail, wall_of(clock));
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A", "B"});
+  pool.persist_to(store);
+  CHECK(pool.snapshot("A")->state == CredentialState::cooling);
+  CHECK(pool.snapshot("A")->cooldown_remaining > 24h * 365 * 200);
+  CHECK(pool.acquire()->id() == "B");
+}
