@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 using namespace floodgate;
 namespace fs = std::filesystem;
 
@@ -24,6 +26,29 @@ TEST_CASE(".env lines: comments, export, quotes", "[env]") {
   CHECK_FALSE(Environment::parse_line("1BAD=x"));
   CHECK_FALSE(Environment::parse_line("H=\"unterminated"));
   CHECK_FALSE(Environment::parse_line("I=\"x\" junk"));
+}
+
+TEST_CASE(".env: a tab before an inline comment ends the value", "[env]") {
+  // Found under faults: `value<TAB>#comment` kept the comment in the value.
+  using P = std::pair<std::string, std::string>;
+  CHECK(Environment::parse_line("A=value\t# comment") == P{"A", "value"});
+  CHECK(Environment::parse_line("B=value \t #comment") == P{"B", "value"});
+  CHECK(Environment::parse_line("C=va#lue") == P{"C", "va#lue"});  // no blank before '#': part of the value
+  CHECK(Environment::parse_line("D=\"x\"\t# comment") == P{"D", "x"});
+}
+
+TEST_CASE(".env: a file starting with a UTF-8 byte order mark loads", "[env]") {
+  // Found under faults: Windows editors save a BOM and the first line was rejected.
+  const auto file = fs::temp_directory_path() / ("floodgate-env-bom-" + std::to_string(::getpid()));
+  std::ofstream(file, std::ios::binary) << "\xEF\xBB\xBFMULTITOKEN1=111:one\nMULTITOKEN2=222:two\n";
+  auto env = Environment::from_values({});
+  const bool loaded = env.load_dotenv(file);
+  fs::remove(file);
+  REQUIRE(loaded);
+  CHECK(env.get("MULTITOKEN1") == "111:one");
+  CHECK(env.get("MULTITOKEN2") == "222:two");
+  // A BOM anywhere but the start of the file is still an error.
+  CHECK_FALSE(Environment::parse_line("\xEF\xBB\xBF" "A=1"));
 }
 
 TEST_CASE("bot tokens: TELEGRAM_BOT_TOKEN and MULTITOKEN1..10 with gaps", "[env]") {

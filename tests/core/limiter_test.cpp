@@ -145,9 +145,22 @@ TEST_CASE("token bucket: reservations queue up and cancel gives back exactly wha
   }
   SECTION("a moved reservation cancels once") {
     auto moved = std::move(third);
+    CHECK(moved.ok());  // found under faults: the move lost the flag
+    CHECK(moved.delay() == 2s);
+    CHECK_FALSE(third.ok());
     CHECK_FALSE(third.cancel());
     CHECK(moved.cancel());
     CHECK(bucket.time_until() == 2s);
+  }
+  SECTION("a move-assigned reservation keeps its flag") {
+    Bucket::Reservation kept;
+    CHECK_FALSE(kept.ok());
+    kept = std::move(second);
+    CHECK(kept.ok());
+    CHECK(kept.tokens() == 1);
+    CHECK(kept.delay() == 1s);
+    CHECK_FALSE(second.ok());
+    CHECK(kept.cancel());
   }
 }
 
@@ -275,6 +288,27 @@ TEST_CASE("keyed limiter: at the key cap new keys are refused, known keys keep w
   clock.advance(refused.retry_after);
   CHECK(limiter.try_acquire(1000));  // key 0 was full, swept, and its slot reused
   CHECK(limiter.size() <= 64);
+}
+
+TEST_CASE("keyed limiter: a small cap with the default shards admits up to the cap", "[limiter]") {
+  // Found under faults: with max_keys <= 5 x shards no table could grow past
+  // 16 slots and every new key was refused with a retry_after of ~292 years.
+  for (const std::size_t cap : {std::size_t{1}, std::size_t{5}, std::size_t{100}, std::size_t{320}}) {
+    ManualClock clock;
+    floodgate::KeyedLimiterOptions options;
+    options.max_keys = cap;  // shards left at the default 64
+    floodgate::KeyedLimiter<std::int64_t, ManualClock> limiter(Rate::per_second(1), 1, options, clock);
+    for (std::int64_t key = 0; key < static_cast<std::int64_t>(cap); ++key) {
+      INFO("cap " << cap << ", key " << key);
+      REQUIRE(limiter.try_acquire(key));
+    }
+    const auto refused = limiter.try_acquire(-1);
+    INFO("cap " << cap);
+    CHECK(refused.at_capacity);
+    CHECK(refused.retry_after == 1s);  // when the first bucket is full again, not centuries
+    clock.advance(1s);
+    CHECK(limiter.try_acquire(-1));
+  }
 }
 
 TEST_CASE("keyed limiter: two threads on shared keys never over-admit", "[limiter]") {

@@ -365,6 +365,27 @@ TEST_CASE("HttpsClient: a response over max_body_bytes is refused") {
   CHECK(ec == net::errc::response_too_large);
 }
 
+TEST_CASE("HttpsClient: by default a body over 16 MiB is refused, 16 MiB is read") {
+  // Found under faults: with the old 64 MiB default one response peaked at
+  // 136 MiB RSS. Bodies read into memory are capped at 16 MiB by default;
+  // larger ones belong in `download_to`.
+  sim::BotApiServer server(unlimited());
+  server.start();
+  IoThread io;
+  net::HttpsClient client(io.executor(), client_options_for(server));
+  constexpr std::size_t kCap = std::size_t{16} << 20;
+  const auto file_url = [&](const std::string& file_id) {
+    const auto file = call_api(client, server, kToken, "getFile", {{"file_id", file_id}});
+    return net::HttpRequest::get(server.endpoint(), net::RequestTarget("/file/bot").append(kToken).append(
+                                                        "/" + file.body["result"]["file_path"].get<std::string>()));
+  };
+  auto [too_large, ignored] = send(client, file_url(server.add_file(std::string(kCap + 1, 'x'), "big.bin")));
+  CHECK(too_large == net::errc::response_too_large);
+  auto [ec, response] = send(client, file_url(server.add_file(std::string(kCap, 'y'), "ok.bin")));
+  REQUIRE_FALSE(ec);
+  CHECK(response.body.size() == kCap);
+}
+
 TEST_CASE("HttpsClient: callbacks, futures and coroutines share one API") {
   sim::BotApiServer server(unlimited());
   server.start();

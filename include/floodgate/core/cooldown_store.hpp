@@ -6,19 +6,46 @@
 // per credential id, the wall-clock instant its cooldown ends (whole or per
 // destination) and whether it is disabled, in a small JSON file:
 //
-//   {"format": "floodgate-cooldowns", "version": 1, "credentials": {
+//   {"format": "floodgate-cooldowns", "version": 1, "written_at_ms": 1795815900000,
+//    "credentials": {
 //     "API-3": {"cooldown_until_ms": 1795816800000, "disabled": false,
 //               "scoped": {"-1001234": 1795816260000}}}}
 //
-// Every change is written at once, atomically (a 0600 temporary file in the
-// same folder, fsync, rename), so a crash leaves either the old or the new
-// file, never half of one. Expired entries are dropped when the file is
-// written. Ids only: no token or hash is ever written here.
+// Writing. Every change is written at once, atomically: a 0600 temporary file
+// `.<name>.XXXXXX` in the same folder, fsync, rename, fsync of the folder. A
+// crash leaves either the old or the new file, never half of one; temporary
+// files a crash left behind are removed when the store is opened. Expired
+// entries are dropped when the file is written. Ids only: no token or hash is
+// ever written here.
 //
-// It implements core/cooldown_sink.hpp; a pool applies it with `pool.persist_to(store)`. A corrupt file is an
-// error (`StoreError`, errc::store_corrupt) or, with
-// `OnCorrupt::warn_and_start_empty`, a logged warning and an empty store; never
-// a crash.
+// Several processes may share one file. Each write holds an exclusive `flock`
+// on `.<name>.lock` (beside the file, created once and left in place) while it
+// re-reads the file, applies its one change and writes the result, so no
+// process loses another's entries: cooldowns merge to the later end, and an
+// enable, disable or clear applies to the shared record. A process sees
+// another's entries when it opens the store and after each of its own writes
+// (`find`, `entries`); a pool reads them when credentials are added or
+// `persist_to` is called. The lock is advisory: only floodgate writers honour it.
+//
+// Wall clock. Instants are wall-clock time, the only clock shared across a
+// restart, so a clock step while the process is down moves them:
+// - stepped back (the file's `written_at_ms` is later than now): the loader
+//   counts no time as passed since that write, so a cooldown is never longer
+//   than what was left when it was written (a 13 min cooldown stays 13 min,
+//   not 73). The bound is the remaining time at the last write.
+// - stepped forward by S: cooldowns end up to S early. Nothing on this machine
+//   can tell; the server answers the early request with a new flood wait,
+//   which the pool records again.
+// Times past the end of `system_clock` (the year 2262) are read as that end,
+// never wrapped.
+//
+// It implements core/cooldown_sink.hpp; a pool applies it with `pool.persist_to(store)`. A corrupt file
+// (malformed JSON, a value of the wrong type, a time that is not an integer)
+// is an error (`StoreError`, errc::store_corrupt) or, with
+// `OnCorrupt::warn_and_start_empty`, a logged warning and an empty store that
+// replaces the file on the next write; never a crash. A file written by a
+// newer floodgate (version above 1) is never overwritten: with
+// `warn_and_start_empty` the store then keeps its state in memory only.
 #pragma once
 
 #include "floodgate/core/cooldown_sink.hpp"
@@ -26,6 +53,7 @@
 #include "floodgate/core/log.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,10 +61,12 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -51,11 +81,15 @@ namespace floodgate {
 /// Thrown when the cooldown file exists but cannot be read or parsed.
 class StoreError : public Error {
  public:
-  StoreError(std::error_code code, const std::string& what) : Error(what), code_(code) {}
+  StoreError(std::error_code code, const std::string& what, bool newer_version = false)
+      : Error(what), code_(code), newer_version_(newer_version) {}
   std::error_code code() const noexcept { return code_; }
+  /// The file was written by a newer floodgate; it is never overwritten.
+  bool newer_version() const noexcept { return newer_version_; }
 
  private:
   std::error_code code_;
+  bool newer_version_ = false;
 };
 
 /// The JSON file implementation of `CooldownSink`.
@@ -63,6 +97,7 @@ class CooldownStore final : public CooldownSink {
  public:
   using WallClock = std::function<WallTime()>;
   using Entry = CooldownRecord;
+  using Entries = std::map<std::string, Entry, std::less<>>;
 
   enum class OnCorrupt {
     fail,                  ///< throw StoreError
@@ -73,13 +108,16 @@ class CooldownStore final : public CooldownSink {
   /// empty store. `wall_clock` decides what has expired; tests pass a virtual one.
   explicit CooldownStore(std::filesystem::path path, OnCorrupt on_corrupt = OnCorrupt::fail,
                          WallClock wall_clock = [] { return std::chrono::system_clock::now(); })
-      : path_(std::move(path)), wall_clock_(std::move(wall_clock)) {
+      : path_(std::move(path)), on_corrupt_(on_corrupt), wall_clock_(std::move(wall_clock)) {
+    const FileLock lock(lock_path());  // a folder that does not exist yet has no file and no leftovers
+    if (lock.held()) remove_leftover_temporaries();
     try {
-      load();
+      entries_ = read_file(wall_clock_());
     } catch (const StoreError& e) {
       if (on_corrupt == OnCorrupt::fail) throw;
-      log(LogLevel::warning, "{}; starting with no persisted cooldowns", e.what());
-      entries_.clear();
+      read_only_ = e.newer_version();
+      log(LogLevel::warning, "{}; starting with no persisted cooldowns{}", e.what(),
+          read_only_ ? " and leaving the file as it is" : "");
     }
   }
 
@@ -97,7 +135,7 @@ class CooldownStore final : public CooldownSink {
   }
 
   /// All entries, for inspection.
-  std::map<std::string, Entry, std::less<>> entries() const {
+  Entries entries() const {
     std::lock_guard lock(mutex_);
     return entries_;
   }
@@ -139,76 +177,235 @@ class CooldownStore final : public CooldownSink {
     });
   }
 
+  /// Parses the text of a cooldown file, dropping what has expired at `now`
+  /// (the loader and the fuzzer use it). Throws StoreError naming `source`.
+  static Entries parse(std::string_view text, WallTime now, std::string_view source = "cooldown file") {
+    const std::string name(source);
+    auto corrupt = [&](const std::string& why) {
+      return StoreError(make_error_code(errc::store_corrupt), "cooldown file " + name + " is corrupt: " + why);
+    };
+    // Outside data: a depth limit keeps a hostile file from exhausting the stack.
+    constexpr int kMaxDepth = 16;
+    nlohmann::json doc;
+    try {
+      doc = nlohmann::json::parse(
+          text.begin(), text.end(),
+          [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+            if (depth > kMaxDepth) throw StoreError(make_error_code(errc::store_corrupt), "nested too deeply");
+            return true;
+          });
+    } catch (const nlohmann::json::exception& e) {
+      throw corrupt(e.what());
+    } catch (const StoreError& e) {
+      throw corrupt(e.what());
+    }
+    if (!doc.is_object() || !doc.contains("format") || doc["format"] != "floodgate-cooldowns" ||
+        !doc.contains("version") || !doc["version"].is_number_integer()) {
+      throw StoreError(make_error_code(errc::store_corrupt),
+                       "cooldown file " + name + " is not a floodgate-cooldowns file");
+    }
+    if (doc["version"] != 1) {
+      throw StoreError(make_error_code(errc::store_corrupt),
+                       "cooldown file " + name + " has version " + doc["version"].dump() +
+                           ", written by a newer floodgate (this one reads version 1)",
+                       doc["version"] > 1);
+    }
+    if (!doc.contains("credentials") || !doc["credentials"].is_object()) throw corrupt("no \"credentials\" object");
+
+    // A wall clock stepped back since the write: count no time as passed.
+    std::int64_t now_ms = to_ms(now);
+    if (doc.contains("written_at_ms")) now_ms = std::max(now_ms, read_ms(doc["written_at_ms"], corrupt));
+    const std::int64_t shift_ms = to_ms(now) - now_ms;  // <= 0
+    auto until_at = [&](const nlohmann::json& value) -> std::optional<WallTime> {
+      const std::int64_t ms = read_ms(value, corrupt);
+      if (ms <= now_ms) return std::nullopt;
+      return from_ms(saturating_add(ms, shift_ms));
+    };
+
+    Entries entries;
+    for (const auto& [id, item] : doc["credentials"].items()) {
+      if (!item.is_object()) throw corrupt("the record of \"" + id + "\" is not an object");
+      Entry entry;
+      if (item.contains("cooldown_until_ms")) entry.cooldown_until = until_at(item["cooldown_until_ms"]);
+      if (item.contains("disabled")) {
+        if (!item["disabled"].is_boolean()) throw corrupt("\"disabled\" of \"" + id + "\" is not true or false");
+        entry.disabled = item["disabled"].get<bool>();
+      }
+      if (item.contains("reason")) {
+        if (!item["reason"].is_string()) throw corrupt("\"reason\" of \"" + id + "\" is not a string");
+        entry.disabled_reason = item["reason"].get<std::string>();
+      }
+      if (item.contains("scoped")) {
+        if (!item["scoped"].is_object()) throw corrupt("\"scoped\" of \"" + id + "\" is not an object");
+        for (const auto& [destination, ms] : item["scoped"].items()) {
+          if (auto until = until_at(ms)) entry.scoped.emplace(destination, *until);
+        }
+      }
+      if (is_useful(entry)) entries.emplace(id, std::move(entry));
+    }
+    return entries;
+  }
+
  private:
+  // An exclusive flock on the lock file, released on destruction. Not held
+  // when the lock file cannot be opened (its folder does not exist yet).
+  class FileLock {
+   public:
+    explicit FileLock(const std::filesystem::path& path)
+        : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, S_IRUSR | S_IWUSR)) {
+      if (fd_ < 0) return;
+      while (::flock(fd_, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+          ::close(std::exchange(fd_, -1));
+          return;
+        }
+      }
+    }
+    ~FileLock() {
+      if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+    }
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+    bool held() const noexcept { return fd_ >= 0; }
+
+   private:
+    int fd_;
+  };
+
   template <class Change>
   void update(std::string_view id, Change&& change) {
     std::lock_guard lock(mutex_);
-    auto it = entries_.find(id);
-    if (it == entries_.end()) it = entries_.emplace(std::string(id), Entry{}).first;
+    apply(entries_, id, change);  // the running process keeps it even if the write fails
+    if (read_only_) return;
+    if (!ensure_folder()) {
+      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));
+      return;
+    }
+    const FileLock file_lock(lock_path());
+    if (!file_lock.held()) {
+      log(LogLevel::warning, "cannot lock cooldown file {}: {}", path_.string(), std::strerror(errno));
+      return;
+    }
+    // Apply this one change to what is on disk now, so other processes'
+    // entries written since our last read are kept.
+    const auto now = wall_clock_();
+    Entries shared;
+    try {
+      shared = read_file(now);
+    } catch (const StoreError& e) {
+      if (e.newer_version()) {
+        read_only_ = true;
+        log(LogLevel::warning, "{}; not overwriting it, cooldowns are kept in memory only", e.what());
+        return;
+      }
+      if (on_corrupt_ == OnCorrupt::fail || e.code() != errc::store_corrupt) {
+        log(LogLevel::warning, "{}; not writing to it", e.what());
+        return;
+      }
+      log(LogLevel::warning, "{}; replacing it", e.what());
+    }
+    apply(shared, id, change);
+    drop_expired(shared, now);
+    if (write_file(shared, now)) entries_ = std::move(shared);
+  }
+
+  template <class Change>
+  static void apply(Entries& entries, std::string_view id, Change& change) {
+    auto it = entries.find(id);
+    if (it == entries.end()) it = entries.emplace(std::string(id), Entry{}).first;
     change(it->second);
-    save_locked();
   }
 
   static std::int64_t to_ms(WallTime t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   }
+  // Saturates at the ends of system_clock's range instead of overflowing.
   static WallTime from_ms(std::int64_t ms) {
+    using std::chrono::milliseconds;
+    constexpr std::int64_t kMaxMs = std::chrono::duration_cast<milliseconds>(WallTime::max().time_since_epoch()).count();
+    constexpr std::int64_t kMinMs = std::chrono::duration_cast<milliseconds>(WallTime::min().time_since_epoch()).count();
+    if (ms >= kMaxMs) return WallTime::max();
+    if (ms <= kMinMs) return WallTime::min();
     return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
   }
-
-  void load() {
-    std::error_code ec;
-    if (!std::filesystem::exists(path_, ec)) return;
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) {
-      throw StoreError(make_error_code(errc::io_error),
-                       "cannot read cooldown file " + path_.string() + ": " + std::strerror(errno));
+  static std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
+    std::int64_t sum = 0;
+    if (!__builtin_add_overflow(a, b, &sum)) return sum;
+    return b < 0 ? std::numeric_limits<std::int64_t>::min() : std::numeric_limits<std::int64_t>::max();
+  }
+  // A time in milliseconds: an integer; one beyond int64 saturates.
+  template <class Corrupt>
+  static std::int64_t read_ms(const nlohmann::json& value, Corrupt& corrupt) {
+    if (value.is_number_unsigned()) {
+      const auto u = value.get<std::uint64_t>();
+      return u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+                 ? std::numeric_limits<std::int64_t>::max()
+                 : static_cast<std::int64_t>(u);
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    try {
-      const auto doc = nlohmann::json::parse(text.str());
-      if (!doc.is_object() || doc.value("format", "") != "floodgate-cooldowns" || doc.value("version", 0) != 1 ||
-          !doc.contains("credentials") || !doc["credentials"].is_object()) {
-        throw StoreError(make_error_code(errc::store_corrupt),
-                         "cooldown file " + path_.string() + " is not a floodgate-cooldowns version 1 file");
-      }
-      const auto now = wall_clock_();
-      for (const auto& [id, item] : doc["credentials"].items()) {
-        Entry entry;
-        if (item.contains("cooldown_until_ms")) {
-          const auto until = from_ms(item.at("cooldown_until_ms").get<std::int64_t>());
-          if (until > now) entry.cooldown_until = until;
-        }
-        entry.disabled = item.value("disabled", false);
-        entry.disabled_reason = item.value("reason", "");
-        if (item.contains("scoped")) {
-          for (const auto& [destination, ms] : item.at("scoped").items()) {
-            const auto until = from_ms(ms.get<std::int64_t>());
-            if (until > now) entry.scoped.emplace(destination, until);
-          }
-        }
-        if (is_useful(entry)) entries_.emplace(id, std::move(entry));
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw StoreError(make_error_code(errc::store_corrupt),
-                       "cooldown file " + path_.string() + " is corrupt: " + e.what());
-    }
+    if (value.is_number_integer()) return value.get<std::int64_t>();
+    throw corrupt("a time is not an integer number of milliseconds: " + value.dump().substr(0, 40));
   }
 
   static bool is_useful(const Entry& e) { return e.cooldown_until || e.disabled || !e.scoped.empty(); }
 
-  nlohmann::json to_json_locked() {
-    const auto now = wall_clock_();
-    auto credentials = nlohmann::json::object();
-    for (auto it = entries_.begin(); it != entries_.end();) {
+  static void drop_expired(Entries& entries, WallTime now) {
+    for (auto it = entries.begin(); it != entries.end();) {
       Entry& e = it->second;
       if (e.cooldown_until && *e.cooldown_until <= now) e.cooldown_until.reset();
       std::erase_if(e.scoped, [&](const auto& kv) { return kv.second <= now; });
-      if (!is_useful(e)) {
-        it = entries_.erase(it);
-        continue;
+      it = is_useful(e) ? std::next(it) : entries.erase(it);
+    }
+  }
+
+  std::filesystem::path folder() const {
+    return path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
+  }
+  std::filesystem::path lock_path() const { return folder() / ("." + path_.filename().string() + ".lock"); }
+  std::string temporary_prefix() const { return "." + path_.filename().string() + "."; }
+
+  bool ensure_folder() const {
+    const auto dir = folder();
+    std::error_code ec;
+    if (std::filesystem::is_directory(dir, ec)) return true;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      errno = ec.value();
+      return false;
+    }
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+    return true;
+  }
+
+  // `.<name>.XXXXXX` files exist only while a writer holds the lock; seen
+  // under the lock, they were left by a writer that died.
+  void remove_leftover_temporaries() const {
+    const std::string prefix = temporary_prefix();
+    std::error_code ec;
+    for (const auto& item : std::filesystem::directory_iterator(folder(), ec)) {
+      const std::string name = item.path().filename().string();
+      if (name.size() == prefix.size() + 6 && name.starts_with(prefix) && !name.ends_with(".lock")) {
+        std::filesystem::remove(item.path(), ec);
       }
+    }
+  }
+
+  // The file's entries (empty when there is no file); throws StoreError.
+  Entries read_file(WallTime now) const {
+    std::error_code ec;
+    if (!std::filesystem::exists(path_, ec)) return {};
+    std::ifstream in(path_, std::ios::binary);
+    std::ostringstream text;
+    if (in) text << in.rdbuf();
+    if (!in || in.bad()) {
+      throw StoreError(make_error_code(errc::io_error),
+                       "cannot read cooldown file " + path_.string() + ": " + std::strerror(errno));
+    }
+    return parse(text.str(), now, path_.string());
+  }
+
+  static nlohmann::json to_json(const Entries& entries, WallTime now) {
+    auto credentials = nlohmann::json::object();
+    for (const auto& [id, e] : entries) {
       auto item = nlohmann::json::object();
       if (e.cooldown_until) item["cooldown_until_ms"] = to_ms(*e.cooldown_until);
       item["disabled"] = e.disabled;
@@ -218,30 +415,25 @@ class CooldownStore final : public CooldownSink {
         for (const auto& [destination, until] : e.scoped) scoped[destination] = to_ms(until);
         item["scoped"] = std::move(scoped);
       }
-      credentials[it->first] = std::move(item);
-      ++it;
+      credentials[id] = std::move(item);
     }
-    return {{"format", "floodgate-cooldowns"}, {"version", 1}, {"credentials", std::move(credentials)}};
+    return {{"format", "floodgate-cooldowns"},
+            {"version", 1},
+            {"written_at_ms", to_ms(now)},
+            {"credentials", std::move(credentials)}};
   }
 
-  // A failed write is logged, not thrown: the in-memory state (and so the
-  // running pool) stays right; only persistence across a restart is at risk.
-  void save_locked() {
-    const std::string text = to_json_locked().dump(2) + "\n";
-    const auto dir = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
-    std::error_code ec;
-    if (!std::filesystem::exists(dir, ec)) {
-      std::filesystem::create_directories(dir, ec);
-      if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
-    }
-    std::string temp_name = ".";  // appended piecewise: GCC 12 warns (-Wrestrict) on a + chain here
-    temp_name += path_.filename().string();
-    temp_name += ".XXXXXX";
-    std::string temp = (dir / temp_name).string();
+  // Writes `entries` (expired ones already dropped) atomically; the caller
+  // holds the file lock. A failed
+  // write is logged, not thrown: the in-memory state (and so the running
+  // pool) stays right; only persistence across a restart is at risk.
+  bool write_file(const Entries& entries, WallTime now) const {
+    const std::string text = to_json(entries, now).dump(2) + "\n";
+    std::string temp = (folder() / (temporary_prefix() + "XXXXXX")).string();
     const int fd = ::mkstemp(temp.data());  // created 0600
     if (fd < 0) {
       log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));
-      return;
+      return false;
     }
     bool ok = ::fchmod(fd, S_IRUSR | S_IWUSR) == 0;
     for (std::size_t done = 0; ok && done < text.size();) {
@@ -256,13 +448,23 @@ class CooldownStore final : public CooldownSink {
     if (!ok) {
       log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));
       ::unlink(temp.c_str());
+      return false;
     }
+    // The rename is durable only once the folder's entry is on disk.
+    const int dir = ::open(folder().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || ::fsync(dir) != 0) {
+      log(LogLevel::warning, "cannot sync the folder of cooldown file {}: {}", path_.string(), std::strerror(errno));
+    }
+    if (dir >= 0) ::close(dir);
+    return true;
   }
 
   std::filesystem::path path_;
+  OnCorrupt on_corrupt_;
   WallClock wall_clock_;
   mutable std::mutex mutex_;
-  std::map<std::string, Entry, std::less<>> entries_;
+  Entries entries_;
+  bool read_only_ = false;  // the file is a newer version: never overwrite it
 };
 
 }  // namespace floodgate

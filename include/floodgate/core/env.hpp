@@ -5,7 +5,8 @@
 // (telegram/credentials.hpp), `kite_keys_from` (kite/credentials.hpp).
 //
 // Values come from the process environment and, optionally, a `.env` file
-// (`# comments`, `export KEY=value`, 'single' and "double" quotes); the
+// (`# comments`, `export KEY=value`, 'single' and "double" quotes, a
+// `# comment` after a space or tab, a leading UTF-8 byte order mark); the
 // process environment wins, as with python-dotenv. Gaps in the numbering are
 // fine. A half-configured pair (an api_id without its hash) is an `EnvError`
 // that names the variable; error messages never contain values.
@@ -62,6 +63,8 @@ class Environment {
     if (!in) return false;
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
+      // Editors on Windows start UTF-8 files with a byte order mark.
+      if (number == 1 && line.starts_with(kUtf8Bom)) line.erase(0, kUtf8Bom.size());
       auto parsed = parse_line(line);
       if (!parsed) throw EnvError(fmt::format("{}:{}: expected KEY=value", path.string(), number));
       if (parsed->first.empty()) continue;  // blank or comment
@@ -106,14 +109,21 @@ class Environment {
       const auto rest = trim(value.substr(i + 1));
       if (!rest.empty() && rest.front() != '#') return std::nullopt;
     } else {
-      // An unquoted value ends at " #" (an inline comment).
-      if (const auto hash = value.find(" #"); hash != std::string_view::npos) value = trim(value.substr(0, hash));
+      // An unquoted value ends at a '#' after a blank (space or tab): an inline comment.
+      for (std::size_t hash = value.find('#'); hash != std::string_view::npos; hash = value.find('#', hash + 1)) {
+        if (hash > 0 && (value[hash - 1] == ' ' || value[hash - 1] == '\t')) {
+          value = trim(value.substr(0, hash));
+          break;
+        }
+      }
       out = std::string(value);
     }
     return std::pair{std::string(key), std::move(out)};
   }
 
  private:
+  static constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
   static std::string_view trim(std::string_view s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);

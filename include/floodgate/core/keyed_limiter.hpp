@@ -25,7 +25,10 @@
 // tracked keep working. Refusing is deliberate: evicting a bucket that still
 // owes tokens would let its key exceed its rate, which is what the limiter is
 // for. The cap is split evenly across shards, so it can bite slightly before
-// `max_keys` keys when the hash spreads them unevenly.
+// `max_keys` keys when the hash spreads them unevenly. To keep that small, a
+// cap below 256 keys per shard uses fewer shards (one shard for a cap under
+// 512, so a small cap is exact); `retry_after` of a refusal is always when a
+// stored bucket refills, never longer than one burst's refill time.
 #pragma once
 
 #include <floodgate/core/clock.hpp>
@@ -60,7 +63,9 @@ class KeyedLimiter {
   KeyedLimiter(Rate rate, double burst, KeyedLimiterOptions options = {}, C clock = C{})
       : clock_(std::move(clock)), params_(detail::Gcra::make(rate, burst)) {
     if (options.max_keys == 0) throw Error("keyed limiter: max_keys must be at least 1");
-    const std::size_t shard_count = std::bit_ceil(std::max<std::size_t>(options.shards, 1));
+    const std::size_t wanted_shards = std::bit_ceil(std::max<std::size_t>(options.shards, 1));
+    const std::size_t shards_for_cap = std::bit_floor(std::max<std::size_t>(options.max_keys / kMinKeysPerShard, 1));
+    const std::size_t shard_count = std::min(wanted_shards, shards_for_cap);
     shard_bits_ = static_cast<unsigned>(std::countr_zero(shard_count));
     const std::size_t keys_per_shard = (options.max_keys + shard_count - 1) / shard_count;
     shards_ = std::make_unique<Shard[]>(shard_count);
@@ -144,6 +149,9 @@ class KeyedLimiter {
   }
 
   static constexpr std::int64_t kEmpty = std::numeric_limits<std::int64_t>::min();
+  // Fewer keys per shard than this and the uneven spread of the hash makes
+  // the per-shard cap bite well before `max_keys`.
+  static constexpr std::size_t kMinKeysPerShard = 256;
 
   struct Slot {
     Key key{};
@@ -196,8 +204,10 @@ class KeyedLimiter {
       rebuild(slots.size(), now, shard_bits);
       if ((used + 1) * 8 > slots.size() * 3) {
         // Still more than 3/8 full after the sweep: grow, if the cap allows.
-        const std::size_t wanted = std::max<std::size_t>(16, slots.size() * 2);
+        // The smallest table that holds max_keys at 3/4 load; a first table of
+        // 16 slots is cut down to it when the cap is smaller.
         const std::size_t limit = std::bit_ceil((max_keys * 4 + 2) / 3 + 1);
+        const std::size_t wanted = slots.empty() ? std::min<std::size_t>(16, limit) : slots.size() * 2;
         if (wanted <= limit) rebuild(wanted, now, shard_bits);
       }
       if (used >= max_keys || (used + 1) * 4 > slots.size() * 3) {

@@ -53,13 +53,17 @@ class TokenBucket {
   class Reservation {
    public:
     Reservation() = default;
+    /// A moved-from reservation is empty: not ok, no tokens, cancels nothing.
     Reservation(Reservation&& other) noexcept
-        : bucket_(std::exchange(other.bucket_, nullptr)), tokens_(other.tokens_),
-          ready_at_(other.ready_at_) {}
+        : bucket_(std::exchange(other.bucket_, nullptr)), tokens_(std::exchange(other.tokens_, 0)),
+          ready_at_(other.ready_at_), ok_(std::exchange(other.ok_, false)) {}
+    /// The booking held before is kept (its tokens count as used).
     Reservation& operator=(Reservation&& other) noexcept {
+      if (this == &other) return *this;
       bucket_ = std::exchange(other.bucket_, nullptr);
-      tokens_ = other.tokens_;
+      tokens_ = std::exchange(other.tokens_, 0);
       ready_at_ = other.ready_at_;
+      ok_ = std::exchange(other.ok_, false);
       return *this;
     }
 

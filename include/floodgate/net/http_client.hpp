@@ -142,8 +142,11 @@ struct HttpClientOptions {
   std::size_t max_idle_per_endpoint = 4;
   /// An idle connection older than this is closed instead of reused.
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
-  /// Largest response body read into memory (downloads to a file are unbounded).
-  std::uint64_t max_body_bytes = 64ull << 20;
+  /// Largest response body read into memory (downloads to a file are
+  /// unbounded). A body with a Content-Length takes its size in memory; a
+  /// chunked one up to 3x while its string grows. API replies are far
+  /// smaller: fetch files with `download_to`.
+  std::uint64_t max_body_bytes = 16ull << 20;
   std::string user_agent = "floodgate";
 };
 

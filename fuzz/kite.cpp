@@ -1,42 +1,37 @@
 // libFuzzer target for the Kite ticker parsers: any byte string is offered as
-// a binary frame and as a text message. The parsers must neither crash nor
-// read out of bounds (ASan, UBSan), and the frame view must keep its promises.
-// Built and run by scripts/fuzz-kite (clang only, not part of the CMake build).
+// a binary frame, as a text message and as a client request. The parsers must
+// neither crash nor read out of bounds (ASan, UBSan), and the frame view must
+// keep its promises. Built and run by scripts/fuzz.
 #include <floodgate/kite/protocol.hpp>
+
+#include "fuzz_support.hpp"
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
 namespace kite = floodgate::kite;
 
-namespace {
-void require(bool condition) {
-  if (!condition) std::abort();
-}
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const kite::FrameView frame(data, size);
-  require(frame.size() <= frame.declared_count() || frame.is_heartbeat());
-  require(frame.ok() || frame.error()->offset <= size);
+  FUZZ_REQUIRE(frame.size() <= frame.declared_count() || frame.is_heartbeat());
+  FUZZ_REQUIRE(frame.ok() || frame.error()->offset <= size);
 
   std::size_t bytes_seen = frame.empty() ? 0 : 2;
   std::size_t packets = 0;
   for (const kite::PacketView packet : frame) {
     const auto body = packet.body();
-    require(reinterpret_cast<const std::uint8_t*>(body.data()) >= data);
-    require(reinterpret_cast<const std::uint8_t*>(body.data()) + body.size() <= data + size);
+    FUZZ_REQUIRE(reinterpret_cast<const std::uint8_t*>(body.data()) >= data);
+    FUZZ_REQUIRE(reinterpret_cast<const std::uint8_t*>(body.data()) + body.size() <= data + size);
     const kite::Tick tick = packet.decode();
-    require(tick.kind == packet.kind());
-    require(tick.instrument_token == packet.instrument_token());
+    FUZZ_REQUIRE(tick.kind == packet.kind());
+    FUZZ_REQUIRE(tick.instrument_token == packet.instrument_token());
     bytes_seen += 2 + body.size();
     ++packets;
   }
-  require(packets == frame.size());
-  require(bytes_seen <= size);
-  if (frame.ok() && !frame.is_heartbeat()) require(bytes_seen == size || frame.empty());
+  FUZZ_REQUIRE(packets == frame.size());
+  FUZZ_REQUIRE(bytes_seen <= size);
+  if (frame.ok() && !frame.is_heartbeat()) FUZZ_REQUIRE(bytes_seen == size || frame.empty());
 
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   (void)kite::parse_text_message(text);
@@ -48,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                              ? kite::subscribe_message(request->tokens)
                              : kite::unsubscribe_message(request->tokens);
     const auto again = kite::parse_request(rebuilt);
-    require(again && again->tokens == request->tokens && again->action == request->action);
+    FUZZ_REQUIRE(again && again->tokens == request->tokens && again->action == request->action);
   }
   return 0;
 }
