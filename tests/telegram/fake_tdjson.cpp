@@ -24,7 +24,8 @@
 //     "revoked": true          the login is revoked: a saved login closes at start,
 //                              a ready client answers its next request 401 SESSION_REVOKED and closes
 //     "responses": {"<@type>": [reply, reply, ...]}   replies used in turn, the last one
-//                              repeating; the string "silent" means no reply
+//                              repeating; the string "silent" means no reply, "pass"
+//                              the fake's own behaviour (e.g. a login step after an error)
 //   fake_td_push(client, text)   queue any text (even malformed) as if TDLib sent it
 //   fake_td_requests()           every request received so far, as a JSON array
 //   fake_td_reset()              forget clients, rules and queued messages
@@ -131,11 +132,6 @@ class Session {
     if (type == "close") return close();
     if (rule().value("silent", false)) return leave_unanswered();
 
-    if (type == "setTdlibParameters") return set_parameters(request);
-    if (type == "checkAuthenticationBotToken") return login_step(request, "bot_token", "token", "ACCESS_TOKEN_INVALID", 400);
-    if (type == "setAuthenticationPhoneNumber") return login_step(request, "phone", "phone_number", "PHONE_NUMBER_INVALID", 400);
-    if (type == "checkAuthenticationCode") return login_step(request, "code", "code", "PHONE_CODE_INVALID", 400);
-    if (type == "checkAuthenticationPassword") return login_step(request, "password", "password", "PASSWORD_HASH_INVALID", 400);
     if (c_.state == "authorizationStateReady" && rule().value("revoked", false)) {
       reply(error(401, "SESSION_REVOKED"));
       return revoke();
@@ -144,8 +140,13 @@ class Session {
       const auto& list = scripted[type];
       const auto index = std::min(c_.served[type]++, list.size() - 1);
       if (list[index] == "silent") return leave_unanswered();
-      return reply(list[index]);
+      if (list[index] != "pass") return reply(list[index]);
     }
+    if (type == "setTdlibParameters") return set_parameters(request);
+    if (type == "checkAuthenticationBotToken") return login_step(request, "bot_token", "token", "ACCESS_TOKEN_INVALID", 400);
+    if (type == "setAuthenticationPhoneNumber") return login_step(request, "phone", "phone_number", "PHONE_NUMBER_INVALID", 400);
+    if (type == "checkAuthenticationCode") return login_step(request, "code", "code", "PHONE_CODE_INVALID", 400);
+    if (type == "checkAuthenticationPassword") return login_step(request, "password", "password", "PASSWORD_HASH_INVALID", 400);
     if (type == "testCallEmpty") return reply({{"@type", "ok"}});
     if (type == "testCallString") return reply({{"@type", "testString"}, {"value", request.value("x", "")}});
     if (type == "getOption") return reply({{"@type", "optionValueString"}, {"value", "fake"}});
