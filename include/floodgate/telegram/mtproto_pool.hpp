@@ -145,8 +145,9 @@ class BasicMtprotoPool {
   ~BasicMtprotoPool() { state_->close_sessions(); }
 
   /// Closes every session and completes, with no error, once TDLib reported
-  /// each one closed; afterwards the pool writes nothing to its store and its
-  /// requests end with errc::shut_down. Signature void(std::error_code).
+  /// each one closed; afterwards no session callback reaches the pool or its
+  /// store, and requests end without being sent (their sessions are closed).
+  /// Signature void(std::error_code).
   template <class CompletionToken>
   auto async_close(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(
