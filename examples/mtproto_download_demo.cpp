@@ -174,7 +174,12 @@ tg::AuthPromptHandler terminal_prompt() {
                  prompt.retry_reason.empty() ? "" : fmt::format(" (rejected: {})", prompt.retry_reason));
       std::fflush(stdout);
       std::string answer;
-      std::getline(std::cin, answer);
+      // At the end of input the answer is empty, which cancels the login
+      // (the session then needs user action) instead of asking forever.
+      if (!std::getline(std::cin, answer)) {
+        answer.clear();
+        fmt::print("(end of input)\n");
+      }
       reply(floodgate::Secret(answer));
     }).detach();
   };
@@ -228,7 +233,14 @@ int main(int argc, char** argv) try {
     tg::TdjsonClient tdjson(io.executor(), library, {.request_timeout = std::chrono::minutes(10)});
     tg::MtprotoPool pool(tdjson, accounts, std::move(options));
     if (auto ec = pool.async_wait_ready(asio::use_future).get()) {
-      fmt::print("no session could log in: {}\n{}", ec.message(), floodgate::status_table(pool.snapshot()));
+      // deadline_exceeded: no answer from Telegram yet (the sessions keep
+      // trying); cancelled: a login needs a person; else all disabled.
+      fmt::print("no session is logged in: {}\n{}", ec.message(), floodgate::status_table(pool.snapshot()));
+      for (const auto& account : accounts) {
+        const auto* session = pool.session(account.id);
+        fmt::print("  {}: {}{}\n", account.id, tg::to_string(session->state()),
+                   session->reason().empty() ? "" : fmt::format(" ({})", session->reason()));
+      }
       status = 1;
     } else {
       fmt::print("{} session(s):\n{}\n", accounts.size(), floodgate::status_table(pool.snapshot()));
@@ -238,7 +250,8 @@ int main(int argc, char** argv) try {
         fmt::print("  {}\n{}\n", outcome, floodgate::status_table(pool.snapshot()));
       }
     }
-  }  // the pool closes its sessions, then the TdjsonClient shuts down, then the I/O thread ends
+    pool.async_close(asio::use_future).get();  // TDLib closes each database before the process exits
+  }  // then the pool, the TdjsonClient (its receive thread last) and the I/O thread end
   if (scratch) fs::remove_all(*scratch);
   return status;
 } catch (const std::exception& e) {

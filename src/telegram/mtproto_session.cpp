@@ -6,6 +6,8 @@
 #include "floodgate/async/detail/post_completion.hpp"
 
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/crc.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <vector>
 
@@ -91,6 +94,17 @@ nlohmann::json auth_request(AuthStep step, const Secret& answer) {
   return nullptr;
 }
 
+std::string_view step_name(AuthStep step) {
+  switch (step) {
+    case AuthStep::phone_number: return "phone number";
+    case AuthStep::code: return "login code";
+    case AuthStep::password: return "2FA password";
+    case AuthStep::email_address: return "e-mail address";
+    case AuthStep::email_code: return "e-mail code";
+  }
+  return "login";
+}
+
 std::optional<AuthStep> prompt_step(std::string_view state) {
   if (state == "authorizationStateWaitPhoneNumber") return AuthStep::phone_number;
   if (state == "authorizationStateWaitCode") return AuthStep::code;
@@ -98,6 +112,61 @@ std::optional<AuthStep> prompt_step(std::string_view state) {
   if (state == "authorizationStateWaitEmailAddress") return AuthStep::email_address;
   if (state == "authorizationStateWaitEmailCode") return AuthStep::email_code;
   return std::nullopt;
+}
+
+// Login states of TDLib 1.8.65 that only a person can get past, and what to tell them.
+std::optional<std::string_view> user_action_for(std::string_view state) {
+  if (state == "authorizationStateWaitRegistration") {
+    return "the phone number has no Telegram account; sign up in an official app first";
+  }
+  if (state == "authorizationStateWaitPremiumPurchase") {
+    return "Telegram requires a Telegram Premium purchase before this account can log in; buy it in an official app";
+  }
+  if (state == "authorizationStateWaitOtherDeviceConfirmation") {
+    return "Telegram waits for the login to be confirmed on another device";
+  }
+  return std::nullopt;
+}
+
+// Answers to a login step that say the account itself cannot log in, not that
+// the answer was mistyped: a definite rejection.
+bool account_rejected(std::string_view message) {
+  for (std::string_view definite : {"PHONE_NUMBER_BANNED", "USER_DEACTIVATED", "API_ID_INVALID",
+                                    "API_ID_PUBLISHED_FLOOD", "AUTH_KEY_UNREGISTERED", "SESSION_REVOKED"}) {
+    if (message.find(definite) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// TDLib truncates a td.binlog whose events it cannot read and starts over,
+// which silently loses the login. Its first event (the encryption header,
+// never encrypted itself) must be whole, of a sane size and carry a valid
+// CRC32; anything else is reported instead of handed to TDLib. Returns what
+// is wrong, or an empty string (also for a missing or empty file).
+std::string check_binlog(const fs::path& file) {
+  // Event layout (little endian): size u32, id u64, type i32, flags i32,
+  // extra u64, data, crc32 u32 of everything before it.
+  constexpr std::uint32_t kMinEvent = 4 + 8 + 4 + 4 + 8 + 4;
+  constexpr std::uint32_t kMaxEvent = 1u << 24;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return {};
+  std::vector<unsigned char> head(kMinEvent);
+  in.read(reinterpret_cast<char*>(head.data()), 4);
+  if (in.gcount() == 0) return {};
+  if (in.gcount() < 4) return "td.binlog is cut short";
+  const std::uint32_t size = head[0] | head[1] << 8 | head[2] << 16 | static_cast<std::uint32_t>(head[3]) << 24;
+  if (size < kMinEvent || size > kMaxEvent || size % 4 != 0) {
+    return fmt::format("td.binlog starts with an event of impossible size {}", size);
+  }
+  head.resize(size);
+  in.read(reinterpret_cast<char*>(head.data()) + 4, size - 4);
+  if (static_cast<std::uint32_t>(in.gcount()) != size - 4) return "td.binlog is cut short in its first event";
+  boost::crc_32_type crc;
+  crc.process_bytes(head.data(), size - 4);
+  const auto* tail = head.data() + size - 4;
+  const std::uint32_t stored = tail[0] | tail[1] << 8 | tail[2] << 16 | static_cast<std::uint32_t>(tail[3]) << 24;
+  if (crc.checksum() != stored) return "td.binlog's first event fails its checksum";
+  return {};
 }
 
 }  // namespace
@@ -115,6 +184,8 @@ std::string_view to_string(MtprotoSession::State state) noexcept {
   switch (state) {
     case MtprotoSession::State::starting: return "starting";
     case MtprotoSession::State::authorizing: return "authorizing";
+    case MtprotoSession::State::waiting: return "waiting";
+    case MtprotoSession::State::needs_user_action: return "needs user action";
     case MtprotoSession::State::ready: return "ready";
     case MtprotoSession::State::closing: return "closing";
     case MtprotoSession::State::closed: return "closed";
@@ -124,6 +195,9 @@ std::string_view to_string(MtprotoSession::State state) noexcept {
 }
 
 struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
+  // What a login request was, for its reply's meaning and for sending it again.
+  enum class LoginKind { parameters, bot_token, answer };
+
   Impl(TdjsonClient& tdjson_client, std::string session_id, MtprotoCredentials creds, Options opts)
       : tdjson(tdjson_client),
         id(std::move(session_id)),
@@ -134,15 +208,24 @@ struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
 
   void start();
   void on_update(nlohmann::json update);
-  void on_authorization_state(const std::string& state);
+  // Returns true when the state is authorizationStateClosed.
+  bool on_authorization_state(const std::string& state);
   void send_parameters();
   void ask(AuthStep step, std::string retry_reason);
-  void send_auth(nlohmann::json request, std::optional<AuthStep> step);
+  void send_login(LoginKind kind, nlohmann::json request, std::optional<AuthStep> step);
+  void on_login_reply(std::uint64_t generation, std::error_code ec, const nlohmann::json& reply);
+  void retry_login(std::string why, std::optional<std::chrono::milliseconds> delay = std::nullopt);
   void inspect_reply(const nlohmann::json& reply);
   void set_state(State next, std::error_code code = {}, std::string reason = {});
   void disable(std::error_code code, std::string why) { set_state(State::disabled, code, std::move(why)); }
+  void needs_user_action(std::string why) { set_state(State::needs_user_action, {}, std::move(why)); }
   void tdlib_closed();
   void request_close();
+  void tighten_folder() {
+    if (auto problem = make_private_folder(folder); !problem.empty()) {
+      log(LogLevel::warning, "mtproto {}: session folder {} {}", id, folder, problem);
+    }
+  }
   bool close_requested() const {
     std::lock_guard lock(mutex);
     return close_sent;
@@ -160,6 +243,21 @@ struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
   const fs::path folder;
   const asio::strand<TdjsonClient::executor_type> strand;
   std::optional<TdjsonClient::ClientId> client;  // set once, in start()
+  // Set when async_close completed or the session was destroyed: no user
+  // callback runs from then on.
+  std::atomic<bool> silenced{false};
+
+  // The login in progress; touched on the strand only.
+  struct Login {
+    LoginKind kind = LoginKind::parameters;
+    nlohmann::json request;
+    std::optional<AuthStep> step;
+    std::uint64_t generation = 0;  // a reply or timer of an older request is ignored
+    int failures = 0;              // consecutive timeouts and transient errors: the backoff
+    std::optional<AuthStep> asked;  // the step last asked, and how often in a row
+    int asked_times = 0;
+    std::unique_ptr<asio::steady_timer> retry;
+  } login;
 
   mutable std::mutex mutex;
   State state = State::starting;
@@ -175,6 +273,12 @@ void MtprotoSession::Impl::start() {
   if (auto problem = make_private_folder(folder); !problem.empty()) {
     return disable(make_error_code(errc::io_error), fmt::format("session folder {} {}", folder, problem));
   }
+  if (auto problem = check_binlog(folder / "td.binlog"); !problem.empty()) {
+    // Handing it to TDLib would lose the login without a word: leave it for a person.
+    return disable(make_error_code(errc::store_corrupt),
+                   fmt::format("the session database in {} is corrupt ({}); move it away to log in afresh",
+                               folder, problem));
+  }
   client = tdjson.create_client(strand, [weak = weak_from_this()](nlohmann::json update) {
     if (auto self = weak.lock()) self->on_update(std::move(update));
   });
@@ -183,83 +287,92 @@ void MtprotoSession::Impl::start() {
   tdjson.async_send(*client, {{"@type", "getOption"}, {"name", "version"}}, [](std::error_code, nlohmann::json) {});
 }
 
+// On the strand. The user hears of an update before the session acts on its
+// consequences, so that a closed session's last callback precedes its close.
 void MtprotoSession::Impl::on_update(nlohmann::json update) {
+  if (silenced) return;
+  bool closed = false;
   if (td_type(update) == "updateAuthorizationState") {
     const auto auth_state = update.find("authorization_state");
-    if (auth_state != update.end()) on_authorization_state(std::string(td_type(*auth_state)));
+    if (auth_state != update.end()) closed = on_authorization_state(std::string(td_type(*auth_state)));
   }
-  if (options.on_update) options.on_update(std::move(update));
+  if (options.on_update && !silenced) options.on_update(std::move(update));
+  if (closed) tdlib_closed();
 }
 
-void MtprotoSession::Impl::on_authorization_state(const std::string& tdlib_state) {
-  if (tdlib_state.empty()) return;  // unreadable: not a state TDLib sends
-  if (tdlib_state == "authorizationStateWaitTdlibParameters") return send_parameters();
-  if (tdlib_state == "authorizationStateReady") {
-    make_private_folder(folder);  // TDLib has created its files by now
-    return set_state(State::ready);
+bool MtprotoSession::Impl::on_authorization_state(const std::string& tdlib_state) {
+  if (tdlib_state.empty()) return false;  // unreadable: not a state TDLib sends
+  // A new state is progress: earlier timeouts no longer count, a pending retry is moot.
+  login.failures = 0;
+  ++login.generation;
+  if (login.retry) login.retry->cancel();
+  if (tdlib_state == "authorizationStateClosed") return true;
+  if (tdlib_state == "authorizationStateClosing") return false;
+  if (close_requested()) return false;  // closing: nothing to log in to any more
+  if (tdlib_state == "authorizationStateWaitTdlibParameters") {
+    send_parameters();
+    return false;
   }
-  if (tdlib_state == "authorizationStateClosed") return tdlib_closed();
-  if (tdlib_state == "authorizationStateClosing") return;
+  tighten_folder();  // TDLib has opened (and created) its files by now
+  if (tdlib_state == "authorizationStateReady") {
+    set_state(State::ready);
+    return false;
+  }
   if (tdlib_state == "authorizationStateLoggingOut") {
-    if (!close_requested()) {
-      disable(make_error_code(errc::auth_failed),
-              "Telegram ended the login (authorization revoked or logged out elsewhere)");
-    }
-    return;
+    disable(make_error_code(errc::auth_failed),
+            "Telegram ended the login (authorization revoked or logged out elsewhere)");
+    return false;
   }
 
   set_state(State::authorizing);
   if (tdlib_state == "authorizationStateWaitPhoneNumber" && options.bot_token) {
-    return send_auth({{"@type", "checkAuthenticationBotToken"}, {"token", options.bot_token->reveal()}},
-                     std::nullopt);
+    send_login(LoginKind::bot_token,
+               {{"@type", "checkAuthenticationBotToken"}, {"token", options.bot_token->reveal()}}, std::nullopt);
+  } else if (auto step = prompt_step(tdlib_state)) {
+    ask(*step, {});
+  } else if (auto action = user_action_for(tdlib_state)) {
+    needs_user_action(fmt::format("{} ({})", *action, tdlib_state));
+  } else {
+    needs_user_action(fmt::format("TDLib asks for a login step floodgate does not handle ({}); "
+                                  "log the account in with another TDLib client, then reuse the folder",
+                                  tdlib_state));
   }
-  if (tdlib_state == "authorizationStateWaitRegistration") {
-    return disable(make_error_code(errc::auth_failed),
-                   "the phone number has no Telegram account; sign up in an official app first");
-  }
-  if (auto step = prompt_step(tdlib_state)) return ask(*step, {});
-  disable(make_error_code(errc::auth_failed), fmt::format("unsupported login step {}", tdlib_state));
+  return false;
 }
 
 void MtprotoSession::Impl::send_parameters() {
-  const nlohmann::json parameters{
-      {"@type", "setTdlibParameters"},
-      {"use_test_dc", options.use_test_dc},
-      {"database_directory", folder.string()},
-      {"files_directory", (folder / "files").string()},
-      {"database_encryption_key", ""},
-      {"use_file_database", options.use_file_database},
-      {"use_chat_info_database", options.use_chat_info_database},
-      {"use_message_database", options.use_message_database},
-      {"use_secret_chats", false},
-      {"api_id", credentials.api_id},
-      {"api_hash", credentials.api_hash.reveal()},
-      {"system_language_code", options.system_language_code},
-      {"device_model", options.device_model},
-      {"system_version", ""},
-      {"application_version", options.application_version},
-  };
-  tdjson.async_send(*client, parameters,
-                    asio::bind_executor(strand, [weak = weak_from_this()](std::error_code ec, nlohmann::json reply) {
-                      auto self = weak.lock();
-                      if (!self || ec) return;
-                      const auto error = classify_td_response(reply);
-                      if (!error) return;
-                      if (error->kind == OutcomeKind::auth_failed ||
-                          error->message.find("api_") != std::string::npos) {
-                        return self->disable(make_error_code(errc::auth_failed),
-                                             fmt::format("TDLib rejected the api_id/api_hash: {}", error->message));
-                      }
-                      self->disable(make_error_code(errc::store_corrupt),
-                                    fmt::format("TDLib could not open the session database in {}: {}",
-                                                self->folder, error->message));
-                    }));
+  send_login(LoginKind::parameters,
+             {
+                 {"@type", "setTdlibParameters"},
+                 {"use_test_dc", options.use_test_dc},
+                 {"database_directory", folder.string()},
+                 {"files_directory", (folder / "files").string()},
+                 {"database_encryption_key", options.database_encryption_key.reveal()},
+                 {"use_file_database", options.use_file_database},
+                 {"use_chat_info_database", options.use_chat_info_database},
+                 {"use_message_database", options.use_message_database},
+                 {"use_secret_chats", false},
+                 {"api_id", credentials.api_id},
+                 {"api_hash", credentials.api_hash.reveal()},
+                 {"system_language_code", options.system_language_code},
+                 {"device_model", options.device_model},
+                 {"system_version", ""},
+                 {"application_version", options.application_version},
+             },
+             std::nullopt);
 }
 
 void MtprotoSession::Impl::ask(AuthStep step, std::string retry_reason) {
   if (!options.prompt) {
-    return disable(make_error_code(errc::auth_failed),
-                   "not logged in, and neither a bot token nor a login prompt is configured");
+    return needs_user_action(fmt::format("not logged in: TDLib asks for the {}, and neither a bot token nor a "
+                                         "login prompt is configured",
+                                         step_name(step)));
+  }
+  login.asked_times = login.asked == step ? login.asked_times + 1 : 1;
+  login.asked = step;
+  if (login.asked_times > options.max_prompt_retries + 1) {
+    return needs_user_action(fmt::format("gave up after {} rejected answers to the {} prompt (last: {})",
+                                         login.asked_times - 1, step_name(step), retry_reason));
   }
   // The person may answer from any thread, later; only the first answer counts.
   auto answered = std::make_shared<std::atomic<bool>>(false);
@@ -267,30 +380,98 @@ void MtprotoSession::Impl::ask(AuthStep step, std::string retry_reason) {
     if (answered->exchange(true)) return;
     if (auto self = weak.lock()) {
       asio::post(self->strand, [self, step, answer = std::move(answer)] {
-        self->send_auth(auth_request(step, answer), step);
+        if (self->silenced || self->close_requested()) return;
+        if (answer.reveal().empty()) {
+          return self->needs_user_action(fmt::format("the login was cancelled: no answer to the {} prompt",
+                                                     step_name(step)));
+        }
+        self->send_login(LoginKind::answer, auth_request(step, answer), step);
       });
     }
   };
-  options.prompt(AuthPrompt{id, step, std::move(retry_reason)}, std::move(reply));
+  if (silenced) return;
+  options.prompt(AuthPrompt{id, step, std::move(retry_reason), login.asked_times}, std::move(reply));
 }
 
-void MtprotoSession::Impl::send_auth(nlohmann::json request, std::optional<AuthStep> step) {
-  tdjson.async_send(
-      *client, std::move(request),
-      asio::bind_executor(strand, [weak = weak_from_this(), step](std::error_code ec, nlohmann::json reply) {
-        auto self = weak.lock();
-        if (!self || ec == errc::shut_down) return;
-        if (ec) return self->disable(ec, fmt::format("login request failed: {}", ec.message()));
-        const auto error = classify_td_response(reply);
-        if (!error) return;  // accepted: TDLib announces the next state
-        if (error->kind == OutcomeKind::rejected && step) return self->ask(*step, error->message);
-        if (error->kind == OutcomeKind::flood_wait) {
-          return self->disable(make_error_code(errc::auth_failed),
-                               fmt::format("Telegram asks to wait {}s before logging in again ({})",
-                                           error->retry_after.count(), error->message));
-        }
-        self->disable(make_error_code(errc::auth_failed), fmt::format("login rejected: {}", error->message));
-      }));
+// On the strand. Login requests carry their own timeout: a login that does
+// not progress is retried, never taken for a rejection.
+void MtprotoSession::Impl::send_login(LoginKind kind, nlohmann::json request, std::optional<AuthStep> step) {
+  login.kind = kind;
+  login.request = std::move(request);
+  login.step = step;
+  const auto generation = ++login.generation;
+  tdjson.async_send(*client, login.request, options.login_timeout,
+                    asio::bind_executor(strand, [weak = weak_from_this(), generation](std::error_code ec,
+                                                                                      nlohmann::json reply) {
+                      if (auto self = weak.lock()) self->on_login_reply(generation, ec, reply);
+                    }));
+}
+
+void MtprotoSession::Impl::on_login_reply(std::uint64_t generation, std::error_code ec, const nlohmann::json& reply) {
+  // A stale reply, or the close: TDLib answers what was pending with
+  // 500 "Request aborted" when it closes, which is no rejection.
+  if (generation != login.generation || silenced || close_requested() || ec == errc::shut_down) return;
+  if (ec == errc::deadline_exceeded) {
+    return retry_login(fmt::format("no answer from TDLib to {} within {} ms (is Telegram reachable?)",
+                                   td_type(login.request), options.login_timeout.count()));
+  }
+  if (ec) return retry_login(fmt::format("{} failed: {}", td_type(login.request), ec.message()));
+  const auto error = classify_td_response(reply);
+  if (!error) {
+    login.failures = 0;
+    if (login.kind == LoginKind::parameters) tighten_folder();  // TDLib created its database
+    return;  // accepted: TDLib announces the next state
+  }
+  if (error->kind == OutcomeKind::flood_wait) {
+    return retry_login(fmt::format("Telegram asks to wait {} s before logging in again ({})",
+                                   error->retry_after.count(), error->message),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(error->retry_after));
+  }
+  if (error->kind == OutcomeKind::maybe_applied || error->kind == OutcomeKind::not_sent) {  // not a rejection
+    return retry_login(fmt::format("{} failed: {} {}", td_type(login.request), error->code, error->message));
+  }
+  switch (login.kind) {
+    case LoginKind::parameters:
+      if (error->message.find("encryption key") != std::string::npos) {
+        return disable(make_error_code(errc::store_corrupt),
+                       fmt::format("the session database in {} is encrypted with another key ({}); set "
+                                   "Options::database_encryption_key to the key it was created with",
+                                   folder, error->message));
+      }
+      if (error->kind == OutcomeKind::auth_failed || error->message.find("api_") != std::string::npos) {
+        return disable(make_error_code(errc::auth_failed),
+                       fmt::format("TDLib rejected the api_id/api_hash: {}", error->message));
+      }
+      return disable(make_error_code(errc::store_corrupt),
+                     fmt::format("TDLib could not open the session database in {}: {}", folder, error->message));
+    case LoginKind::bot_token:
+      return disable(make_error_code(errc::auth_failed), fmt::format("the bot token was rejected: {}", error->message));
+    case LoginKind::answer:
+      if (error->kind == OutcomeKind::auth_failed || account_rejected(error->message)) {
+        return disable(make_error_code(errc::auth_failed), fmt::format("login rejected: {}", error->message));
+      }
+      return ask(*login.step, error->message);  // a mistyped answer: ask again (bounded)
+  }
+}
+
+// On the strand: reports `waiting` and sends the same login request again
+// after `delay` (default: 1 s, doubling per failure, capped).
+void MtprotoSession::Impl::retry_login(std::string why, std::optional<std::chrono::milliseconds> delay) {
+  ++login.failures;
+  if (!delay) {
+    const auto doublings = std::min(login.failures - 1, 16);
+    delay = std::min<std::chrono::milliseconds>(std::chrono::seconds(1) * (1 << doublings), options.login_retry_max);
+  }
+  set_state(State::waiting, {},
+            fmt::format("{}; trying again in {} ms", why, delay->count()));
+  const auto generation = login.generation;
+  login.retry = std::make_unique<asio::steady_timer>(strand, *delay);
+  login.retry->async_wait([weak = weak_from_this(), generation](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (!self || ec || generation != self->login.generation || self->silenced || self->close_requested()) return;
+    self->set_state(State::authorizing);
+    self->send_login(self->login.kind, self->login.request, self->login.step);
+  });
 }
 
 void MtprotoSession::Impl::inspect_reply(const nlohmann::json& reply) {
@@ -298,7 +479,7 @@ void MtprotoSession::Impl::inspect_reply(const nlohmann::json& reply) {
   if (!error || error->kind != OutcomeKind::auth_failed) return;
   {
     std::lock_guard lock(mutex);
-    if (state != State::ready) return;  // before login TDLib answers 401 to most requests
+    if (state != State::ready || close_sent) return;  // before login TDLib answers 401 to most requests
   }
   disable(make_error_code(errc::auth_failed), fmt::format("authorization failed: {}", error->message));
 }
@@ -309,51 +490,67 @@ void MtprotoSession::Impl::set_state(State next, std::error_code code, std::stri
   {
     std::lock_guard lock(mutex);
     // Disabled and closed are final; the first reason is the one that matters.
-    if (state == next || state == State::disabled || state == State::closed) return;
+    if (state == State::disabled || state == State::closed) return;
+    if (state == next && why == reason) return;
     if (state == State::closing && next != State::closed && next != State::disabled) return;
     state = next;
-    if (next == State::disabled) {
-      disabled_code = code;
-      reason = why;
-    }
-    if (next == State::ready || next == State::disabled || next == State::closed) {
+    reason = why;
+    if (next == State::disabled) disabled_code = code;
+    if (next != State::starting && next != State::authorizing && next != State::closing) {
       waiters = std::move(ready_waiters);
       ready_waiters.clear();
-      outcome = next == State::ready ? std::error_code{}
-                : next == State::disabled ? code
-                                          : make_error_code(errc::shut_down);
+      switch (next) {
+        case State::ready: outcome = {}; break;
+        case State::disabled: outcome = code; break;
+        case State::waiting: outcome = make_error_code(errc::deadline_exceeded); break;
+        case State::needs_user_action: outcome = make_error_code(errc::cancelled); break;
+        default: outcome = make_error_code(errc::shut_down); break;
+      }
     }
   }
   if (next == State::disabled) {
     log(LogLevel::warning, "mtproto {}: disabled: {}", id, why);
+  } else if (!why.empty()) {
+    log(LogLevel::warning, "mtproto {}: {}: {}", id, to_string(next), why);
   } else {
     log(LogLevel::info, "mtproto {}: {}", id, to_string(next));
   }
   for (auto& waiter : waiters) complete(std::move(waiter), outcome);
   if (options.on_state_change) {
+    // Through the strand, in order; checked again there, since the session
+    // may have closed (or been destroyed) meanwhile.
     asio::post(strand, [self = shared_from_this(), next, why = std::move(why)] {
-      self->options.on_state_change(next, why);
+      if (!self->silenced) self->options.on_state_change(next, why);
     });
   }
 }
 
+// On the strand, after the user saw the Closed update.
 void MtprotoSession::Impl::tdlib_closed() {
-  make_private_folder(folder);
+  tighten_folder();
   bool requested = false;
-  std::vector<WaitHandler> waiters;
   {
     std::lock_guard lock(mutex);
     closed_by_tdlib = true;
     requested = close_sent;
-    waiters = std::move(close_waiters);
-    close_waiters.clear();
   }
   if (requested) {
     set_state(State::closed);
   } else {
     disable(make_error_code(errc::auth_failed), "TDLib closed the session (authorization revoked or logged out)");
   }
-  for (auto& waiter : waiters) complete(std::move(waiter), std::error_code{});
+  // Queued behind the state-change callback just posted: the close completes
+  // after the session's last callback, and nothing runs after it.
+  asio::post(strand, [self = shared_from_this()] {
+    std::vector<WaitHandler> waiters;
+    {
+      std::lock_guard lock(self->mutex);
+      waiters = std::move(self->close_waiters);
+      self->close_waiters.clear();
+    }
+    self->silenced = true;
+    for (auto& waiter : waiters) self->complete(std::move(waiter), std::error_code{});
+  });
 }
 
 void MtprotoSession::Impl::request_close() {
@@ -377,7 +574,14 @@ MtprotoSession::MtprotoSession(TdjsonClient& tdjson, std::string id, MtprotoCred
 }
 
 MtprotoSession::~MtprotoSession() {
-  impl_->request_close();  // keeps TDLib's database consistent
+  // TDLib must close the database before the process ends, or it aborts at
+  // exit; the wait is signalled by the receive thread, not the io_context.
+  impl_->request_close();
+  if (impl_->client && !impl_->tdjson.wait_closed(*impl_->client, impl_->options.close_timeout)) {
+    log(LogLevel::warning, "mtproto {}: TDLib did not close the session within {} ms", impl_->id,
+        impl_->options.close_timeout.count());
+  }
+  impl_->silenced = true;
   if (impl_->client) impl_->tdjson.clear_update_handler(*impl_->client);
   std::vector<WaitHandler> waiters;
   {
@@ -388,6 +592,10 @@ MtprotoSession::~MtprotoSession() {
     impl_->close_waiters.clear();
   }
   for (auto& waiter : waiters) impl_->complete(std::move(waiter), make_error_code(errc::shut_down));
+  // A pending login retry must not outlive the strand's executor: cancel it there.
+  asio::post(impl_->strand, [impl = impl_] {
+    if (impl->login.retry) impl->login.retry->cancel();
+  });
 }
 
 const std::string& MtprotoSession::id() const noexcept { return impl_->id; }
@@ -400,6 +608,11 @@ MtprotoSession::State MtprotoSession::state() const {
 }
 
 std::string MtprotoSession::disabled_reason() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->state == State::disabled ? impl_->reason : std::string();
+}
+
+std::string MtprotoSession::reason() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->reason;
 }
@@ -414,6 +627,8 @@ void MtprotoSession::wait_ready(WaitHandler handler) {
         impl_->ready_waiters.push_back(std::move(handler));
         return;
       case State::ready: break;
+      case State::waiting: outcome = make_error_code(errc::deadline_exceeded); break;
+      case State::needs_user_action: outcome = make_error_code(errc::cancelled); break;
       case State::disabled: outcome = impl_->disabled_code; break;
       case State::closing:
       case State::closed: outcome = make_error_code(errc::shut_down); break;
@@ -426,8 +641,11 @@ void MtprotoSession::send(nlohmann::json request, SendHandler handler) {
   std::error_code refused;
   {
     std::lock_guard lock(impl_->mutex);
-    if (impl_->state == State::disabled) refused = impl_->disabled_code;
-    if (impl_->state == State::closing || impl_->state == State::closed) refused = make_error_code(errc::shut_down);
+    if (impl_->state == State::disabled) {
+      refused = impl_->disabled_code;
+    } else if (impl_->state == State::closing || impl_->state == State::closed || !impl_->client) {
+      refused = make_error_code(errc::shut_down);
+    }
   }
   if (refused) return impl_->complete(std::move(handler), refused, nlohmann::json(nullptr));
 
@@ -449,7 +667,13 @@ void MtprotoSession::close(WaitHandler handler) {
     open = impl_->client && !impl_->closed_by_tdlib;
     if (open) impl_->close_waiters.push_back(std::move(handler));
   }
-  if (!open) return impl_->complete(std::move(handler), std::error_code{});  // nothing left to close
+  if (!open) {
+    // Nothing left to close; still after every callback already queued.
+    return asio::post(impl_->strand, [impl = impl_, handler = std::move(handler)]() mutable {
+      impl->silenced = true;
+      impl->complete(std::move(handler), std::error_code{});
+    });
+  }
   impl_->set_state(State::closing);
   impl_->request_close();
 }

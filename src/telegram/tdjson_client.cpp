@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -25,6 +26,9 @@ namespace floodgate::telegram {
 namespace asio = boost::asio;
 
 namespace {
+
+// "@extra" of the requests shutdown() sends itself; their replies are expected.
+constexpr std::string_view kInternalExtra = "floodgate.";
 
 bool is_closed_state(const nlohmann::json& update) {
   if (td_type(update) != "updateAuthorizationState") return false;
@@ -87,8 +91,10 @@ struct TdjsonClient::State {
 
   mutable std::mutex mutex;
   std::condition_variable started;  // the receive loop may begin: a first request was sent
+  std::condition_variable closed;   // a client reported authorizationStateClosed
   bool sent_any = false;
-  std::atomic<bool> stopping{false};
+  bool shutting_down = false;       // shutdown() began (it may still be closing clients)
+  std::atomic<bool> stopping{false};  // the receive loop ends
   std::unordered_map<ClientId, Client> clients;
   std::unordered_map<Key, Pending, KeyHash> pending;
 
@@ -136,6 +142,7 @@ void TdjsonClient::State::handle(const TdjsonLibrary::Message& message) {
 
   const auto extra = reply.find("@extra");
   if (extra == reply.end()) return deliver_update(*client, std::move(reply));
+  if (extra->is_string() && extra->get_ref<const std::string&>().starts_with(kInternalExtra)) return;
   if (!extra->is_number_unsigned()) {
     ++unmatched;
     return;
@@ -159,6 +166,7 @@ void TdjsonClient::State::deliver_update(ClientId client, nlohmann::json update)
     handler = it->second.on_update;
     if (closed) it->second.closed = true;
   }
+  if (closed) this->closed.notify_all();
   if (handler) {
     asio::post(update_executor, [handler, update = std::move(update)]() mutable { (*handler)(std::move(update)); });
   }
@@ -294,17 +302,52 @@ nlohmann::json TdjsonClient::execute(const nlohmann::json& request) {
   return parsed;
 }
 
+bool TdjsonClient::wait_closed(ClientId client, std::chrono::milliseconds timeout) {
+  auto& s = *state_;
+  std::unique_lock lock(s.mutex);
+  return s.closed.wait_for(lock, timeout, [&] {
+    const auto it = s.clients.find(client);
+    return it == s.clients.end() || it->second.closed || s.stopping.load();
+  });
+}
+
 void TdjsonClient::shutdown() {
   auto& s = *state_;
-  std::optional<ClientId> wakeable;
+  // First close what is still open, while the receive thread still runs:
+  // TDLib aborts the process at exit if a client's database is still open.
+  std::vector<ClientId> open;
   {
     std::lock_guard lock(s.mutex);
-    if (s.stopping.exchange(true)) return;
+    if (s.shutting_down) return;
+    s.shutting_down = true;
+    for (auto& [id, client] : s.clients) {
+      if (client.closed) continue;
+      open.push_back(id);
+      client.started = true;
+    }
+    if (!open.empty()) s.sent_any = true;
+  }
+  s.started.notify_all();
+  for (const auto id : open) s.library->send(id, R"({"@type":"close","@extra":"floodgate.close"})");
+  const auto deadline = std::chrono::steady_clock::now() + options_.close_timeout;
+  std::optional<ClientId> wakeable;
+  {
+    std::unique_lock lock(s.mutex);
+    auto all_closed = [&] {
+      return std::all_of(open.begin(), open.end(), [&](ClientId id) { return s.clients.at(id).closed; });
+    };
+    if (!s.closed.wait_until(lock, deadline, all_closed)) {
+      log(LogLevel::warning, "tdjson: {} TDLib client(s) did not close within {} ms; stopping anyway",
+          std::count_if(open.begin(), open.end(), [&](ClientId id) { return !s.clients.at(id).closed; }),
+          options_.close_timeout.count());
+    }
+    s.stopping = true;
     for (const auto& [id, client] : s.clients) {
       if (client.started && !client.closed) wakeable = id;
     }
   }
   s.started.notify_all();
+  s.closed.notify_all();
   // td_receive may be blocked for receive_poll; a request's reply wakes it now.
   if (wakeable) s.library->send(*wakeable, R"({"@type":"testCallEmpty","@extra":"floodgate.wake"})");
   if (s.thread.joinable()) s.thread.join();

@@ -4,23 +4,32 @@
 //   fake_tdjson_legacy   only the old td_json_client_* interface (FAKE_TD_LEGACY)
 //   fake_tdjson_broken   the current interface without td_receive (FAKE_TD_WITHOUT_RECEIVE)
 //
-// Like TDLib, a client says nothing until its first request, then walks the
-// authorization states: waitTdlibParameters -> (database in database_directory)
-// -> waitPhoneNumber -> ... -> ready. Its "database" is `td.binlog`, a JSON
-// file {"authorized": bool} that it creates 0644 (and folders 0755) on
-// purpose, so the tests can see the session tighten them.
+// It behaves like TDLib 1.8.65 where the tests can tell: requests are answered
+// on a thread of the library, never inside td_send; a client says nothing
+// until its first request, then walks the authorization states:
+// waitTdlibParameters -> (database in database_directory) -> waitPhoneNumber
+// -> ... -> ready, announcing a new state *before* the `ok` of the request
+// that caused it; a rejected bot token is 400 ACCESS_TOKEN_INVALID; `close`
+// answers `ok`, announces Closing, answers every request still unanswered
+// with 500 "Request aborted", then announces Closed (even a "silent" client:
+// closing is local to TDLib). Its "database" is `td.binlog`: one event in
+// TDLib's binlog framing (size, header, data, CRC32) whose data is the JSON
+// {"authorized": bool}; it creates it 0644 (and folders 0755) on purpose, so
+// the tests can see the session tighten them.
 //
 // The test scripts accounts through extra exported functions (fake_control.hpp):
 //   fake_td_script(json)   merge a rule, keyed by "client_id" or by "api_id":
-//     "silent": true           never answer anything
+//     "silent": true           never answer anything but close (Telegram unreachable)
 //     "bot_token": "...", "phone": "...", "code": "...", "password": "..."  accepted logins
 //     "revoked": true          the login is revoked: a saved login closes at start,
 //                              a ready client answers its next request 401 SESSION_REVOKED and closes
 //     "responses": {"<@type>": [reply, reply, ...]}   replies used in turn, the last one
-//                              repeating; the string "silent" means no reply
+//                              repeating; the string "silent" means no reply, "pass"
+//                              the fake's own behaviour (e.g. a login step after an error)
 //   fake_td_push(client, text)   queue any text (even malformed) as if TDLib sent it
 //   fake_td_requests()           every request received so far, as a JSON array
 //   fake_td_reset()              forget clients, rules and queued messages
+#include <boost/crc.hpp>
 #include <nlohmann/json.hpp>
 
 #include <sys/stat.h>
@@ -36,6 +45,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #define FAKE_TD_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -50,12 +61,16 @@ struct Client {
   std::optional<std::int64_t> api_id;
   fs::path database;
   std::map<std::string, std::size_t> served;  // scripted replies used, per request type
+  std::vector<json> unanswered;               // "@extra" of requests left without a reply
 };
 
 struct Fake {
   std::mutex mutex;
   std::condition_variable arrived;
-  std::deque<std::pair<int, std::string>> queue;  // (client, message)
+  std::deque<std::pair<int, std::string>> queue;  // (client, message) for td_receive
+  std::deque<std::pair<int, std::string>> inbox;  // (client, request) for the worker
+  std::condition_variable inbox_ready;
+  bool worker_started = false;
   std::map<int, Client> clients;
   int next_id = 1;
   std::map<std::int64_t, json> rules_by_client;
@@ -111,20 +126,12 @@ class Session {
       c_.started = true;
       if (!rule().value("silent", false)) set_state(c_.state);
     }
-    if (c_.state == "authorizationStateClosed" || rule().value("silent", false)) return;
-
     extra_ = request.contains("@extra") ? request["@extra"] : json();
     const auto type = request.value("@type", "");
-    if (type == "setTdlibParameters") return set_parameters(request);
-    if (type == "checkAuthenticationBotToken") return login_step(request, "bot_token", "token", "ACCESS_TOKEN_INVALID", 401);
-    if (type == "setAuthenticationPhoneNumber") return login_step(request, "phone", "phone_number", "PHONE_NUMBER_INVALID", 400);
-    if (type == "checkAuthenticationCode") return login_step(request, "code", "code", "PHONE_CODE_INVALID", 400);
-    if (type == "checkAuthenticationPassword") return login_step(request, "password", "password", "PASSWORD_HASH_INVALID", 400);
-    if (type == "close") {
-      reply({{"@type", "ok"}});
-      set_state("authorizationStateClosing");
-      return set_state("authorizationStateClosed");
-    }
+    if (c_.state == "authorizationStateClosed") return reply(error(500, "Request aborted"));
+    if (type == "close") return close();
+    if (rule().value("silent", false)) return leave_unanswered();
+
     if (c_.state == "authorizationStateReady" && rule().value("revoked", false)) {
       reply(error(401, "SESSION_REVOKED"));
       return revoke();
@@ -132,9 +139,14 @@ class Session {
     if (const auto scripted = rule().value("responses", json::object()); scripted.contains(type)) {
       const auto& list = scripted[type];
       const auto index = std::min(c_.served[type]++, list.size() - 1);
-      if (list[index] != "silent") reply(list[index]);
-      return;
+      if (list[index] == "silent") return leave_unanswered();
+      if (list[index] != "pass") return reply(list[index]);
     }
+    if (type == "setTdlibParameters") return set_parameters(request);
+    if (type == "checkAuthenticationBotToken") return login_step(request, "bot_token", "token", "ACCESS_TOKEN_INVALID", 400);
+    if (type == "setAuthenticationPhoneNumber") return login_step(request, "phone", "phone_number", "PHONE_NUMBER_INVALID", 400);
+    if (type == "checkAuthenticationCode") return login_step(request, "code", "code", "PHONE_CODE_INVALID", 400);
+    if (type == "checkAuthenticationPassword") return login_step(request, "password", "password", "PASSWORD_HASH_INVALID", 400);
     if (type == "testCallEmpty") return reply({{"@type", "ok"}});
     if (type == "testCallString") return reply({{"@type", "testString"}, {"value", request.value("x", "")}});
     if (type == "getOption") return reply({{"@type", "optionValueString"}, {"value", "fake"}});
@@ -153,11 +165,48 @@ class Session {
     emit(std::move(message));
   }
 
+  void leave_unanswered() {
+    if (!extra_.is_null()) c_.unanswered.push_back(extra_);
+  }
+
+  void close() {
+    reply({{"@type", "ok"}});
+    set_state("authorizationStateClosing");
+    for (auto& extra : c_.unanswered) emit({{"@type", "error"}, {"code", 500}, {"message", "Request aborted"}, {"@extra", extra}});
+    c_.unanswered.clear();
+    set_state("authorizationStateClosed");
+  }
+
   fs::path binlog() const { return c_.database / "td.binlog"; }
 
+  static void put32(std::string& out, std::uint32_t value) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  }
+
+  // One event in TDLib's framing: size, id, type, flags, extra, data, CRC32.
   void save(bool authorized) {
-    std::ofstream(binlog()) << json{{"authorized", authorized}}.dump();
+    std::string data = json{{"authorized", authorized}}.dump();
+    data.resize((data.size() + 3) / 4 * 4, ' ');
+    std::string event;
+    put32(event, static_cast<std::uint32_t>(4 + 8 + 4 + 4 + 8 + data.size() + 4));
+    event.append(8, '\0');                      // id
+    put32(event, static_cast<std::uint32_t>(-3));  // type: TDLib's encryption header
+    event.append(4 + 8, '\0');                  // flags, extra
+    event += data;
+    boost::crc_32_type crc;
+    crc.process_bytes(event.data(), event.size());
+    put32(event, crc.checksum());
+    std::ofstream(binlog(), std::ios::binary) << event;
     ::chmod(binlog().c_str(), 0644);
+  }
+
+  // The JSON in the event, or discarded when the file is not one event of ours.
+  json load() const {
+    std::ifstream in(binlog(), std::ios::binary);
+    const std::string event((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    constexpr std::size_t kHeader = 4 + 8 + 4 + 4 + 8;
+    if (event.size() < kHeader + 4) return json::value_t::discarded;
+    return json::parse(event.substr(kHeader, event.size() - kHeader - 4), nullptr, false);
   }
 
   void set_parameters(const json& request) {
@@ -173,7 +222,7 @@ class Session {
     }
     c_.api_id = api_id;
     c_.database = directory;
-    if (rule().value("silent", false)) return;
+    if (rule().value("silent", false)) return leave_unanswered();
 
     std::error_code ec;
     fs::create_directories(c_.database, ec);
@@ -182,8 +231,7 @@ class Session {
     ::chmod(temp.c_str(), 0755);
     bool authorized = false;
     if (fs::exists(binlog())) {
-      std::ifstream in(binlog());
-      const auto saved = json::parse(in, nullptr, false);
+      const auto saved = load();
       if (saved.is_discarded() || !saved.is_object()) {
         return reply(error(400, "Can't open database: binlog is corrupted"));
       }
@@ -191,22 +239,30 @@ class Session {
     } else {
       save(false);
     }
+    // Like TDLib: the new state first, then the request's `ok`.
+    if (!authorized) {
+      set_state("authorizationStateWaitPhoneNumber");
+    } else if (!rule().value("revoked", false)) {
+      set_state("authorizationStateReady");
+    }
     reply({{"@type", "ok"}});
-    if (!authorized) return set_state("authorizationStateWaitPhoneNumber");
-    if (rule().value("revoked", false)) return revoke();
-    set_state("authorizationStateReady");
+    if (authorized && rule().value("revoked", false)) revoke();
   }
 
   // One step of a login: the request's `field` must equal the rule's `key`.
   void login_step(const json& request, const char* key, const char* field, const char* wrong, int wrong_code) {
     const auto expected = rule().value(key, "");
     if (expected.empty() || request.value(field, "") != expected) return reply(error(wrong_code, wrong));
-    reply({{"@type", "ok"}});
     const std::string step = key;
-    if (step == "phone") return set_state("authorizationStateWaitCode");
-    if (step == "code" && !rule().value("password", "").empty()) return set_state("authorizationStateWaitPassword");
-    save(true);
-    set_state("authorizationStateReady");
+    if (step == "phone") {
+      set_state("authorizationStateWaitCode");
+    } else if (step == "code" && !rule().value("password", "").empty()) {
+      set_state("authorizationStateWaitPassword");
+    } else {
+      save(true);
+      set_state("authorizationStateReady");
+    }
+    reply({{"@type", "ok"}});
   }
 
   void revoke() {
@@ -230,12 +286,28 @@ int create() {
   return id;
 }
 
+// Answers requests on its own thread, as TDLib does: never inside td_send.
+void work() {
+  auto& f = fake();
+  std::unique_lock lock(f.mutex);
+  for (;;) {
+    f.inbox_ready.wait(lock, [&] { return !f.inbox.empty(); });
+    auto [id, text] = std::move(f.inbox.front());
+    f.inbox.pop_front();
+    if (auto it = f.clients.find(id); it != f.clients.end()) Session(f, id, it->second).handle(text);
+  }
+}
+
 void send(int id, const char* text) {
   auto& f = fake();
   std::lock_guard lock(f.mutex);
-  auto it = f.clients.find(id);
-  if (it == f.clients.end() || text == nullptr) return;
-  Session(f, id, it->second).handle(text);
+  if (text == nullptr || !f.clients.contains(id)) return;
+  f.inbox.emplace_back(id, text);
+  if (!f.worker_started) {
+    f.worker_started = true;
+    std::thread(work).detach();  // lives as long as the process: the library is never unloaded
+  }
+  f.inbox_ready.notify_all();
 }
 
 // The next message (of `client`, if given), waiting up to `timeout` seconds.
@@ -316,6 +388,7 @@ FAKE_TD_EXPORT void fake_td_reset() {
   auto& f = fake();
   std::lock_guard lock(f.mutex);
   f.queue.clear();
+  f.inbox.clear();
   f.clients.clear();
   f.rules_by_client.clear();
   f.rules_by_api_id.clear();

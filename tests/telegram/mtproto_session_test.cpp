@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -296,4 +297,76 @@ TEST_CASE("mtproto session: api_hash, bot tokens and passwords never reach a log
       CHECK(session->disabled_reason().find(secret) == std::string::npos);
     }
   }
+}
+
+TEST_CASE("mtproto session 6: rejected answers are asked again a bounded number of times", "[telegram][mtproto]") {
+  Fixture f;
+  f.fake.script({{"api_id", 1011}, {"phone", "+15550100"}});
+  std::atomic<int> prompts{0};
+  auto options = MtprotoSession::Options{.sessions_root = f.root.path, .max_prompt_retries = 2};
+  options.prompt = [&](const AuthPrompt& prompt, AuthReply reply) {
+    ++prompts;
+    CHECK(prompt.attempt == prompts.load());
+    reply(Secret("+1000"));  // always wrong: PHONE_NUMBER_INVALID
+  };
+  auto session = f.session("typo", 1011, std::move(options));
+  CHECK(wait_ready(*session) == errc::cancelled);
+  CHECK(session->state() == MtprotoSession::State::needs_user_action);
+  CHECK_THAT(session->reason(), Catch::Contains("2 rejected answers") && Catch::Contains("PHONE_NUMBER_INVALID"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(prompts == 3);  // the first question and two retries
+  CHECK(f.fake.requests_of("setAuthenticationPhoneNumber").size() == 3);
+  CHECK(session->disabled_reason().empty());
+}
+
+TEST_CASE("mtproto session: login states only a person can pass need user action, named, never disabled",
+          "[telegram][mtproto]") {
+  const auto state = GENERATE(as<std::string>{}, "authorizationStateWaitPremiumPurchase",
+                              "authorizationStateWaitRegistration", "authorizationStateWaitOtherDeviceConfirmation",
+                              "authorizationStateWaitSomethingNew");
+  CAPTURE(state);
+  Fixture f;
+  f.fake.script({{"api_id", 1012}, {"silent", true}});  // stays at the parameters; the test drives the states
+  auto session = f.session("steps", 1012, {.sessions_root = f.root.path});
+  REQUIRE(f.io.wait_until([&] { return !f.fake.requests_of("setTdlibParameters").empty(); }));
+  const int id = *session->client_id();
+  f.fake.push(id, json{{"@type", "updateAuthorizationState"}, {"@client_id", id}, {"authorization_state", {{"@type", state}}}}.dump());
+  CHECK(wait_ready(*session) == errc::cancelled);
+  CHECK(session->state() == MtprotoSession::State::needs_user_action);
+  CHECK_THAT(session->reason(), Catch::Contains(state));
+}
+
+TEST_CASE("mtproto session: a user login without a prompt needs user action, not a disable", "[telegram][mtproto]") {
+  Fixture f;
+  f.fake.script({{"api_id", 1013}});
+  auto session = f.session("no-prompt", 1013, {.sessions_root = f.root.path});
+  CHECK(wait_ready(*session) == errc::cancelled);
+  CHECK(session->state() == MtprotoSession::State::needs_user_action);
+  CHECK_THAT(session->reason(), Catch::Contains("no") && Catch::Contains("prompt"));
+}
+
+TEST_CASE("mtproto session 2: a FLOOD_WAIT or a 5xx during login is waited out, not a disable", "[telegram][mtproto]") {
+  const auto error = GENERATE(json{{"@type", "error"}, {"code", 420}, {"message", "FLOOD_WAIT_1"}},
+                              json{{"@type", "error"}, {"code", 500}, {"message", "Internal Server Error"}});
+  CAPTURE(error);
+  Fixture f;
+  // The bot token login is answered with the error once, then accepted.
+  f.fake.script({{"api_id", 1014}, {"bot_token", kBotToken}});
+  std::mutex mutex;
+  std::vector<MtprotoSession::State> states;
+  auto options = f.bot_options();
+  options.on_state_change = [&](MtprotoSession::State s, const std::string&) {
+    std::lock_guard lock(mutex);
+    states.push_back(s);
+  };
+  // Script per client: the first checkAuthenticationBotToken gets the error.
+  f.fake.script({{"api_id", 1014}, {"responses", {{"checkAuthenticationBotToken", {error, "pass"}}}}});
+  auto session = f.session("flooded", 1014, std::move(options));
+  CHECK(wait_ready(*session) == errc::deadline_exceeded);  // waiting: the caller may wait again
+  CHECK(session->state() == MtprotoSession::State::waiting);
+  CHECK(session->disabled_reason().empty());
+  CHECK_THAT(session->reason(), Catch::Contains(error["message"].get<std::string>()));
+  REQUIRE(f.io.wait_until([&] { return f.fake.requests_of("checkAuthenticationBotToken").size() >= 2; }));
+  std::lock_guard lock(mutex);
+  CHECK(std::find(states.begin(), states.end(), MtprotoSession::State::disabled) == states.end());
 }

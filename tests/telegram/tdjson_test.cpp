@@ -243,7 +243,8 @@ TEST_CASE("tdjson client: a client that never answers times out and nothing is l
   CHECK(tdjson.stats().pending == 0);
 }
 
-TEST_CASE("tdjson client: shutdown completes every pending request exactly once", "[telegram][tdjson]") {
+TEST_CASE("tdjson client: shutdown closes open clients first; every pending request ends exactly once",
+          "[telegram][tdjson]") {
   FakeTdjson fake(FAKE_TDJSON_PATH);
   IoRunner io;
   TdjsonClient tdjson(io.executor(), open_fake(FAKE_TDJSON_PATH));
@@ -252,22 +253,30 @@ TEST_CASE("tdjson client: shutdown completes every pending request exactly once"
 
   constexpr int kRequests = 50;
   std::vector<std::atomic<int>> calls(kRequests);
-  std::atomic<int> shut_down{0};
+  std::atomic<int> aborted{0};
   for (int i = 0; i < kRequests; ++i) {
-    tdjson.async_send(client, echo("x"), [&, i](std::error_code ec, json) {
+    tdjson.async_send(client, echo("x"), [&, i](std::error_code ec, json reply) {
       ++calls[i];
-      shut_down += ec == errc::shut_down;
+      // As TDLib does on close: 500 "Request aborted" for what was pending.
+      aborted += !ec && reply.value("code", 0) == 500 && reply.value("message", "") == "Request aborted";
     });
   }
   CHECK(io.wait_until([&] { return tdjson.stats().pending == kRequests; }));
   tdjson.shutdown();
   tdjson.shutdown();  // idempotent
-  REQUIRE(io.wait_until([&] { return shut_down == kRequests; }));
+  REQUIRE(io.wait_until([&] { return aborted == kRequests; }));
+  CHECK(fake.requests_of("close").size() == 1);  // the receive loop outlived the client
 
   auto [late, reply] = send_and_wait(tdjson, client, echo("late"));
   CHECK(late == errc::shut_down);
   io.drain();
   for (auto& n : calls) CHECK(n == 1);
+}
+
+TEST_CASE("tdjson client: requests have a default timeout; shutdown waits for closes only so long",
+          "[telegram][tdjson]") {
+  CHECK(TdjsonClient::Options{}.request_timeout == std::chrono::minutes(5));
+  CHECK(TdjsonClient::Options{}.close_timeout == std::chrono::seconds(10));
 }
 
 TEST_CASE("tdjson client: malformed messages are counted and dropped, dispatch goes on", "[telegram][tdjson]") {
@@ -312,9 +321,13 @@ TEST_CASE("tdjson client: a closed client ends its pending requests and refuses 
   fake.script({{"client_id", client}, {"responses", {{"getChats", {"silent"}}}}});
 
   auto waiting = tdjson.async_send(client, {{"@type", "getChats"}}, asio::use_future);
+  CHECK(io.wait_until([&] { return !fake.requests_of("getChats").empty(); }));
   auto [closed, ok] = send_and_wait(tdjson, client, {{"@type", "close"}});
   CHECK_FALSE(closed);
-  CHECK(std::get<0>(waiting.get()) == errc::shut_down);
+  CHECK(tdjson.wait_closed(client, std::chrono::seconds(5)));
+  auto [aborted, error] = waiting.get();  // TDLib answers it 500 "Request aborted"
+  CHECK_FALSE(aborted);
+  CHECK(error["code"] == 500);
   CHECK(std::get<0>(send_and_wait(tdjson, client, echo("after close"))) == errc::shut_down);
 }
 

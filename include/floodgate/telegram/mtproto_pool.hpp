@@ -56,8 +56,18 @@
 // costs a transient failure instead of a request that never ends.
 //
 // The clock is `SteadyClock`, or `ManualClock` in tests (virtual cooldowns).
-// Thread-safe. The TdjsonClient must outlive the pool, and the pool its
-// requests: destroy it once they have completed (it closes its sessions).
+// Thread-safe.
+//
+// Lifecycle. Only a definite answer disables a session in the pool (and so
+// in the store): a login that times out leaves the session `waiting` (it
+// retries by itself) and one that needs a person leaves it
+// `needs_user_action`; neither is persisted. Shut down with `async_close`,
+// which completes once every session reported authorizationStateClosed; from
+// then on the pool no longer touches the CooldownStore. The destructor of a
+// pool that is still open closes its sessions and waits for them, each up to
+// `session.close_timeout` (10 s by default; they close in parallel), on the
+// calling thread. Teardown order: requests completed, pool (closed or
+// destroyed), CooldownStore, TdjsonClient, io_context.
 #pragma once
 
 #include <floodgate/async/detail/pending_op.hpp>
@@ -82,6 +92,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -137,9 +148,20 @@ class BasicMtprotoPool {
   BasicMtprotoPool(const BasicMtprotoPool&) = delete;
   BasicMtprotoPool& operator=(const BasicMtprotoPool&) = delete;
 
-  /// Closes the sessions here and now, while the TdjsonClient surely lives:
-  /// callbacks still queued may hold the pool's state, never its sessions.
+  /// Closes the sessions here and now, while the TdjsonClient surely lives,
+  /// and waits for them (bounded, see the header comment): callbacks still
+  /// queued may hold the pool's state, never its sessions or the store.
   ~BasicMtprotoPool() { state_->close_sessions(); }
+
+  /// Closes every session and completes, with no error, once TDLib reported
+  /// each one closed; afterwards no session callback reaches the pool or its
+  /// store, and requests end without being sent (their sessions are closed).
+  /// Signature void(std::error_code).
+  template <class CompletionToken>
+  auto async_close(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [state = state_](auto handler) { State::close(state, std::move(handler)); }, token);
+  }
 
   /// Sends `request` through the pool; see the header comment.
   template <class CompletionToken>
@@ -152,9 +174,12 @@ class BasicMtprotoPool {
         token, std::move(request), std::move(options));
   }
 
-  /// Completes once every session is ready or disabled: with no error if at
-  /// least one is ready, else errc::all_credentials_disabled (no_credentials
-  /// for an empty pool). Signature void(std::error_code).
+  /// Completes once every session is ready, disabled, waiting (its login
+  /// timed out; it keeps retrying) or needs user action: with no error if at
+  /// least one is ready; else errc::deadline_exceeded if one is waiting, else
+  /// errc::cancelled if one needs user action, else
+  /// errc::all_credentials_disabled (no_credentials for an empty pool). Each
+  /// session's `reason()` says why. Signature void(std::error_code).
   template <class CompletionToken>
   auto async_wait_ready(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(
@@ -214,10 +239,13 @@ class BasicMtprotoPool {
         auto options = session_options;
         // The pool learns of a session disabled at any time (a login revoked
         // by an update, not only in a reply), with the session's own reason.
+        // Only a disable is persisted; waiting and needs_user_action are not.
         options.on_state_change = [weak = this->weak_from_this(), id = credential.id,
                                    user = std::move(options.on_state_change)](MtprotoSession::State s,
                                                                               const std::string& reason) {
-          if (auto self = weak.lock(); self && s == MtprotoSession::State::disabled) self->pool.disable(id, reason);
+          if (s == MtprotoSession::State::disabled) {
+            if (auto self = weak.lock()) self->while_open([&] { self->pool.disable(id, reason); });
+          }
           if (user) user(s, reason);
         };
         auto session = std::make_unique<MtprotoSession>(
@@ -232,9 +260,56 @@ class BasicMtprotoPool {
       }
     }
 
+    // Runs `action` (which may write to the store, or read a session) only
+    // while the pool is open; close waits for an action in progress.
+    template <class Action>
+    void while_open(Action&& action) {
+      std::shared_lock lock(lifecycle);
+      if (!detached) action();
+    }
+
+    // From now on no session callback reaches the pool or the store.
+    void detach() {
+      std::unique_lock lock(lifecycle);
+      detached = true;
+    }
+
     void close_sessions() {
+      detach();
+      // All are asked first, so that they close in parallel; each destructor
+      // then waits for its own (bounded by its close_timeout).
+      for (const auto& session : sessions) session->async_close([](std::error_code) {});
       auto closing = std::move(sessions);
       sessions.clear();
+    }
+
+    template <class CompletionHandler>
+    static void close(std::shared_ptr<State> self, CompletionHandler handler) {
+      struct Closing {
+        std::unique_ptr<async::detail::PendingOp<std::error_code>> completion;
+        std::shared_ptr<State> state;  // the sessions live until all closed
+        std::size_t left = 0;
+        std::mutex mutex;
+      };
+      auto closing = std::make_shared<Closing>();
+      closing->completion = async::detail::make_pending_op<std::error_code>(std::move(handler), self->tdjson.get_executor());
+      closing->state = self;
+      closing->left = self->sessions.size();
+      if (closing->left == 0) {
+        self->detach();
+        return closing->completion->complete(std::error_code{});
+      }
+      for (const auto& session : self->sessions) {
+        session->async_close([closing](std::error_code) {
+          {
+            std::lock_guard lock(closing->mutex);
+            if (--closing->left > 0) return;
+          }
+          closing->state->detach();
+          closing->state.reset();
+          closing->completion->complete(std::error_code{});
+        });
+      }
     }
 
     MtprotoSession* find(std::string_view id) const {
@@ -267,6 +342,8 @@ class BasicMtprotoPool {
         std::unique_ptr<async::detail::PendingOp<std::error_code>> completion;
         std::size_t left = 0;
         bool any_ready = false;
+        bool any_waiting = false;
+        bool any_needs_user = false;
         std::mutex mutex;
       };
       auto waiting = std::make_shared<Waiting>();
@@ -276,15 +353,27 @@ class BasicMtprotoPool {
       for (const auto& session : self->sessions) {
         // Weak: a session that never finishes its login must not keep the pool alive.
         session->async_wait_ready([weak = std::weak_ptr(self), waiting, session = session.get()](std::error_code ec) {
-          // Disabled in the pool before the caller hears "ready", so its snapshot already says so.
-          const auto alive = weak.lock();
-          if (alive && ec && ec != errc::shut_down) alive->pool.disable(session->id(), session->disabled_reason());
-          const bool usable = !ec && alive && alive->pool.snapshot(session->id())->state != CredentialState::disabled;
+          bool usable = false;
+          if (const auto alive = weak.lock()) {
+            // Disabled in the pool before the caller hears "ready", so its
+            // snapshot already says so; only a disabled session is, never
+            // one that timed out (errc::deadline_exceeded: it is retrying).
+            alive->while_open([&] {
+              if (session->state() == MtprotoSession::State::disabled) {
+                alive->pool.disable(session->id(), session->disabled_reason());
+              }
+              usable = !ec && alive->pool.snapshot(session->id())->state != CredentialState::disabled;
+            });
+          }
           std::lock_guard lock(waiting->mutex);
           waiting->any_ready = waiting->any_ready || usable;
+          waiting->any_waiting = waiting->any_waiting || ec == errc::deadline_exceeded;
+          waiting->any_needs_user = waiting->any_needs_user || ec == errc::cancelled;
           if (--waiting->left > 0) return;
-          waiting->completion->complete(waiting->any_ready ? std::error_code{}
-                                                           : make_error_code(errc::all_credentials_disabled));
+          waiting->completion->complete(waiting->any_ready        ? std::error_code{}
+                                        : waiting->any_waiting    ? make_error_code(errc::deadline_exceeded)
+                                        : waiting->any_needs_user ? make_error_code(errc::cancelled)
+                                                                  : make_error_code(errc::all_credentials_disabled));
         });
       }
     }
@@ -329,7 +418,9 @@ class BasicMtprotoPool {
     CooldownSink* store;
     CorePool pool;
     async::RetryExecutor<CorePool> executor;
-    std::vector<std::unique_ptr<MtprotoSession>> sessions;  // fixed after start()
+    std::vector<std::unique_ptr<MtprotoSession>> sessions;  // fixed after start(), emptied by close_sessions()
+    std::shared_mutex lifecycle;  // guards `detached` against a session callback in progress
+    bool detached = false;        // closed: session callbacks no longer reach the pool or the store
   };
 
   std::shared_ptr<State> state_;

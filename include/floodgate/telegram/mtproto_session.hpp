@@ -18,16 +18,36 @@
 //   session.async_wait_ready([](std::error_code ec) { ... });
 //   session.async_send({{"@type", "getMe"}}, [](std::error_code ec, nlohmann::json me) { ... });
 //
+// One rule decides what ends a session: only a *definite* answer disables it.
 // A session that cannot work is *disabled*, with a reason a person can act on
 // (`disabled_reason()`) and an error code that requests then complete with:
 //   - errc::io_error       its folder cannot be created, is not a folder, or is not ours;
-//   - errc::store_corrupt  TDLib refused to open the database in the folder;
-//   - errc::auth_failed    the login was rejected or revoked (401, SESSION_REVOKED, a
-//                          bot token Telegram does not accept, a close nobody asked for).
+//   - errc::store_corrupt  TDLib cannot open the database in the folder (a corrupt
+//                          td.binlog, checked before TDLib would silently truncate it;
+//                          a wrong database encryption key);
+//   - errc::auth_failed    Telegram or TDLib rejected the credential: an invalid
+//                          api_id/api_hash, a bot token Telegram does not accept, a
+//                          banned number, a login revoked or ended elsewhere.
+// What is not a definite answer never disables:
+//   - a login request that times out (Options::login_timeout), a 5xx, or a
+//     FLOOD_WAIT during login: the session is `waiting` and retries with backoff
+//     (or after the server's wait) on its own;
+//   - a login step only a person can take (no prompt configured, an empty answer,
+//     Options::max_prompt_retries rejected answers, a new account to register,
+//     a Premium purchase, ...): the session `needs_user_action`, with the step
+//     named in the reason; it does not retry, but nothing is persisted;
+//   - 500 "Request aborted" while closing: it is the close, not a rejection.
 // The other sessions of a pool are not affected.
 //
-// Needs TDLib 1.8.6 or newer (flat setTdlibParameters). Thread-safe; callbacks
-// (prompt, state changes, updates) run on the session's strand.
+// Shutdown: `async_close` completes once TDLib reported authorizationStateClosed
+// and after every callback of this session has run; no callback runs after it.
+// The destructor of an open session closes it and waits, up to
+// Options::close_timeout (it blocks the calling thread, but not on the
+// io_context, so it is safe on an I/O thread); it then completes what still
+// waits with errc::shut_down and runs no callback afterwards.
+//
+// Needs TDLib 1.8.6 or newer (flat setTdlibParameters); tested with 1.8.65.
+// Thread-safe; callbacks (prompt, state changes, updates) run on the session's strand.
 #pragma once
 
 #include <floodgate/core/secret.hpp>
@@ -37,6 +57,7 @@
 #include <boost/asio/async_result.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -60,9 +81,13 @@ struct AuthPrompt {
   AuthStep step;
   /// Why the question is asked again (e.g. "PHONE_CODE_INVALID"); empty the first time.
   std::string retry_reason;
+  /// 1 the first time a step is asked, then 2, 3, ... up to Options::max_prompt_retries + 1.
+  int attempt = 1;
 };
 
-/// Answers a prompt; may be called later and from any thread, once.
+/// Answers a prompt; may be called later and from any thread, once. An empty
+/// answer cancels the login (the session then needs user action): answer
+/// empty when the person closed the terminal (end of input).
 using AuthReply = std::function<void(Secret answer)>;
 using AuthPromptHandler = std::function<void(const AuthPrompt& prompt, AuthReply reply)>;
 
@@ -72,12 +97,14 @@ std::filesystem::path default_sessions_root();
 class MtprotoSession {
  public:
   enum class State {
-    starting,     ///< TDLib is opening the database
-    authorizing,  ///< logging in (waiting for Telegram or for a prompt's answer)
-    ready,        ///< logged in: requests can be sent
-    closing,      ///< async_close() was called
-    closed,       ///< closed on request; the folder keeps the login
-    disabled,     ///< cannot work; see disabled_reason()
+    starting,           ///< TDLib is opening the database
+    authorizing,        ///< logging in (waiting for Telegram or for a prompt's answer)
+    waiting,            ///< a login request timed out or was told to wait; retrying (see reason())
+    needs_user_action,  ///< the login stopped at a step only a person can take (see reason())
+    ready,              ///< logged in: requests can be sent
+    closing,            ///< async_close() was called
+    closed,             ///< closed on request; the folder keeps the login
+    disabled,           ///< cannot work; see disabled_reason()
   };
 
   struct Options {
@@ -87,7 +114,9 @@ class MtprotoSession {
     std::optional<Secret> bot_token;
     /// Asked for phone number, code and password when a user account logs in.
     AuthPromptHandler prompt;
-    /// Told of every state change (with the reason when disabled).
+    /// Told of every state change (with the reason when disabled, waiting or
+    /// needing user action). Never called after async_close completed or the
+    /// destructor returned.
     std::function<void(State state, const std::string& reason)> on_state_change;
     /// Receives every update of this account, in order.
     TdjsonClient::UpdateHandler on_update;
@@ -99,6 +128,20 @@ class MtprotoSession {
     std::string system_language_code = "en";
     std::string device_model = "floodgate";
     std::string application_version = "0.1";
+    /// The key TDLib encrypts its database with (empty: TDLib's default). A
+    /// folder opened with another key disables the session (store_corrupt).
+    Secret database_encryption_key;
+
+    /// A login request (parameters, bot token, an answer) with no reply
+    /// within this is not a rejection: the session goes `waiting` and sends
+    /// it again after a backoff (1 s, doubling, at most login_retry_max).
+    std::chrono::milliseconds login_timeout{std::chrono::seconds(60)};
+    std::chrono::milliseconds login_retry_max{std::chrono::seconds(60)};
+    /// Rejected answers to one step (a wrong code) asked again before the
+    /// session gives up and needs user action.
+    int max_prompt_retries = 3;
+    /// How long the destructor of an open session waits for TDLib to close it.
+    std::chrono::milliseconds close_timeout{std::chrono::seconds(10)};
   };
 
   /// Creates (or reopens) the session folder and starts logging in. Throws
@@ -110,7 +153,8 @@ class MtprotoSession {
       : MtprotoSession(tdjson, std::move(id), std::move(credentials), Options{}) {}
   MtprotoSession(const MtprotoSession&) = delete;
   MtprotoSession& operator=(const MtprotoSession&) = delete;
-  /// Asks TDLib to close the client if it is open (without waiting).
+  /// Closes the TDLib client if it is open and waits for it (up to
+  /// Options::close_timeout); no callback of this session runs afterwards.
   ~MtprotoSession();
 
   const std::string& id() const noexcept;
@@ -120,9 +164,14 @@ class MtprotoSession {
   State state() const;
   /// Empty unless disabled.
   std::string disabled_reason() const;
+  /// Why the session is disabled, waiting or needs user action; else empty.
+  std::string reason() const;
 
   /// Completes with no error once the session is ready, with the disabled
   /// code if it gets disabled, or with errc::shut_down if it closes first.
+  /// While the login cannot go on by itself it completes at once: with
+  /// errc::deadline_exceeded while `waiting` (the session keeps retrying: wait
+  /// again) and errc::cancelled when it `needs_user_action`.
   template <class CompletionToken>
   auto async_wait_ready(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(
@@ -140,7 +189,8 @@ class MtprotoSession {
   }
 
   /// Closes the TDLib client (its database stays, with the login) and
-  /// completes when TDLib reports it closed.
+  /// completes when TDLib reports it closed, after the session's last
+  /// callback. Requests still pending end with errc::shut_down.
   template <class CompletionToken>
   auto async_close(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(

@@ -33,6 +33,12 @@
 // libtdjson: a second one throws floodgate::Error. The io_context behind the
 // executor must outlive this object. Malformed messages from the library are
 // counted in stats() and dropped.
+//
+// The receive thread outlives every TDLib client: shutdown() (and so the
+// destructor) first closes every client that is still open and waits, up to
+// Options::close_timeout, for each to report authorizationStateClosed; only
+// then does it stop reading. TDLib aborts the process at exit when a client
+// is still open, so close sessions (or let this object close them) first.
 #pragma once
 
 #include <floodgate/core/error.hpp>
@@ -70,7 +76,12 @@ class TdjsonClient {
 
   struct Options {
     /// Default limit for one request; zero waits as long as TDLib takes.
-    std::chrono::milliseconds request_timeout{0};
+    /// A request TDLib never answers then ends with deadline_exceeded instead
+    /// of waiting until shutdown. Long requests (a synchronous downloadFile of
+    /// a large file) should pass their own limit to async_send.
+    std::chrono::milliseconds request_timeout{std::chrono::minutes(5)};
+    /// How long shutdown() waits for the clients it closes to report closed.
+    std::chrono::milliseconds close_timeout{std::chrono::seconds(10)};
     /// How long one td_receive call may block. shutdown() wakes the receive
     /// thread with a request to a live client; when none answers, this bounds
     /// how long shutdown() takes.
@@ -127,9 +138,18 @@ class TdjsonClient {
   /// getTextEntities, ...). A reply that is not JSON throws floodgate::Error.
   nlohmann::json execute(const nlohmann::json& request);
 
-  /// Stops the receive thread and completes every pending request with
-  /// errc::shut_down; later requests complete with it at once. Idempotent.
-  /// Does not close the TDLib clients: close them first (MtprotoSession::async_close).
+  /// Blocks until `client` has reported authorizationStateClosed, or
+  /// `timeout` passed; true if it has. Signalled by the receive thread, not
+  /// the executor, so it may be called from a thread that runs the
+  /// io_context (a destructor) without deadlocking; it does not send `close`.
+  /// An unknown client counts as closed.
+  bool wait_closed(ClientId client, std::chrono::milliseconds timeout);
+
+  /// Closes every TDLib client that is still open and waits for them (up to
+  /// Options::close_timeout), then stops the receive thread and completes
+  /// every pending request with errc::shut_down; later requests complete
+  /// with it at once. Idempotent. Sessions should be closed before
+  /// (MtprotoSession::async_close): this is the last line of defence.
   void shutdown();
 
   Stats stats() const;
