@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bot_api_scenario.hpp"
 #include "bot_api_state.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
@@ -48,7 +49,8 @@ void log_coroutine_failure(std::exception_ptr error) {
 }  // namespace
 
 struct BotApiServer::Impl {
-  Impl(BotApiServerOptions opts, TimeSource time) : options(std::move(opts)), now(std::move(time)), state(options.limits) {
+  Impl(BotApiServerOptions opts, TimeSource time)
+      : options(std::move(opts)), now(std::move(time)), state(options.limits, options.open_world) {
     for (const auto& token : options.tokens) state.add_token(token.reveal());
     if (options.tls) {
       if (!options.certificates) options.certificates = sim::TestCertificates::generate();
@@ -141,6 +143,7 @@ asio::awaitable<void> BotApiServer::Impl::serve_requests(Stream& stream) {
     http::response<http::string_body> response{static_cast<http::status>(reply.status), request.version()};
     response.set(http::field::server, "floodgate-sim");
     response.set(http::field::content_type, reply.content_type);
+    if (reply.retry_after > 0) response.set(http::field::retry_after, std::to_string(reply.retry_after));
     response.keep_alive(request.keep_alive());
     response.body() = std::move(reply.body);
     response.prepare_payload();
@@ -162,19 +165,23 @@ asio::awaitable<void> BotApiServer::Impl::serve_requests(Stream& stream) {
 asio::awaitable<Reply> BotApiServer::Impl::answer(const http::request<http::string_body>& request) {
   const std::string_view target = request.target();
   const auto query_start = target.find('?');
-  const auto path = target.substr(0, query_start);
+  // Clients may percent-encode the path (python-telegram-bot writes the
+  // token's ':' as %3A in download URLs); Telegram decodes it.
+  const auto path = detail::percent_decode_path(target.substr(0, query_start));
+  if (!path) co_return detail::api_error(404, "Not Found");
+  const std::string_view decoded_path = *path;
   const auto now_ns = now();
 
   // /file/bot<token>/<file_path>
-  if (path.starts_with("/file/bot")) {
-    const auto rest = path.substr(9);
+  if (decoded_path.starts_with("/file/bot")) {
+    const auto rest = decoded_path.substr(9);
     const auto slash = rest.find('/');
     if (slash == std::string_view::npos) co_return detail::api_error(404, "Not Found");
     co_return state.handle_download(std::string(rest.substr(0, slash)), rest.substr(slash + 1), now_ns);
   }
   // /bot<token>/<method>
-  if (!path.starts_with("/bot")) co_return detail::api_error(404, "Not Found");
-  const auto rest = path.substr(4);
+  if (!decoded_path.starts_with("/bot")) co_return detail::api_error(404, "Not Found");
+  const auto rest = decoded_path.substr(4);
   const auto slash = rest.find('/');
   if (slash == std::string_view::npos || slash + 1 == rest.size() || rest.find('/', slash + 1) != rest.npos) {
     co_return detail::api_error(404, "Not Found");
@@ -278,6 +285,30 @@ void BotApiServer::migrate_chat(std::int64_t from_chat_id, std::int64_t to_chat_
   impl_->state.migrate_chat(from_chat_id, to_chat_id);
 }
 
+void BotApiServer::add_user(std::int64_t user_id, std::string first_name, std::string username) {
+  impl_->state.add_user(user_id, std::move(first_name), std::move(username));
+}
+void BotApiServer::start_bot(const Secret& token, std::int64_t user_id) {
+  impl_->state.start_bot(token.reveal(), user_id);
+}
+void BotApiServer::block_bot(const Secret& token, std::int64_t user_id) {
+  impl_->state.block_bot(token.reveal(), user_id);
+}
+void BotApiServer::add_group(std::int64_t chat_id, SimChatType type, std::string title) {
+  impl_->state.add_group(chat_id, type, std::move(title));
+}
+void BotApiServer::add_member(const Secret& token, std::int64_t chat_id) {
+  impl_->state.add_member(token.reveal(), chat_id);
+}
+void BotApiServer::kick_bot(const Secret& token, std::int64_t chat_id) { impl_->state.kick_bot(token.reveal(), chat_id); }
+
+void BotApiServer::apply_scenario(const nlohmann::json& scenario) {
+  std::vector<std::string> known;
+  for (const auto& token : impl_->options.tokens) known.push_back(token.reveal());
+  detail::apply_scenario(impl_->state, scenario, known);
+  impl_->wake_pollers();
+}
+
 std::int64_t BotApiServer::push_update(const Secret& token, nlohmann::json update) {
   const auto id = impl_->state.push_update(token.reveal(), std::move(update));
   impl_->wake_pollers();
@@ -285,18 +316,32 @@ std::int64_t BotApiServer::push_update(const Secret& token, nlohmann::json updat
 }
 
 std::int64_t BotApiServer::push_message(const Secret& token, std::int64_t chat_id, std::string text) {
-  const auto id = impl_->state.push_message(token.reveal(), chat_id, std::move(text));
+  const std::int64_t from = chat_id > 0 ? chat_id : 1000001;  // in a group, some member writes
+  const auto id = impl_->state.push_message(token.reveal(), chat_id, from, std::move(text));
+  impl_->wake_pollers();
+  return id;
+}
+
+std::int64_t BotApiServer::push_callback_query(const Secret& token, std::int64_t user_id, std::string data) {
+  const auto id = impl_->state.push_callback_query(token.reveal(), user_id, std::move(data));
   impl_->wake_pollers();
   return id;
 }
 
 std::string BotApiServer::add_file(std::string bytes, std::string file_name) {
-  return impl_->state.add_file(std::move(bytes), std::move(file_name), "application/octet-stream");
+  return impl_->state.add_file({}, std::move(bytes), std::move(file_name), "application/octet-stream");
+}
+
+std::string BotApiServer::add_file(const Secret& token, std::string bytes, std::string file_name) {
+  return impl_->state.add_file(token.reveal(), std::move(bytes), std::move(file_name), "application/octet-stream");
 }
 
 TokenStats BotApiServer::stats(const Secret& token) const { return impl_->state.stats(token.reveal()); }
 
 std::vector<SimMessage> BotApiServer::messages(std::int64_t chat_id) const { return impl_->state.messages(chat_id); }
+std::vector<SimMessage> BotApiServer::messages(const Secret& token, std::int64_t chat_id) const {
+  return impl_->state.messages(token.reveal(), chat_id);
+}
 
 std::uint64_t BotApiServer::connections_accepted() const { return impl_->connections.load(); }
 

@@ -1,8 +1,9 @@
 // Private to floodgate_sim: everything the Bot API simulator knows and
-// decides (tokens, flood control, messages, files, updates), with no I/O.
-// The network layer (bot_api_server.cpp) turns HTTP requests into calls here
-// and the replies back into HTTP. Time is passed in, so limits follow
-// whatever clock the server was given.
+// decides (bots, the per-bot world of users and groups, flood control,
+// messages, files, updates), with no I/O. The network layer
+// (bot_api_server.cpp) turns HTTP requests into calls here and the replies
+// back into HTTP. Time is passed in, so limits follow whatever clock the
+// server was given.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +38,8 @@ struct Reply {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  /// For 429: the seconds of the Retry-After header.
+  int retry_after = 0;
   /// An injected fault the network layer must apply to the delivery
   /// (drop_connection, truncated_response, slow_reply).
   std::optional<Fault> delivery_fault;
@@ -54,12 +58,27 @@ class SlidingWindow {
   std::deque<Time> accepted_;
 };
 
+/// A bucket of `burst` requests refilled at `rate`.
+class TokenBucket {
+ public:
+  /// How long until the bucket holds one request (zero: it does now).
+  Time wait_needed(const Rate& rate, int burst, Time now);
+  /// Takes one request out (call wait_needed at the same `now` first).
+  void take() { tokens_ -= 1; }
+
+ private:
+  double tokens_ = 0;
+  Time refilled_at_{};
+  bool started_ = false;
+};
+
 /// A Bot API error reply: {"ok":false,"error_code":code,"description":...}.
 Reply api_error(int code, std::string_view description);
 
 class BotApiState {
  public:
-  explicit BotApiState(BotApiLimits default_limits) : default_limits_(default_limits) {}
+  BotApiState(BotApiLimits default_limits, bool open_world)
+      : default_limits_(default_limits), open_world_(open_world) {}
 
   /// Answers one method call. `params` is null when the request's parameters
   /// could not be decoded (the call is still counted, then refused).
@@ -71,29 +90,62 @@ class BotApiState {
   void add_token(const std::string& token);
   void revoke_token(const std::string& token);
   void set_limits(const std::string& token, const BotApiLimits& limits);
+  void set_default_limits(const BotApiLimits& limits);
+  void set_open_world(bool open);
   void inject(const std::string& token, const Fault& fault, int times);
   void migrate_chat(std::int64_t from_chat_id, std::int64_t to_chat_id);
+
+  void add_user(std::int64_t user_id, std::string first_name, std::string username);
+  void start_bot(const std::string& token, std::int64_t user_id);
+  void block_bot(const std::string& token, std::int64_t user_id);
+  void add_group(std::int64_t chat_id, SimChatType type, std::string title);
+  void add_member(const std::string& token, std::int64_t chat_id);
+  void kick_bot(const std::string& token, std::int64_t chat_id);
+  /// Sets the bot's username and name as getMe reports them.
+  void name_bot(const std::string& token, std::string username, std::string first_name);
+
   std::int64_t push_update(const std::string& token, nlohmann::json update);
-  std::int64_t push_message(const std::string& token, std::int64_t chat_id, std::string text);
-  std::string add_file(std::string bytes, std::string file_name, std::string mime_type);
+  std::int64_t push_message(const std::string& token, std::int64_t chat_id, std::int64_t from_user_id,
+                            std::string text);
+  std::int64_t push_callback_query(const std::string& token, std::int64_t user_id, std::string data);
+  /// `token` empty: a file every bot may use.
+  std::string add_file(const std::string& token, std::string bytes, std::string file_name, std::string mime_type);
 
   TokenStats stats(const std::string& token) const;
   std::vector<SimMessage> messages(std::int64_t chat_id) const;
+  std::vector<SimMessage> messages(const std::string& token, std::int64_t chat_id) const;
 
  private:
   struct Bot {
     std::int64_t id = 0;
+    std::string username;
+    std::string first_name = "Sim Bot";
     bool revoked = false;
     std::optional<BotApiLimits> limits;
     TokenStats stats;
     std::deque<Fault> faults;
     SlidingWindow overall;
-    std::map<std::int64_t, SlidingWindow> per_chat;
+    std::map<std::int64_t, TokenBucket> per_chat;
     std::map<std::int64_t, SlidingWindow> per_group;
     Time cooldown_until{};  // the whole token was told to wait
     std::map<std::int64_t, Time> chat_cooldown_until;
     std::deque<nlohmann::json> updates;
     std::int64_t next_update_id = 1;
+    std::string webhook_url;
+    nlohmann::json commands = nlohmann::json::array();
+    std::set<std::string, std::less<>> open_callback_queries;
+  };
+  struct User {
+    std::string first_name = "Sim User";
+    std::string username;
+    std::set<std::int64_t> started;  // bot ids
+    std::set<std::int64_t> blocked;
+  };
+  struct Group {
+    SimChatType type = SimChatType::group;
+    std::string title;
+    std::set<std::int64_t> members;  // bot ids
+    std::set<std::int64_t> kicked;
   };
   struct StoredFile {
     std::string file_id;
@@ -102,36 +154,52 @@ class BotApiState {
     std::string mime_type;
     std::string file_path;
     std::string bytes;
+    std::int64_t owner_bot_id = 0;  // 0: any bot may use it
   };
   struct Call;  // one method call being answered
 
-  Bot* find_bot(const std::string& token);
+  Bot* find_bot(std::string_view token);
+  Bot& bot_or_throw(const std::string& token, std::string_view what);
   Reply admit(const std::string& token, std::string_view method, Bot*& bot);
+  Reply execute(Bot& bot, std::string_view method, const FormParams& params, Time now);
+  std::optional<Reply> check_reach(Bot& bot, std::int64_t chat_id);
   std::optional<Reply> check_flood_control(Bot& bot, std::int64_t chat_id, Time now);
   void record_send(Bot& bot, std::int64_t chat_id, Time now);
-  Reply execute(Bot& bot, std::string_view method, const FormParams& params, Time now);
   Reply collect_updates(Bot& bot, const UpdatesPoll& poll);
 
   Reply send_message(Call& call);
-  Reply send_document(Call& call);
+  Reply send_media(Call& call, std::string_view media);
   Reply copy_message(Call& call);
-  Reply edit_message_text(Call& call);
+  Reply edit_message(Call& call, std::string_view method);
+  Reply delete_message(Call& call);
+  Reply get_chat(Call& call);
+  Reply get_chat_member(Call& call);
   Reply get_file(Call& call);
 
-  SimMessage& store_message(std::int64_t chat_id, std::int64_t sender_id, std::string text, std::string file_id);
-  SimMessage* find_message(std::int64_t chat_id, std::int64_t message_id);
+  SimMessage& store_message(const Bot* bot, std::int64_t chat_id, std::int64_t sender_id, bool from_bot,
+                            std::string text);
+  SimMessage* find_message(const Bot& bot, std::int64_t chat_id, std::int64_t message_id);
   nlohmann::ordered_json message_json(const SimMessage& message, bool edited) const;
-  std::string store_file(std::string bytes, std::string file_name, std::string mime_type);
+  nlohmann::ordered_json chat_json(std::int64_t chat_id) const;
+  nlohmann::ordered_json user_json(std::int64_t user_id) const;
+  nlohmann::ordered_json bot_json(const Bot& bot) const;
+  const StoredFile* usable_file(const Bot& bot, std::string_view file_id) const;
+  std::string store_file(std::int64_t owner_bot_id, std::string bytes, std::string file_name, std::string mime_type,
+                         std::string_view media);
 
   mutable std::mutex mutex_;
   BotApiLimits default_limits_;
+  bool open_world_;
   std::map<std::string, Bot, std::less<>> bots_;
+  std::map<std::int64_t, User> users_;
+  std::map<std::int64_t, Group> groups_;
   std::map<std::int64_t, std::vector<SimMessage>> chats_;
   std::map<std::int64_t, std::int64_t> migrated_chats_;
   std::map<std::string, StoredFile, std::less<>> files_by_id_;
   std::map<std::string, std::string, std::less<>> file_id_by_path_;
   std::int64_t next_bot_id_ = 7000000001;
   std::int64_t next_file_number_ = 1;
+  std::int64_t next_callback_query_ = 1;
 };
 
 }  // namespace floodgate::sim::detail

@@ -3,6 +3,7 @@
 //
 //   floodgate-sim botapi --tokens-file tokens.txt --per-chat 1/s --ca-out ca.pem
 //   -> botapi: listening on https://127.0.0.1:41873 (3 tokens)
+//   floodgate-sim botapi --scenario world.json --plain --port-out port.txt
 //   floodgate-sim kite --keys-file keys.txt --rate 5
 //   -> kite: listening on ws://127.0.0.1:40211 (2 API keys)
 //
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "floodgate/core/error.hpp"
 #include "floodgate/sim/test_certificates.hpp"
@@ -106,6 +108,15 @@ std::uint16_t parse_port(std::string_view text) {
   return static_cast<std::uint16_t>(port);
 }
 
+int parse_count(std::string_view text) {
+  int count = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), count);
+  if (ec != std::errc{} || end != text.data() + text.size() || count < 1) {
+    throw floodgate::Error(fmt::format("invalid count '{}'", text));
+  }
+  return count;
+}
+
 std::optional<floodgate::sim::Rate> parse_limit(std::string_view text) {
   if (text == "off") return std::nullopt;
   return floodgate::sim::Rate::parse(text);
@@ -117,15 +128,32 @@ constexpr std::string_view kBotApiUsage = R"(usage: floodgate-sim botapi [option
   --tokens-file F       accept the tokens in F, one per line (# comments)
   --overall RATE        per-token limit over all chats (default 30/s)
   --per-chat RATE       per-token limit per chat (default 1/s)
+  --per-chat-burst N    messages a quiet chat takes at once (default 3)
   --per-group RATE      per-token limit per group chat (default 20/min)
                         RATE is N/s, N/min, N/h, N/250ms ... or "off"
+  --scenario FILE       bots, users, groups, updates and faults from a JSON
+                        scenario (docs/bot-api-simulator.md); applied after
+                        the flags, so its "limits" win
+  --closed-world        chats the scenario does not declare are "chat not found"
+                        (default: every undeclared user has started every bot)
   --plain               serve plain HTTP instead of HTTPS
   --ca-out FILE         write the CA certificate that clients must trust to FILE
+  --port-out FILE       write the port to FILE once listening (for scripts)
 )";
+
+nlohmann::json read_scenario(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw floodgate::Error(fmt::format("cannot read scenario file {}", path));
+  auto scenario = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+  if (scenario.is_discarded()) throw floodgate::Error(fmt::format("{}: not valid JSON", path));
+  return scenario;
+}
 
 int run_botapi(Args args) {
   floodgate::sim::BotApiServerOptions options;
   std::string ca_out;
+  std::string port_out;
+  nlohmann::json scenario;
   for (ArgReader reader(args); !reader.done();) {
     const auto flag = reader.flag();
     if (flag == "--port") options.port = parse_port(reader.value(flag));
@@ -135,8 +163,12 @@ int run_botapi(Args args) {
     } else if (flag == "--overall") options.limits.overall = parse_limit(reader.value(flag));
     else if (flag == "--per-chat") options.limits.per_chat = parse_limit(reader.value(flag));
     else if (flag == "--per-group") options.limits.per_group = parse_limit(reader.value(flag));
+    else if (flag == "--per-chat-burst") options.limits.per_chat_burst = parse_count(reader.value(flag));
+    else if (flag == "--scenario") scenario = read_scenario(std::string(reader.value(flag)));
+    else if (flag == "--closed-world") options.open_world = false;
     else if (flag == "--plain") options.tls = false;
     else if (flag == "--ca-out") ca_out = std::string(reader.value(flag));
+    else if (flag == "--port-out") port_out = std::string(reader.value(flag));
     else if (flag == "--help" || flag == "-h") {
       fmt::print("{}", kBotApiUsage);
       return 0;
@@ -144,12 +176,25 @@ int run_botapi(Args args) {
       throw floodgate::Error(fmt::format("unknown option {}\n{}", flag, kBotApiUsage));
     }
   }
-  if (options.tokens.empty()) throw floodgate::Error("no tokens: pass --token or --tokens-file");
-  const auto tokens = options.tokens;
+  auto tokens = options.tokens;
+  if (scenario.is_object() && scenario.contains("bots") && scenario["bots"].is_array()) {
+    for (const auto& bot : scenario["bots"]) {
+      if (bot.is_object() && bot.contains("token") && bot["token"].is_string()) {
+        tokens.emplace_back(bot["token"].get<std::string>());
+      }
+    }
+  }
+  if (tokens.empty()) throw floodgate::Error("no tokens: pass --token, --tokens-file or a scenario with \"bots\"");
 
   const auto stop_signals = block_stop_signals();
   floodgate::sim::BotApiServer server(std::move(options));
+  if (!scenario.is_null()) server.apply_scenario(scenario);
   server.start();
+  if (!port_out.empty()) {
+    const auto temporary = port_out + ".tmp";  // written whole, then renamed: a reader never sees half
+    std::ofstream(temporary) << server.port() << "\n";
+    std::rename(temporary.c_str(), port_out.c_str());
+  }
   if (!ca_out.empty()) {
     std::ofstream(ca_out) << server.ca_pem();
     fmt::print("botapi: CA certificate written to {}\n", ca_out);
@@ -161,8 +206,9 @@ int run_botapi(Args args) {
   server.stop();
   for (const auto& token : tokens) {
     const auto stats = server.stats(token);
-    fmt::print("botapi: {}: {} requests, {} ok, {} answered 429, {} sent during a cooldown\n", token,
-               stats.requests, stats.succeeded, stats.rate_limited, stats.sent_during_cooldown);
+    fmt::print("botapi: {}: {} requests, {} ok, {} answered 429, {} sent during a cooldown, {} answered 403\n",
+               token, stats.requests, stats.succeeded, stats.rate_limited, stats.sent_during_cooldown,
+               stats.forbidden);
   }
   return 0;
 }

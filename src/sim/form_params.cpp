@@ -21,11 +21,12 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-std::optional<std::string> url_decode(std::string_view text) {
+// Decodes %XX escapes, and '+' as a space in forms (not in paths).
+std::optional<std::string> url_decode(std::string_view text, bool plus_is_space = true) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
+    if (text[i] == '+' && plus_is_space) {
       out += ' ';
     } else if (text[i] == '%') {
       if (i + 2 >= text.size() || !std::isxdigit(static_cast<unsigned char>(text[i + 1])) ||
@@ -110,6 +111,8 @@ bool parse_multipart(std::string_view body, std::string_view boundary, FormParam
 }
 
 }  // namespace
+
+std::optional<std::string> percent_decode_path(std::string_view path) { return url_decode(path, false); }
 
 bool parse_urlencoded(std::string_view text, FormParams& params) {
   while (!text.empty()) {

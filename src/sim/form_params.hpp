@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,9 @@ using FormParams = std::map<std::string, FormValue, std::less<>>;
 
 /// Adds "a=1&b=x%20y" pairs. Returns false on a malformed escape.
 bool parse_urlencoded(std::string_view text, FormParams& params);
+
+/// Decodes %XX escapes in a URL path ('+' stays '+'); nullopt on a malformed escape.
+std::optional<std::string> percent_decode_path(std::string_view path);
 
 /// Adds the parameters of a request body according to its Content-Type
 /// (JSON: non-string values keep their JSON text, as Telegram accepts both).

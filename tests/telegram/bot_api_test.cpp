@@ -42,6 +42,7 @@ const std::string kTokenB = "100002:AAHsecret-token-bravo";
 BotApiLimits one_message_per_chat_per_minute() {
   BotApiLimits limits;
   limits.per_chat = Rate{1, std::chrono::minutes(1)};
+  limits.per_chat_burst = 1;  // exactly one: no burst on top
   return limits;
 }
 
