@@ -62,7 +62,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -278,12 +277,12 @@ class CooldownStore final : public CooldownSink {
     apply(entries_, id, change);  // the running process keeps it even if the write fails
     if (read_only_) return;
     if (!ensure_folder()) {
-      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));
+      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), last_error());
       return;
     }
     const FileLock file_lock(lock_path());
     if (!file_lock.held()) {
-      log(LogLevel::warning, "cannot lock cooldown file {}: {}", path_.string(), std::strerror(errno));
+      log(LogLevel::warning, "cannot lock cooldown file {}: {}", path_.string(), last_error());
       return;
     }
     // Apply this one change to what is on disk now, so other processes'
@@ -346,6 +345,9 @@ class CooldownStore final : public CooldownSink {
     throw corrupt("a time is not an integer number of milliseconds: " + value.dump().substr(0, 40));
   }
 
+  // errno as text; strerror is not thread-safe, the error category's message is.
+  static std::string last_error() { return std::error_code(errno, std::generic_category()).message(); }
+
   static bool is_useful(const Entry& e) { return e.cooldown_until || e.disabled || !e.scoped.empty(); }
 
   static void drop_expired(Entries& entries, WallTime now) {
@@ -398,7 +400,7 @@ class CooldownStore final : public CooldownSink {
     if (in) text << in.rdbuf();
     if (!in || in.bad()) {
       throw StoreError(make_error_code(errc::io_error),
-                       "cannot read cooldown file " + path_.string() + ": " + std::strerror(errno));
+                       "cannot read cooldown file " + path_.string() + ": " + last_error());
     }
     return parse(text.str(), now, path_.string());
   }
@@ -432,7 +434,7 @@ class CooldownStore final : public CooldownSink {
     std::string temp = (folder() / (temporary_prefix() + "XXXXXX")).string();
     const int fd = ::mkstemp(temp.data());  // created 0600
     if (fd < 0) {
-      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));
+      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), last_error());
       return false;
     }
     bool ok = ::fchmod(fd, S_IRUSR | S_IWUSR) == 0;
@@ -446,14 +448,14 @@ class CooldownStore final : public CooldownSink {
     ok = (::close(fd) == 0) && ok;
     ok = ok && ::rename(temp.c_str(), path_.c_str()) == 0;
     if (!ok) {
-      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), std::strerror(errno));
+      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), last_error());
       ::unlink(temp.c_str());
       return false;
     }
     // The rename is durable only once the folder's entry is on disk.
     const int dir = ::open(folder().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0 || ::fsync(dir) != 0) {
-      log(LogLevel::warning, "cannot sync the folder of cooldown file {}: {}", path_.string(), std::strerror(errno));
+      log(LogLevel::warning, "cannot sync the folder of cooldown file {}: {}", path_.string(), last_error());
     }
     if (dir >= 0) ::close(dir);
     return true;

@@ -76,7 +76,10 @@ class Environment {
   /// The value of `name`, if set and not empty.
   std::optional<std::string> get(std::string_view name) const {
     if (use_process_) {
-      if (const char* v = std::getenv(std::string(name).c_str()); v && *v) return std::string(v);
+      // floodgate only reads the environment; a program that calls setenv
+      // while other threads read it has that race with or without floodgate.
+      const char* v = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
+      if (v && *v) return std::string(v);
     }
     if (auto it = file_values_.find(name); it != file_values_.end() && !it->second.empty()) return it->second;
     return std::nullopt;
