@@ -1,6 +1,7 @@
 #include "floodgate/telegram/bot_pool.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <map>
@@ -51,6 +52,15 @@ bool is_idempotent(std::string_view method) {
 bool is_not_modified(const Outcome<nlohmann::json>& outcome) {
   return outcome.kind() == OutcomeKind::rejected &&
          outcome.description().find("message is not modified") != std::string::npos;
+}
+
+/// Points `call` at `chat` (a group that became a supergroup moved there).
+void readdress(BotPool::Call& call, std::int64_t chat) {
+  if (auto* params = std::get_if<nlohmann::json>(&call.body)) {
+    (*params)["chat_id"] = chat;
+  } else {
+    std::get<SendDocumentParams>(call.body).chat_id = chat;
+  }
 }
 
 std::optional<std::int64_t> parse_chat(std::string_view destination) {
@@ -129,6 +139,32 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  /// Sends `call` with token `id`, following a group's move to a supergroup
+  /// once: a 400 with migrate_to_chat_id sends the call again to the new chat
+  /// (same token, same attempt), and `migrated` keeps the new id for the
+  /// call's later attempts and its result. `call` outlives the attempt (the
+  /// retry executor holds it), so only the rare re-addressed call is copied.
+  template <class Handler>
+  void issue_following_migration(std::string id, const Call& call, std::shared_ptr<std::atomic<std::int64_t>> migrated,
+                                 Handler handler) {
+    if (const auto chat = migrated->load()) return issue_readdressed(id, call, chat, std::move(handler));
+    issue(id, call, [this, self = shared_from_this(), id, &call, migrated,
+                     handler = std::move(handler)](BotApiResponse response) mutable {
+      const auto to = response.error ? response.error->migrate_to_chat_id : std::nullopt;
+      if (!to || *to == 0) return handler(std::move(response));
+      log(LogLevel::info, "chat moved to {}; sending there", *to);
+      migrated->store(*to);
+      issue_readdressed(id, call, *to, std::move(handler));
+    });
+  }
+
+  template <class Handler>
+  void issue_readdressed(std::string_view id, const Call& call, std::int64_t chat, Handler handler) {
+    Call moved = call;
+    readdress(moved, chat);
+    issue(id, moved, std::move(handler));
+  }
+
   /// Logs what an outcome does to the token (the pool's lease records it).
   static void log_outcome(std::string_view id, std::optional<std::int64_t> chat, const Outcome<nlohmann::json>& outcome) {
     const auto traits = outcome.traits();
@@ -173,23 +209,27 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
   const auto chat = chat_of(call);
   const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
   const bool edit = method_starts_with(call.method, "edit");
+  auto migrated = std::make_shared<std::atomic<std::int64_t>>(0);  // 0: the chat has not moved
   auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = impl_, call = std::move(call), chat, edit](const Pool::Lease& lease, auto done) {
-        impl->issue(lease.id(), call,
-                    [impl, chat, edit, id = lease.id(), done = std::move(done)](BotApiResponse response) mutable {
-                      auto outcome = classify(std::move(response), chat.has_value());
-                      if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
-                      Impl::log_outcome(id, chat, outcome);
-                      done(std::move(outcome));
-                    });
+      [impl = impl_, call = std::move(call), chat, edit, migrated](const Pool::Lease& lease, auto done) {
+        impl->issue_following_migration(
+            lease.id(), call, migrated,
+            [chat, edit, id = lease.id(), done = std::move(done)](BotApiResponse response) mutable {
+              auto outcome = classify(std::move(response), chat.has_value());
+              if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
+              Impl::log_outcome(id, chat, outcome);
+              done(std::move(outcome));
+            });
       });
   // The retry executor completes on the executor bound here, never inside
   // async_run, so the result can go straight to the handler, without a second post.
   const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
   auto finish = boost::asio::bind_executor(
       handler_executor,
-      [handler = std::move(handler)](std::error_code ec, async::RunResult<nlohmann::json, TimePoint> run) mutable {
+      [handler = std::move(handler), migrated](std::error_code ec,
+                                              async::RunResult<nlohmann::json, TimePoint> run) mutable {
         BotPoolResult result;
+        if (const auto moved_to = migrated->load()) result.migrated_to_chat_id = moved_to;
         if (run.value) result.result = std::move(*run.value);
         result.token_id = std::move(run.credential);
         result.description = std::move(run.description);

@@ -200,6 +200,7 @@ struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
 
   Impl(TdjsonClient& tdjson_client, std::string session_id, MtprotoCredentials creds, Options opts)
       : tdjson(tdjson_client),
+        io(tdjson_client.get_executor()),
         id(std::move(session_id)),
         credentials(std::move(creds)),
         options(std::move(opts)),
@@ -231,12 +232,15 @@ struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
     return close_sent;
   }
 
+  // Through a copy of the executor: a completion queued on the strand may run
+  // after the TdjsonClient is gone (the io_context outlives both).
   template <class Handler, class... Args>
   void complete(Handler handler, Args... args) {
-    async::detail::post_completion(tdjson.get_executor(), std::move(handler), std::move(args)...);
+    async::detail::post_completion(io, std::move(handler), std::move(args)...);
   }
 
   TdjsonClient& tdjson;
+  const TdjsonClient::executor_type io;
   const std::string id;
   const MtprotoCredentials credentials;
   const Options options;

@@ -152,7 +152,7 @@ void TdjsonClient::State::handle(const TdjsonLibrary::Message& message) {
 }
 
 void TdjsonClient::State::deliver_update(ClientId client, nlohmann::json update) {
-  const bool closed = is_closed_state(update);
+  const bool closes = is_closed_state(update);
   executor_type update_executor;
   std::shared_ptr<const UpdateHandler> handler;
   {
@@ -164,13 +164,13 @@ void TdjsonClient::State::deliver_update(ClientId client, nlohmann::json update)
     }
     update_executor = it->second.update_executor;
     handler = it->second.on_update;
-    if (closed) it->second.closed = true;
+    if (closes) it->second.closed = true;
   }
-  if (closed) this->closed.notify_all();
+  if (closes) closed.notify_all();
   if (handler) {
     asio::post(update_executor, [handler, update = std::move(update)]() mutable { (*handler)(std::move(update)); });
   }
-  if (closed) {
+  if (closes) {
     // A closed instance answers nothing more: whatever still waits, ends now.
     fail_where(make_error_code(errc::shut_down), [client](const Key& key) { return key.client == client; });
     library->destroy_client(client);

@@ -351,6 +351,19 @@ TEST_CASE("BotPool: reads and edits are repeated after a lost answer; a send onl
   }
 }
 
+TEST_CASE("BotPool: a group that became a supergroup is followed once, and the caller learns the new id") {
+  PoolSim sim;
+  sim.server.migrate_chat(-5, -1000000000005);
+  auto [ec, result] = sim.send(-5, "to the supergroup");
+  REQUIRE_FALSE(ec);
+  CHECK(result.migrated_to_chat_id == -1000000000005);
+  REQUIRE(result.sent());
+  CHECK(result.sent()->chat_id == -1000000000005);
+  CHECK(sim.server.messages(-5).empty());
+  REQUIRE(sim.server.messages(-1000000000005).size() == 1);
+  CHECK(result.attempts == 1);  // one attempt, two requests: the refused one and the one that landed
+}
+
 TEST_CASE("BotPool: an edit goes to the token that sent the message, never to another") {
   PoolSim sim(one_message_per_chat_per_minute());
   auto [ec, sent] = sim.send(300, "progress 0%");

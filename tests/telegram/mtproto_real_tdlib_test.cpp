@@ -6,6 +6,7 @@
 // teardown. The numbered cases are the six lifecycle failures of issue 12;
 // each failed before its fix.
 #include "io_runner.hpp"
+#include "lsan_tdlib.hpp"
 #include "test_support.hpp"
 
 #include <floodgate/core/cooldown_store.hpp>

@@ -312,7 +312,7 @@ TEST_CASE("mtproto session 6: rejected answers are asked again a bounded number 
   auto session = f.session("typo", 1011, std::move(options));
   CHECK(wait_ready(*session) == errc::cancelled);
   CHECK(session->state() == MtprotoSession::State::needs_user_action);
-  CHECK_THAT(session->reason(), Catch::Contains("2 rejected answers") && Catch::Contains("PHONE_NUMBER_INVALID"));
+  CHECK_THAT(session->reason(), Catch::Contains("3 rejected answers") && Catch::Contains("PHONE_NUMBER_INVALID"));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK(prompts == 3);  // the first question and two retries
   CHECK(f.fake.requests_of("setAuthenticationPhoneNumber").size() == 3);

@@ -7,6 +7,8 @@
 // (offline TDLib gets no further), then `close` (pool.async_close, then
 // destroy) or `destroy` (the destructors alone); then the process exits.
 // Exit status 0 when every cycle reached the prompts, 1 otherwise.
+#include "lsan_tdlib.hpp"
+
 #include <floodgate/telegram/mtproto_pool.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>

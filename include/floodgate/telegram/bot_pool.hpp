@@ -45,7 +45,10 @@
 // end with `errc::all_credentials_disabled` (`errc::auth_failed` when their own
 // request was the one rejected). They run on the same retry executor as every
 // other call: one retry path. An edit that changes nothing ("message is not
-// modified") is a success.
+// modified") is a success. A call to a group that became a supergroup (400
+// with migrate_to_chat_id) is sent once more to the new chat by the same
+// token, and `BotPoolResult::migrated_to_chat_id` tells the caller the new id
+// (the new chat's local limits are not applied to that one follow-up).
 //
 // Every call completes exactly once with `void(std::error_code, BotPoolResult)`.
 // Errors: floodgate::errc (bad_request, all_credentials_cooling,
@@ -99,6 +102,9 @@ struct BotPoolResult {
   std::string description;                                     ///< Telegram's words for the last failure
   std::optional<SteadyClock::time_point> earliest;             ///< all_credentials_cooling: usable again then
   std::uint32_t attempts = 0;                                  ///< requests sent
+  /// The group became a supergroup with this id: the call was sent there
+  /// (followed once, by the same token); use this id from now on.
+  std::optional<std::int64_t> migrated_to_chat_id;
 
   /// The sent message with its owner, when `result` is a Message.
   std::optional<SentMessage> sent() const;
