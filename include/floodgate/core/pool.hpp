@@ -41,12 +41,12 @@
 #include "floodgate/core/strategy.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -103,7 +103,7 @@ class CredentialPool {
   void add(credential_type credential) {
     if (credential.weight == 0) throw Error("credential " + credential.id + ": weight must be at least 1");
     std::optional<CooldownRecord> stored;
-    if (CooldownSink* sink = sink_.load(std::memory_order_acquire)) stored = sink->find(credential.id);
+    persist([&](CooldownSink& sink) { stored = sink.find(credential.id); });
     std::lock_guard lock(mutex_);
     if (by_id_.contains(credential.id)) {
       throw Error("credential " + credential.id + ": " + make_error_code(errc::duplicate_credential).message());
@@ -270,11 +270,20 @@ class CredentialPool {
   /// sink up to date from now on (cooldowns, flood waits, disables). The
   /// sink must outlive the pool. Call it once, before the pool is shared.
   void persist_to(CooldownSink& sink) {
+    std::unique_lock sink_lock(sink_mutex_);
     std::lock_guard lock(mutex_);
     for (const auto& [id, slot] : by_id_) {
       if (auto record = sink.find(id)) apply_stored_locked(slot, *record);
     }
-    sink_.store(&sink, std::memory_order_release);
+    sink_ = &sink;
+  }
+
+  /// Stops using the sink: when this returns, no call into it is in progress
+  /// and none will start. For owners that must let the sink go before the
+  /// pool (leases still out may report later).
+  void stop_persisting() {
+    std::unique_lock sink_lock(sink_mutex_);
+    sink_ = nullptr;
   }
 
  private:
@@ -392,10 +401,12 @@ class CredentialPool {
     refresh_locked(slot, now);
   }
 
-  // Sinks do I/O: always called outside the pool's lock.
+  // Sinks do I/O: always called outside the pool's lock, under a shared lock
+  // that stop_persisting() waits for.
   template <class Write>
   void persist(Write&& write) {
-    if (CooldownSink* sink = sink_.load(std::memory_order_acquire)) write(*sink);
+    std::shared_lock sink_lock(sink_mutex_);
+    if (sink_) write(*sink_);
   }
   CooldownRecord::WallTime to_wall(time_point t) const {
     return clock_.wall_now() + std::chrono::duration_cast<CooldownRecord::WallTime::duration>(t - clock_.now());
@@ -646,7 +657,8 @@ class CredentialPool {
   detail::IndexedHeap<typename duration::rep, TickBefore> cooling_;  // slot -> cooldown end, in ticks
   std::uint64_t acquires_ = 0;
   std::size_t rescore_cursor_ = 0;
-  std::atomic<CooldownSink*> sink_{nullptr};
+  mutable std::shared_mutex sink_mutex_;  // guards sink_ and every call into it
+  CooldownSink* sink_ = nullptr;
 
  public:
   /// The right to use one credential for one call. Report exactly one

@@ -270,8 +270,11 @@ class BasicMtprotoPool {
 
     // From now on no session callback reaches the pool or the store.
     void detach() {
-      std::unique_lock lock(lifecycle);
-      detached = true;
+      {
+        std::unique_lock lock(lifecycle);
+        detached = true;
+      }
+      pool.stop_persisting();  // a lease reported later (a reply after close) writes nowhere
     }
 
     void close_sessions() {
@@ -379,15 +382,43 @@ class BasicMtprotoPool {
     }
 
     // One attempt on one session: wait for its login, send, classify the reply.
+    // A session is touched only while the pool is open (close destroys them),
+    // and `done` is called outside the lifecycle lock (it may start the next
+    // attempt at once).
     void attempt(MtprotoSession& session, nlohmann::json request, std::string chat, Done done) {
-      session.async_wait_ready([self = this->shared_from_this(), &session, request = std::move(request),
-                                chat = std::move(chat), done = std::move(done)](std::error_code ec) mutable {
-        if (ec) return done(self->classify(session, chat, ec, nullptr));
-        session.async_send(std::move(request), [self, &session, chat = std::move(chat), done = std::move(done)](
-                                                   std::error_code send_ec, nlohmann::json reply) {
-          done(self->classify(session, chat, send_ec, std::move(reply)));
+      bool open = false;
+      while_open([&] {
+        open = true;
+        session.async_wait_ready([self = this->shared_from_this(), &session, request = std::move(request),
+                                  chat = std::move(chat), done](std::error_code ec) mutable {
+          std::optional<Outcome> unsent = closed();
+          self->while_open([&] {
+            if (ec) {
+              unsent = self->not_sent(session, ec);
+              return;
+            }
+            unsent.reset();
+            session.async_send(std::move(request), [self, &session, chat = std::move(chat), done](
+                                                       std::error_code send_ec, nlohmann::json reply) {
+              Outcome outcome = closed();
+              self->while_open([&] { outcome = self->classify(session, chat, send_ec, std::move(reply)); });
+              done(std::move(outcome));
+            });
+          });
+          if (unsent) done(std::move(*unsent));
         });
       });
+      if (!open) done(closed());
+    }
+
+    static Outcome closed() { return Outcome::rejected("the pool was closed", make_error_code(errc::shut_down)); }
+
+    // The session could not take the request (still logging in, waiting,
+    // needing a person, closed or disabled): it was never sent.
+    static Outcome not_sent(MtprotoSession& session, std::error_code ec) {
+      if (ec == errc::shut_down) return Outcome::rejected("the TDLib client or the session was shut down", ec);
+      if (session.state() == MtprotoSession::State::disabled) return Outcome::auth_failed(session.disabled_reason());
+      return Outcome::not_sent(fmt::format("session {} is not ready: {}", session.id(), ec.message()));
     }
 
     Outcome classify(MtprotoSession& session, const std::string& chat, std::error_code ec, nlohmann::json reply) {
