@@ -18,10 +18,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -30,15 +31,6 @@
 namespace floodgate::kite {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
-
-std::chrono::milliseconds backoff_delay(const ReconnectPolicy& policy, std::size_t attempt, double unit_random) {
-  const double initial = static_cast<double>(std::max<std::int64_t>(policy.initial_delay.count(), 1));
-  const double cap = static_cast<double>(std::max(policy.max_delay, policy.initial_delay).count());
-  const double exponent = static_cast<double>(std::min<std::size_t>(attempt == 0 ? 0 : attempt - 1, 62));
-  const double full = std::min(cap, initial * std::exp2(exponent));
-  const double jittered = full * (1.0 - 0.5 * std::clamp(unit_random, 0.0, 1.0));
-  return std::chrono::milliseconds(static_cast<std::int64_t>(jittered));
-}
 
 std::string_view to_string(ConnectionState state) noexcept {
   switch (state) {
@@ -66,6 +58,20 @@ bool is_url_safe(std::string_view text) {
   });
 }
 
+// What a log line shows of a server-sent error: a string cut to its first
+// bytes, anything else only its JSON type. Outside data never goes into a log
+// line whole: it could be megabytes, or nested deep enough to overflow a
+// recursive dump().
+std::string loggable(const nlohmann::json& data) {
+  constexpr std::size_t max_bytes = 200;
+  if (!data.is_string()) return fmt::format("(a JSON {}, not shown)", data.type_name());
+  const auto& text = data.get_ref<const std::string&>();
+  if (text.size() <= max_bytes) return text;
+  std::size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+  return fmt::format("{}… ({} bytes)", std::string_view(text).substr(0, cut), text.size());
+}
+
 // The context every connection without one of its own shares. Built once:
 // loading the system CA store takes ~30 ms, too long to repeat on every
 // (re)connect attempt on an I/O thread. (A WebSocket given no context builds
@@ -88,7 +94,8 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         endpoint(net::Endpoint::parse(settings.url)),
         tls(settings.tls ? settings.tls : shared_default_tls()),
         watchdog(strand),
-        backoff(strand),
+        backoff_timer(strand),
+        backoff(settings.reconnect),
         random(std::random_device{}()) {
     if (!is_url_safe(key.api_key.reveal()) || !is_url_safe(key.access_token.reveal())) {
       throw Error(fmt::format("{}: the API key and access token may hold only letters, digits and -_.~", label));
@@ -153,7 +160,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     if (tokens.empty() || is_final(state.load())) return;
     for (auto token : tokens) desired[token] = mode;
     subscriptions.store(desired.size());
-    if (state.load() != ConnectionState::connected) return;
+    if (!socket_open) return;
     send(subscribe_message(tokens));
     send(mode_message(mode, tokens));
   }
@@ -164,7 +171,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
       if (desired.erase(token) != 0) removed.push_back(token);
     }
     subscriptions.store(desired.size());
-    if (!removed.empty() && state.load() == ConnectionState::connected) send(unsubscribe_message(removed));
+    if (!removed.empty() && socket_open) send(unsubscribe_message(removed));
   }
 
   void set_mode(const std::vector<std::uint32_t>& tokens, Mode mode) {
@@ -175,11 +182,17 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         changed.push_back(token);
       }
     }
-    if (!changed.empty() && state.load() == ConnectionState::connected) send(mode_message(mode, changed));
+    if (!changed.empty() && socket_open) send(mode_message(mode, changed));
   }
 
   void on_message(const net::WebSocketMessage& message) {
     last_message = Clock::now();
+    if (!data_flowed) {
+      // Up only now: an upgrade that is dropped before any data is a failure.
+      data_flowed = true;
+      backoff.data(last_message);
+      set_state(ConnectionState::connected);
+    }
     if (!message.binary) {
       ++text_messages;
       auto text = parse_text_message(message.text());
@@ -189,8 +202,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         return;
       }
       if (text->type == TextMessage::Type::error) {
-        log(LogLevel::warning, "Kite connection {}: the server reports an error: {}", label,
-            text->data.is_string() ? text->data.get<std::string>() : text->data.dump());
+        log(LogLevel::warning, "Kite connection {}: the server reports an error: {}", label, loggable(text->data));
       }
       if (handlers.on_text) handlers.on_text(std::move(*text));
       return;
@@ -236,7 +248,6 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   }
 
   asio::awaitable<void> run() {
-    std::size_t failures_in_a_row = 0;
     while (!stopping) {
       set_state(ConnectionState::connecting);
       auto ws = std::make_shared<net::WebSocket>(
@@ -249,20 +260,22 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
       if (stopping) break;
 
       if (!ec) {
-        failures_in_a_row = 0;
         if (connects++ > 0) ++reconnects;
+        backoff.opened();
         watchdog_fired = false;
+        data_flowed = false;
         last_message = Clock::now();
         outbox.clear();
-        set_state(ConnectionState::connected);
+        socket_open = true;
         send_desired_state();
         arm_watchdog(ws);
         ec = co_await read_until_failure(ws);
+        socket_open = false;
         watchdog.cancel();
         socket.reset();
         ws->cancel();
         if (stopping) break;
-        log(LogLevel::warning, "Kite connection {} lost: {}; reconnecting", label, ec.message());
+        log(LogLevel::warning, "Kite connection {} lost: {}", label, ec.message());
       } else {
         socket.reset();
         ++failed_attempts;
@@ -275,17 +288,19 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         }
         if (ec == net::errc::upgrade_rejected && status == 429) ec = errc::too_many_connections;
         log(LogLevel::warning, "Kite connection {}: connect failed: {}", label, ec.message());
-        if (++failures_in_a_row >= settings.reconnect.max_attempts && settings.reconnect.max_attempts != 0) {
-          set_state(ConnectionState::gave_up, ec);
-          co_return;
-        }
       }
 
+      const auto next = backoff.failed(Clock::now(), std::uniform_real_distribution<double>(0.0, 1.0)(random));
+      failures_in_a_row.store(next.failures);
+      if (next.give_up) {
+        log(LogLevel::error, "Kite connection {}: gave up after {} failures in a row", label, next.failures);
+        set_state(ConnectionState::gave_up, ec);
+        co_return;
+      }
       set_state(ConnectionState::waiting_to_reconnect, ec);
-      const auto pause = backoff_delay(settings.reconnect, std::max<std::size_t>(failures_in_a_row, 1),
-                                       std::uniform_real_distribution<double>(0.0, 1.0)(random));
-      backoff.expires_after(pause);
-      co_await backoff.async_wait(use_tuple);
+      if (handlers.on_reconnect) handlers.on_reconnect(next.failures, next.delay);
+      backoff_timer.expires_after(next.delay);
+      co_await backoff_timer.async_wait(use_tuple);
     }
     state.store(ConnectionState::stopped);
   }
@@ -295,7 +310,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     state.store(ConnectionState::stopped);
     if (socket) socket->cancel();
     watchdog.cancel();
-    backoff.cancel();
+    backoff_timer.cancel();
     outbox.clear();
     if (handlers.on_state) handlers.on_state(ConnectionState::stopped, {});
   }
@@ -314,8 +329,11 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   std::shared_ptr<net::WebSocket> socket;
   std::deque<std::string> outbox;
   asio::steady_timer watchdog;
-  asio::steady_timer backoff;
+  asio::steady_timer backoff_timer;
+  ReconnectBackoff<Clock> backoff;
   Clock::time_point last_message{};
+  bool socket_open = false;  // upgraded and not yet lost: requests can be sent
+  bool data_flowed = false;  // a message arrived on the open socket
   bool watchdog_fired = false;
   bool stopping = false;
   std::minstd_rand random;
@@ -325,6 +343,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   std::atomic<std::size_t> subscriptions{0};
   std::atomic<std::uint64_t> ticks{0}, frames{0}, heartbeats{0}, text_messages{0}, malformed_frames{0}, connects{0},
       reconnects{0}, failed_attempts{0}, watchdog_timeouts{0};
+  std::atomic<std::size_t> failures_in_a_row{0};
   std::atomic<int> last_http_status{0};
   mutable std::mutex error_mutex;
   std::error_code last_error;
@@ -382,6 +401,7 @@ ConnectionStats KiteTickerConnection::stats() const {
   out.reconnects = s.reconnects.load();
   out.failed_attempts = s.failed_attempts.load();
   out.watchdog_timeouts = s.watchdog_timeouts.load();
+  out.failures_in_a_row = s.failures_in_a_row.load();
   out.last_http_status = s.last_http_status.load();
   std::lock_guard lock(s.error_mutex);
   out.last_error = s.last_error;

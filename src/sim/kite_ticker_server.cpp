@@ -52,6 +52,7 @@ struct KeyState {
 
   const Secret access_token;
   std::atomic<bool> enabled{true};
+  std::atomic<bool> drop_on_accept{false};
   std::atomic<std::size_t> connections{0};
   std::atomic<std::uint64_t> connections_accepted{0};
   std::atomic<std::uint64_t> rejected_auth{0};
@@ -80,6 +81,7 @@ class SessionControl {
   virtual void drop() = 0;
   virtual void silence() = 0;
   virtual void send_raw_binary(std::vector<std::byte> frame) = 0;
+  virtual void send_raw_text(std::string text) = 0;
   virtual KiteTickerServer::ConnectionInfo info() const = 0;
 };
 
@@ -233,6 +235,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   void send_raw_binary(std::vector<std::byte> frame) override {
     enqueue({std::move(frame), Outgoing::Kind::malformed, 0});
   }
+  void send_raw_text(std::string text) override { send_text(text); }
   KiteTickerServer::ConnectionInfo info() const override {
     return {id_, {subscriptions_.begin(), subscriptions_.end()}, silent_};
   }
@@ -311,6 +314,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void on_open() {
+    if (key_->drop_on_accept) return finish();  // the 101 went out; nothing else will
     next_tick_ = Clock::now() + server_.tick_period;
     schedule_tick();
     schedule_heartbeat();
@@ -607,6 +611,20 @@ std::size_t KiteTickerServer::send_malformed_frame(std::string_view api_key, kit
     for (const auto& session : sessions) session->send_raw_binary(malformed_frame(kind));
     return sessions.size();
   });
+}
+
+std::size_t KiteTickerServer::send_text_message(std::string_view api_key, std::string_view text) {
+  return impl_->on_io([&] {
+    const auto sessions = impl_->sessions_of(api_key, all);
+    for (const auto& session : sessions) session->send_raw_text(std::string(text));
+    return sessions.size();
+  });
+}
+
+void KiteTickerServer::set_drop_on_accept(std::string_view api_key, bool drop) {
+  KeyState* key = impl_->find_key(api_key);
+  if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
+  key->drop_on_accept = drop;
 }
 
 void KiteTickerServer::set_key_enabled(std::string_view api_key, bool enabled) {

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace kite = floodgate::kite;
@@ -386,6 +387,32 @@ TEST_CASE("kite text messages are classified by type", "[kite][protocol]") {
     INFO(bad);
     CHECK_FALSE(kite::parse_text_message(bad));
   }
+}
+
+namespace {
+
+/// `{"type":"error","data":[[[…0…]]]}` with `depth` arrays: issue 18's crasher
+/// at depth 100,000 (its recursive dump() overflowed the stack).
+std::string nested_error(std::size_t depth) {
+  return R"({"type":"error","data":)" + std::string(depth, '[') + "0" + std::string(depth, ']') + "}";
+}
+
+}  // namespace
+
+TEST_CASE("kite JSON from the other side is refused past max_json_depth", "[kite][protocol]") {
+  // The message object itself is one level: data may nest max_json_depth - 1.
+  const auto deepest = kite::parse_text_message(nested_error(kite::max_json_depth - 1));
+  REQUIRE(deepest);
+  CHECK(deepest->data.is_array());
+  CHECK_FALSE(deepest->data.dump().empty());  // safe to walk
+  CHECK_FALSE(kite::parse_text_message(nested_error(kite::max_json_depth)));
+  CHECK_FALSE(kite::parse_text_message(nested_error(100'000)));
+  CHECK_FALSE(kite::parse_text_message(R"({"type":"order","data":{"a":)" + std::string(40, '[') +
+                                       std::string(40, ']') + "}}"));
+
+  CHECK(kite::parse_request(R"({"a":"subscribe","v":[1,2]})"));
+  CHECK_FALSE(kite::parse_request(R"({"a":"subscribe","v":[1],"x":)" + std::string(100'000, '[') +
+                                  std::string(100'000, ']') + "}"));
 }
 
 TEST_CASE("kite modes, segments and packet kinds map consistently", "[kite][protocol]") {

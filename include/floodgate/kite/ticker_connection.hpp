@@ -10,8 +10,12 @@
 //   taken for dead and replaced, even if TCP still looks open. WebSocket pings
 //   go out while the server is quiet, so a dead peer is also found by TCP.
 // - Reconnect: after a failure it dials again after a capped exponential
-//   backoff with jitter (see `ReconnectPolicy`), and gives up after
-//   `max_attempts` consecutive failures.
+//   backoff with full jitter (see reconnect_backoff.hpp), and gives up after
+//   `max_attempts` failures in a row. A connection that is accepted and then
+//   lost before data flowed for `healthy_after` is a failure too: a server
+//   that accepts and drops is backed off, not hammered.
+// - "Connected" means data flows: the state turns `connected` at the first
+//   message (tick or heartbeat) after the upgrade, not at the upgrade itself.
 // - Subscriptions are the connection's *desired state*: on every (re)connect it
 //   sends one subscribe message with every token and then one mode message per
 //   mode, so all subscriptions come back in the mode they had.
@@ -38,6 +42,7 @@
 #include <floodgate/core/credential.hpp>
 #include <floodgate/kite/frame.hpp>
 #include <floodgate/kite/messages.hpp>
+#include <floodgate/kite/reconnect_backoff.hpp>
 #include <floodgate/kite/tick.hpp>
 
 #include <chrono>
@@ -53,22 +58,6 @@
 #include <vector>
 
 namespace floodgate::kite {
-
-/// How a connection waits between failed connection attempts.
-struct ReconnectPolicy {
-  /// Consecutive failed attempts after which the connection gives up (state
-  /// `gave_up`); 0 retries for ever.
-  std::size_t max_attempts = 50;
-  std::chrono::milliseconds initial_delay{500};
-  std::chrono::milliseconds max_delay{std::chrono::seconds(60)};
-};
-
-/// The pause before failed attempt number `attempt` (1-based) is retried:
-/// min(max_delay, initial_delay · 2^(attempt−1)), of which a random part is
-/// taken off so that many connections dropped together do not all return in
-/// the same instant. `unit_random` in [0, 1) picks the part: the result lies in
-/// [half, full] of the capped delay. Pure, so tests need no clock.
-std::chrono::milliseconds backoff_delay(const ReconnectPolicy& policy, std::size_t attempt, double unit_random);
 
 /// Where and how to connect; everything except the credential.
 struct KiteConnectionSettings {
@@ -86,8 +75,8 @@ struct KiteConnectionSettings {
 
 enum class ConnectionState : std::uint8_t {
   idle,                  ///< not started
-  connecting,            ///< dialling or upgrading
-  connected,             ///< open; subscriptions sent
+  connecting,            ///< dialling, upgrading, or upgraded and waiting for the first data
+  connected,             ///< open and data has arrived; subscriptions sent
   waiting_to_reconnect,  ///< lost or refused; backing off
   auth_failed,           ///< 403 on the upgrade: stopped for good
   gave_up,               ///< ReconnectPolicy::max_attempts failures in a row
@@ -114,8 +103,11 @@ struct ConnectionStats {
   std::uint64_t reconnects = 0;         ///< successful upgrades after the first
   std::uint64_t failed_attempts = 0;    ///< connection attempts that failed
   std::uint64_t watchdog_timeouts = 0;  ///< connections given up as silent
+  std::size_t failures_in_a_row = 0;    ///< failed attempts and unhealthy losses since the last healthy connection
   std::error_code last_error;           ///< why the last connection or attempt ended
-  int last_http_status = 0;             ///< of the last refused upgrade (403, 429, ...)
+  /// The HTTP status of the last failed attempt's reply (403, 429, ...); 0
+  /// when it got no HTTP reply at all (refused, reset, timed out, bad TLS).
+  int last_http_status = 0;
 };
 
 class KiteTickerConnection {
@@ -129,6 +121,9 @@ class KiteTickerConnection {
     /// Every state change; `reason` says why the connection left `connected`
     /// or why an attempt failed (empty otherwise).
     std::function<void(ConnectionState, std::error_code reason)> on_state;
+    /// Before each pause: the failures in a row so far and the pause before
+    /// the next attempt (gokiteconnect's OnReconnect(attempt, delay)).
+    std::function<void(std::size_t failures, std::chrono::milliseconds delay)> on_reconnect;
   };
 
   /// `label` names the connection in logs and must not hold a secret (e.g.

@@ -155,6 +155,15 @@ class KiteTickerServer {
   /// connections. Returns how many connections got one.
   std::size_t send_malformed_frame(std::string_view api_key, kite::FrameError::Kind kind);
 
+  /// Sends `text` as one text frame on each of the key's connections, as is
+  /// (server errors, order updates, or garbage). Returns how many got it.
+  std::size_t send_text_message(std::string_view api_key, std::string_view text);
+
+  /// While on, every upgrade of the key is accepted (101) and the connection
+  /// closed at once, before any data: a server that accepts and drops.
+  /// Throws floodgate::Error for an unknown key.
+  void set_drop_on_accept(std::string_view api_key, bool drop);
+
   /// Disables (403 on every later upgrade, open connections dropped) or
   /// re-enables a key. Throws floodgate::Error for an unknown key.
   void set_key_enabled(std::string_view api_key, bool enabled);
