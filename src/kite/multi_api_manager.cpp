@@ -377,6 +377,7 @@ ManagerStats MultiApiKiteTickerManager::get_stats() const {
     if (is_serving(api.health)) ++out.api_keys_serving;
     out.symbols += api.symbols;
     out.reconnects += api.reconnects;
+    out.unknown_packets += api.unknown_packets;
     out.connections_open += static_cast<std::size_t>(
         std::count_if(api.connections.begin(), api.connections.end(),
                       [](const ConnectionStats& c) { return c.state == ConnectionState::connected; }));

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bitset>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -214,11 +215,26 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     }
     ++frames;
     ticks += frame.size();
+    if (frame.unknown_count() > 0) note_unknown_packets(frame);
     if (!frame.ok()) {
       ++malformed_frames;
       log(LogLevel::warning, "Kite connection {}: {}", label, *frame.error());
     }
     if (!frame.empty() && handlers.on_frame) handlers.on_frame(frame);
+  }
+
+  // Packets of a layout this client does not know are skipped and counted;
+  // each unknown length is logged once per connection, not once per frame.
+  void note_unknown_packets(const FrameView& frame) {
+    unknown_packets += frame.unknown_count();
+    frame.for_each_unknown_length([this](std::size_t length) {
+      if (warned_lengths.test(length)) return;
+      warned_lengths.set(length);
+      log(LogLevel::warning,
+          "Kite connection {}: skipping packets of unknown length {} (a layout this client does not know); "
+          "counted in unknown_packets, not logged again",
+          label, length);
+    });
   }
 
   // Fires when no message arrived for watchdog_timeout and kills the socket;
@@ -336,12 +352,14 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   bool data_flowed = false;  // a message arrived on the open socket
   bool watchdog_fired = false;
   bool stopping = false;
+  std::bitset<65536> warned_lengths;  // unknown packet lengths already logged (a length is 16 bits)
   std::minstd_rand random;
 
   // ---- read from any thread ---------------------------------------------------
   std::atomic<ConnectionState> state{ConnectionState::idle};
   std::atomic<std::size_t> subscriptions{0};
-  std::atomic<std::uint64_t> ticks{0}, frames{0}, heartbeats{0}, text_messages{0}, malformed_frames{0}, connects{0},
+  std::atomic<std::uint64_t> ticks{0}, frames{0}, heartbeats{0}, text_messages{0}, malformed_frames{0},
+      unknown_packets{0}, connects{0},
       reconnects{0}, failed_attempts{0}, watchdog_timeouts{0};
   std::atomic<std::size_t> failures_in_a_row{0};
   std::atomic<int> last_http_status{0};
@@ -397,6 +415,7 @@ ConnectionStats KiteTickerConnection::stats() const {
   out.heartbeats = s.heartbeats.load();
   out.text_messages = s.text_messages.load();
   out.malformed_frames = s.malformed_frames.load();
+  out.unknown_packets = s.unknown_packets.load();
   out.connects = s.connects.load();
   out.reconnects = s.reconnects.load();
   out.failed_attempts = s.failed_attempts.load();

@@ -328,6 +328,7 @@ ApiStats KiteTickerManager::stats() const {
     out.ticks += c.ticks;
     out.reconnects += c.reconnects;
     out.malformed_frames += c.malformed_frames;
+    out.unknown_packets += c.unknown_packets;
     out.failed_attempts += c.failed_attempts;
     out.watchdog_timeouts += c.watchdog_timeouts;
   }

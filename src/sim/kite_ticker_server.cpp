@@ -69,6 +69,7 @@ struct Counters {
   std::atomic<std::uint64_t> heartbeats_sent{0};
   std::atomic<std::uint64_t> text_messages_sent{0};
   std::atomic<std::uint64_t> malformed_frames_sent{0};
+  std::atomic<std::uint64_t> raw_frames_sent{0};
   std::atomic<std::uint64_t> frames_skipped{0};
   std::atomic<std::uint64_t> requests_received{0};
 };
@@ -80,7 +81,8 @@ class SessionControl {
   virtual const std::string& api_key() const = 0;  ///< empty until authenticated
   virtual void drop() = 0;
   virtual void silence() = 0;
-  virtual void send_raw_binary(std::vector<std::byte> frame) = 0;
+  /// `malformed` counts it in Stats::malformed_frames_sent.
+  virtual void send_raw_binary(std::vector<std::byte> frame, bool malformed) = 0;
   virtual void send_raw_text(std::string text) = 0;
   virtual KiteTickerServer::ConnectionInfo info() const = 0;
 };
@@ -232,8 +234,8 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     // Keep only a write in flight (it cannot be recalled); nothing else goes out.
     if (queue_.size() > 1) queue_.erase(queue_.begin() + 1, queue_.end());
   }
-  void send_raw_binary(std::vector<std::byte> frame) override {
-    enqueue({std::move(frame), Outgoing::Kind::malformed, 0});
+  void send_raw_binary(std::vector<std::byte> frame, bool malformed) override {
+    enqueue({std::move(frame), malformed ? Outgoing::Kind::malformed : Outgoing::Kind::raw, 0});
   }
   void send_raw_text(std::string text) override { send_text(text); }
   KiteTickerServer::ConnectionInfo info() const override {
@@ -242,7 +244,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
 
  private:
   struct Outgoing {
-    enum class Kind { ticks, heartbeat, text, malformed };
+    enum class Kind { ticks, heartbeat, text, malformed, raw };
     std::vector<std::byte> bytes;
     Kind kind;
     std::size_t ticks;
@@ -442,6 +444,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       case Outgoing::Kind::heartbeat: counters.heartbeats_sent++; break;
       case Outgoing::Kind::text: counters.text_messages_sent++; break;
       case Outgoing::Kind::malformed: counters.malformed_frames_sent++; break;
+      case Outgoing::Kind::raw: counters.raw_frames_sent++; break;
     }
   }
 
@@ -577,7 +580,7 @@ KiteTickerServer::Stats KiteTickerServer::stats() const {
   const Counters& c = impl_->counters;
   return {c.connections,        c.rejected_auth,         c.rejected_over_limit, c.frames_sent,
           c.ticks_sent,         c.heartbeats_sent,       c.text_messages_sent,  c.malformed_frames_sent,
-          c.frames_skipped,     c.requests_received};
+          c.frames_skipped,     c.requests_received,     c.raw_frames_sent};
 }
 
 std::vector<KiteTickerServer::ConnectionInfo> KiteTickerServer::connections(std::string_view api_key) const {
@@ -608,7 +611,15 @@ std::size_t KiteTickerServer::silence_connections(std::string_view api_key, std:
 std::size_t KiteTickerServer::send_malformed_frame(std::string_view api_key, kite::FrameError::Kind kind) {
   return impl_->on_io([&] {
     const auto sessions = impl_->sessions_of(api_key, all);
-    for (const auto& session : sessions) session->send_raw_binary(malformed_frame(kind));
+    for (const auto& session : sessions) session->send_raw_binary(malformed_frame(kind), true);
+    return sessions.size();
+  });
+}
+
+std::size_t KiteTickerServer::send_binary_frame(std::string_view api_key, std::span<const std::byte> frame) {
+  return impl_->on_io([&] {
+    const auto sessions = impl_->sessions_of(api_key, all);
+    for (const auto& session : sessions) session->send_raw_binary({frame.begin(), frame.end()}, false);
     return sessions.size();
   });
 }
@@ -647,11 +658,6 @@ std::vector<std::byte> KiteTickerServer::malformed_frame(kite::FrameError::Kind 
       return bytes({0, 3, 0, 8, 0, 6, 0x3a, 0x01, 0, 0, 0x9f, 0x90});
     case Kind::truncated_packet:  // a full packet's length, four bytes of body
       return bytes({0, 1, 0, 184, 0, 6, 0x3a, 0x01});
-    case Kind::unknown_packet_length: {  // a 17-byte packet
-      auto frame = bytes({0, 1, 0, 17});
-      frame.resize(frame.size() + 17, std::byte{0x5a});
-      return frame;
-    }
     case Kind::trailing_bytes:  // an ltp packet, then two stray bytes
       return bytes({0, 1, 0, 8, 0, 6, 0x3a, 0x01, 0, 0, 0x9f, 0x90, 0xbe, 0xef});
   }

@@ -35,6 +35,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ++packets;
   }
   require(packets == frame.size());
+  std::size_t unknown = 0;
+  frame.for_each_unknown_length([&](std::size_t length) {
+    require(!kite::packet_kind_for_size(length));
+    bytes_seen += 2 + length;
+    ++unknown;
+  });
+  require(unknown == frame.unknown_count());
+  require(packets + unknown <= frame.declared_count() || frame.is_heartbeat());
   require(bytes_seen <= size);
   if (frame.ok() && !frame.is_heartbeat()) require(bytes_seen == size || frame.empty());
 

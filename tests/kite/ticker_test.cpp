@@ -700,7 +700,7 @@ TEST_CASE("kite connection counts malformed frames and keeps streaming", "[kite]
 
   using Kind = kite::FrameError::Kind;
   const std::vector<Kind> kinds{Kind::empty_frame, Kind::count_overruns_frame, Kind::truncated_packet,
-                                Kind::unknown_packet_length, Kind::trailing_bytes};
+                                Kind::trailing_bytes};
   for (const Kind kind : kinds) REQUIRE(server.send_malformed_frame(key_a, kind) == 1);
   REQUIRE(eventually([&] { return connection.stats().malformed_frames == kinds.size(); }));
 
@@ -714,6 +714,72 @@ TEST_CASE("kite connection counts malformed frames and keeps streaming", "[kite]
   CHECK(stats.connects == 1);  // a bad frame is no reason to reconnect
   CHECK(stats.malformed_frames == kinds.size());
   CHECK(server.stats().malformed_frames_sent == kinds.size());
+}
+
+TEST_CASE("kite connection skips packets of unknown length, delivers the rest, warns once per length",
+          "[kite][ticker]") {
+  std::mutex lines_mutex;
+  std::vector<std::string> lines;
+  const auto previous = floodgate::set_log_sink([&](floodgate::LogLevel, std::string_view line) {
+    std::lock_guard lock(lines_mutex);
+    lines.emplace_back(line);
+  });
+  struct RestoreSink {
+    floodgate::LogSink sink;
+    ~RestoreSink() { floodgate::set_log_sink(sink); }
+  } restore{previous};
+
+  KiteTickerServer server(server_options());
+  server.start();
+  Recorder recorder;
+  IoThreads io;
+  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+                                        recorder.handlers());
+  connection.start();
+  REQUIRE(eventually([&] { return is_connected(connection); }));
+
+  // ltp 408065, a 20-byte packet, ltp of a CDS token; then a 36-byte one; three times.
+  const auto frame = [](std::size_t unknown_length) {
+    std::vector<std::byte> out;
+    const auto u16 = [&](unsigned v) {
+      out.push_back(static_cast<std::byte>(v >> 8));
+      out.push_back(static_cast<std::byte>(v & 0xff));
+    };
+    const auto u32 = [&](std::uint32_t v) {
+      u16(v >> 16);
+      u16(v & 0xffff);
+    };
+    u16(3);
+    u16(8), u32(nse_token), u32(12345);
+    u16(static_cast<unsigned>(unknown_length));
+    for (std::size_t i = 0; i < unknown_length; ++i) out.push_back(std::byte{0x5a});
+    u16(8), u32(cds_token), u32(700000000);
+    return out;
+  };
+  for (int round = 0; round < 3; ++round) {
+    REQUIRE(server.send_binary_frame(key_a, frame(20)) == 1);
+    REQUIRE(server.send_binary_frame(key_a, frame(36)) == 1);
+  }
+  REQUIRE(eventually([&] { return recorder.count(cds_token) == 6; }));
+  CHECK(recorder.count(nse_token) == 6);
+  CHECK(recorder.last(nse_token)->last_price == 123.45);
+  CHECK(recorder.last(cds_token)->last_price == 70.0);
+  const auto stats = connection.stats();
+  CHECK(stats.unknown_packets == 6);
+  CHECK(stats.malformed_frames == 0);
+  CHECK(stats.ticks == 12);
+
+  std::lock_guard lock(lines_mutex);
+  std::map<std::string, int> warnings;
+  for (const auto& line : lines) {
+    if (line.find("unknown length") != std::string::npos) ++warnings[line];
+  }
+  CHECK(warnings.size() == 2);
+  for (const auto& [line, count] : warnings) {
+    INFO(line);
+    CHECK(count == 1);
+    CHECK((line.find("length 20 ") != std::string::npos || line.find("length 36 ") != std::string::npos));
+  }
 }
 
 TEST_CASE("kite connection survives hostile text messages and logs only an excerpt", "[kite][ticker]") {
@@ -1857,7 +1923,7 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
     // upgrade (a frame sent before that would break the handshake).
     const auto ticks = api1().ticks;
     REQUIRE(eventually([&] { return api1().ticks > ticks; }));
-    REQUIRE(server.send_malformed_frame(api_keys[0].api_key, kite::FrameError::Kind::unknown_packet_length) == 1);
+    REQUIRE(server.send_malformed_frame(api_keys[0].api_key, kite::FrameError::Kind::truncated_packet) == 1);
     REQUIRE(eventually([&] { return api1().malformed_frames >= 1; }));
     server.silence_connections(api_keys[0].api_key);
     REQUIRE(eventually([&] { return api1().watchdog_timeouts >= 1; }));

@@ -89,6 +89,7 @@ struct ManagerStats {
   std::uint64_t messages_delivered = 0;  ///< accepted by the unified channel's buffer
   std::uint64_t messages_dropped = 0;    ///< refused by a full channel, all channels
   std::uint64_t ticks_conflated = 0;     ///< replaced by a newer tick before delivery
+  std::uint64_t unknown_packets = 0;     ///< packets of unknown length skipped, all keys
   std::uint64_t reconnects = 0;
   std::uint64_t failovers = 0;       ///< keys whose instruments were moved
   std::uint64_t symbols_moved = 0;   ///< instruments moved by failover

@@ -99,6 +99,7 @@ struct ConnectionStats {
   std::uint64_t heartbeats = 0;
   std::uint64_t text_messages = 0;
   std::uint64_t malformed_frames = 0;   ///< binary or text messages that failed to parse
+  std::uint64_t unknown_packets = 0;    ///< packets of unknown length, skipped (the rest of their frame delivered)
   std::uint64_t connects = 0;           ///< successful upgrades, the first one included
   std::uint64_t reconnects = 0;         ///< successful upgrades after the first
   std::uint64_t failed_attempts = 0;    ///< connection attempts that failed
@@ -114,7 +115,8 @@ class KiteTickerConnection {
  public:
   struct Handlers {
     /// A binary frame with at least one readable packet (malformed frames
-    /// deliver the packets before the fault and are counted and logged).
+    /// deliver the packets before the fault and are counted and logged;
+    /// packets of unknown length are skipped and counted).
     std::function<void(const FrameView&)> on_frame;
     /// A text message from the server: order updates, errors, notices.
     std::function<void(TextMessage&&)> on_text;

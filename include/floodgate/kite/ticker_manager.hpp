@@ -91,6 +91,7 @@ struct ApiStats {
   std::uint64_t ticks = 0;
   std::uint64_t reconnects = 0;
   std::uint64_t malformed_frames = 0;
+  std::uint64_t unknown_packets = 0;  ///< packets of unknown length skipped
   std::uint64_t failed_attempts = 0;
   std::uint64_t watchdog_timeouts = 0;
   std::uint64_t symbols_moved_out = 0;  ///< taken away by failover (multi-API manager)
