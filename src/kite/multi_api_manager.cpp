@@ -340,6 +340,10 @@ std::size_t MultiApiKiteTickerManager::change_mode(std::span<const std::uint32_t
   return changed;
 }
 
+void MultiApiKiteTickerManager::update_access_token(std::string_view api_key_id, Secret access_token) {
+  impl_->keys[impl_->key_index(api_key_id)].manager->update_access_token(std::move(access_token));
+}
+
 TickerChannel& MultiApiKiteTickerManager::channel() noexcept { return impl_->unified->channel(); }
 
 TickerChannel& MultiApiKiteTickerManager::connection_channel(std::string_view api_key_id, std::size_t connection) {

@@ -157,8 +157,10 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     for (const auto& [mode, tokens] : by_mode) send(mode_message(mode, tokens));
   }
 
+  // Recorded even while the connection has stopped trying: a new access token
+  // brings it back with everything it was asked to stream.
   void subscribe(std::vector<std::uint32_t> tokens, Mode mode) {
-    if (tokens.empty() || is_final(state.load())) return;
+    if (tokens.empty()) return;
     for (auto token : tokens) desired[token] = mode;
     subscriptions.store(desired.size());
     if (!socket_open) return;
@@ -272,6 +274,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
                                         .handshake_timeout = settings.connect_timeout,
                                         .idle_timeout = settings.watchdog_timeout});
       socket = ws;
+      const std::uint64_t dialled_with = token_generation;
       auto [ec, status] = co_await ws->async_connect(endpoint, upgrade_target(), upgrade_headers(), use_tuple);
       if (stopping) break;
 
@@ -296,7 +299,8 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         socket.reset();
         ++failed_attempts;
         last_http_status.store(status);
-        if (ec == net::errc::upgrade_rejected && status == 403) {
+        // A 403 for a token replaced while the dial was under way is no verdict on the new one.
+        if (ec == net::errc::upgrade_rejected && status == 403 && dialled_with == token_generation) {
           log(LogLevel::error, "Kite connection {}: access denied (HTTP 403); check the API key and access token",
               label);
           set_state(ConnectionState::auth_failed, errc::auth_failed);
@@ -321,6 +325,33 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     state.store(ConnectionState::stopped);
   }
 
+  // The token is read at each upgrade only: an open connection keeps
+  // streaming (no needless reconnect), one waiting to reconnect dials now, and
+  // one that stopped trying (403, or attempts used up) starts again.
+  void update_access_token(Secret token) {
+    key.access_token = std::move(token);
+    ++token_generation;
+    if (stopping) return;
+    const auto now = state.load();
+    if (now == ConnectionState::waiting_to_reconnect) {
+      backoff.reset();
+      backoff_timer.cancel();
+    } else if (now == ConnectionState::auth_failed || now == ConnectionState::gave_up) {
+      backoff.reset();
+      failures_in_a_row.store(0);
+      launch();
+    }
+  }
+
+  void launch() {
+    asio::co_spawn(strand, run(), [self = shared_from_this()](std::exception_ptr error) {
+      if (!error) return;
+      // Only allocation failure can get here; the connection is lost for good.
+      log(LogLevel::error, "Kite connection {} stopped by an internal error", self->label);
+      self->set_state(ConnectionState::gave_up, std::make_error_code(std::errc::not_enough_memory));
+    });
+  }
+
   void stop() {
     if (std::exchange(stopping, true)) return;
     state.store(ConnectionState::stopped);
@@ -334,7 +365,8 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   // ---- fixed at construction ----------------------------------------------
   asio::strand<asio::any_io_executor> strand;
   const std::string label;
-  const KiteKey key;
+  KiteKey key;  // strand-only: update_access_token replaces the token
+  std::uint64_t token_generation = 0;  // strand-only: counts token updates
   const KiteConnectionSettings settings;
   const Handlers handlers;
   const net::Endpoint endpoint;
@@ -378,12 +410,16 @@ KiteTickerConnection::~KiteTickerConnection() { stop(); }
 void KiteTickerConnection::start() {
   asio::post(state_->strand, [state = state_] {
     if (state->stopping || state->state.load() != ConnectionState::idle) return;
-    asio::co_spawn(state->strand, state->run(), [state](std::exception_ptr error) {
-      if (!error) return;
-      // Only allocation failure can get here; the connection is lost for good.
-      log(LogLevel::error, "Kite connection {} stopped by an internal error", state->label);
-      state->set_state(ConnectionState::gave_up, std::make_error_code(std::errc::not_enough_memory));
-    });
+    state->launch();
+  });
+}
+
+void KiteTickerConnection::update_access_token(Secret access_token) {
+  if (!is_url_safe(access_token.reveal())) {
+    throw Error(fmt::format("{}: the access token may hold only letters, digits and -_.~", label_));
+  }
+  asio::post(state_->strand, [state = state_, token = std::move(access_token)]() mutable {
+    state->update_access_token(std::move(token));
   });
 }
 

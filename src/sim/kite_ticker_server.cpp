@@ -48,9 +48,21 @@ using Clock = std::chrono::steady_clock;
 constexpr auto handshake_timeout = std::chrono::seconds(10);
 
 struct KeyState {
-  explicit KeyState(Secret token) : access_token(std::move(token)) {}
+  explicit KeyState(Secret token) : access_token_(std::move(token)) {}
 
-  const Secret access_token;
+  bool token_matches(std::string_view candidate) const {
+    std::lock_guard lock(token_mutex_);
+    return candidate == access_token_.reveal();
+  }
+  Secret access_token() const {
+    std::lock_guard lock(token_mutex_);
+    return access_token_;
+  }
+  void set_access_token(Secret token) {
+    std::lock_guard lock(token_mutex_);
+    access_token_ = std::move(token);
+  }
+
   std::atomic<bool> enabled{true};
   std::atomic<bool> drop_on_accept{false};
   std::atomic<std::size_t> connections{0};
@@ -58,6 +70,10 @@ struct KeyState {
   std::atomic<std::uint64_t> rejected_auth{0};
   std::atomic<std::uint64_t> rejected_over_limit{0};
   std::atomic<std::size_t> subscriptions{0};
+
+ private:
+  mutable std::mutex token_mutex_;  // set_access_token runs on a caller's thread
+  Secret access_token_;
 };
 
 struct Counters {
@@ -270,7 +286,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       if (key_param != params.end() && token_param != params.end()) {
         api_key = (*key_param).value;
         key = server_.find_key(api_key);
-        if (key && (!key->enabled || (*token_param).value != key->access_token.reveal())) key = nullptr;
+        if (key && (!key->enabled || !key->token_matches((*token_param).value))) key = nullptr;
       }
     }
     if (!key) {
@@ -566,7 +582,7 @@ std::string KiteTickerServer::url() const {
 std::string KiteTickerServer::url_for(std::string_view api_key) const {
   const KeyState* key = impl_->find_key(api_key);
   if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
-  return fmt::format("{}/?api_key={}&access_token={}", url(), api_key, key->access_token.reveal());
+  return fmt::format("{}/?api_key={}&access_token={}", url(), api_key, key->access_token().reveal());
 }
 
 KiteTickerServer::KeyStats KiteTickerServer::key_stats(std::string_view api_key) const {
@@ -636,6 +652,13 @@ void KiteTickerServer::set_drop_on_accept(std::string_view api_key, bool drop) {
   KeyState* key = impl_->find_key(api_key);
   if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
   key->drop_on_accept = drop;
+}
+
+void KiteTickerServer::set_access_token(std::string_view api_key, Secret access_token) {
+  KeyState* key = impl_->find_key(api_key);
+  if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
+  key->set_access_token(std::move(access_token));
+  drop_connections(api_key);
 }
 
 void KiteTickerServer::set_key_enabled(std::string_view api_key, bool enabled) {

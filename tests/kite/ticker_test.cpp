@@ -652,6 +652,50 @@ TEST_CASE("kite connection reports no HTTP status for an attempt that got no HTT
   server_thread.join();
 }
 
+TEST_CASE("kite connection refused after its token expired comes back with a new token, in every mode",
+          "[kite][ticker][token]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  Recorder recorder;
+  IoThreads io;
+  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+                                        recorder.handlers());
+  const auto full = nse_tokens(5, 1000), ltp = nse_tokens(5, 2000);
+  connection.subscribe(full, Mode::full);
+  connection.subscribe(ltp, Mode::ltp);
+  connection.start();
+  Subscriptions expected = with_mode(full, Mode::full);
+  for (const auto& s : with_mode(ltp, Mode::ltp)) expected.push_back(s);
+  expected = sorted(expected);
+  REQUIRE(eventually([&] { return server_subscriptions(server, key_a) == expected; }));
+
+  // The daily expiry: the session ends, the old token gets 403.
+  server.set_access_token(key_a, Secret("tok-a-next-day-77"));
+  REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::auth_failed; }));
+  CHECK(holds_for([&] { return server.key_stats(key_a).rejected_auth == 1; }, 200ms));  // no hammering
+
+  // A subscription made while refused is kept for later too.
+  const auto quote = nse_tokens(3, 3000);
+  connection.subscribe(quote, Mode::quote);
+  for (const auto& s : with_mode(quote, Mode::quote)) expected.push_back(s);
+  expected = sorted(expected);
+
+  CHECK_THROWS_AS(connection.update_access_token(Secret("not a token")), floodgate::Error);
+  connection.update_access_token(Secret("tok-a-next-day-77"));
+  REQUIRE(eventually([&] { return is_connected(connection); }));
+  CHECK(eventually([&] { return server_subscriptions(server, key_a) == expected; }));
+  const auto before = recorder.count(full.front());
+  CHECK(eventually([&] { return recorder.count(full.front()) > before + 3; }));
+  CHECK(recorder.last(full.front())->kind == kite::PacketKind::full);
+  CHECK(recorder.last(ltp.front())->kind == kite::PacketKind::ltp);
+  CHECK(connection.stats().failures_in_a_row == 0);
+
+  // An open connection keeps streaming through a token update: no reconnect.
+  const auto connects = connection.stats().connects;
+  connection.update_access_token(Secret("tok-a-third-day-88"));
+  CHECK(holds_for([&] { return connection.stats().connects == connects && is_connected(connection); }, 200ms));
+}
+
 TEST_CASE("kite connection reports 429 as too many connections and gets in once a place frees", "[kite][ticker]") {
   KiteTickerServer server(server_options());
   server.start();
@@ -1735,6 +1779,66 @@ TEST_CASE("kite multi manager fails over a key whose connections are accepted an
   CHECK(api2.symbols_moved_out == 10);
   CHECK(manager->get_symbol_distribution().at("API-1") == tokens);
   for (const auto token : tokens) CHECK(eventually([&] { return reader.count("API-1", token) > 0; }));
+  stop_and_drain(*manager, reader);
+}
+
+TEST_CASE("kite managers: a 403 after token expiry, on_auth_failed, update_access_token restores everything",
+          "[kite][ticker][multi][token]") {
+  KiteTickerServer server(multi_server_options());
+  server.start();
+  ChannelReader reader;
+  IoThreads io;
+  std::mutex mutex;
+  std::vector<std::string> refused;  // on_auth_failed calls
+  auto manager = make_multi(io.executor(), server, 1, [&](Builder& b) {
+    b.max_connections_per_api(2).max_symbols_per_connection(20).on_auth_failed([&](const std::string& id) {
+      std::lock_guard lock(mutex);
+      refused.push_back(id);
+    });
+  });
+  reader.start(manager->channel());
+  manager->start();
+  const auto full = nse_tokens(10, 1000), quote = nse_tokens(10, 2000), ltp = nse_tokens(10, 3000);
+  manager->subscribe_symbols(full, Mode::full);
+  manager->subscribe_symbols(quote);
+  manager->subscribe_symbols(ltp, Mode::ltp);
+  Subscriptions expected = with_mode(full, Mode::full);
+  for (const auto& s : with_mode(quote, Mode::quote)) expected.push_back(s);
+  for (const auto& s : with_mode(ltp, Mode::ltp)) expected.push_back(s);
+  expected = sorted(expected);
+  const auto& key = api_keys[0];
+  REQUIRE(eventually([&] { return server_subscriptions(server, key.api_key) == expected; }));
+
+  server.set_access_token(key.api_key, Secret("tok-1-renewed-5150"));
+  REQUIRE(eventually([&] { return manager->get_api_stats("API-1").health == kite::KeyHealth::failed; }));
+  CHECK(holds_for(
+      [&] {
+        std::lock_guard lock(mutex);
+        return refused == std::vector<std::string>{"API-1"};  // once for the key, not once per connection
+      },
+      200ms));
+  // No key can take them: they wait.
+  CHECK(eventually([&] { return manager->get_stats().unplaced_symbols == 30; }));
+
+  manager->update_access_token("API-1", Secret("tok-1-renewed-5150"));
+  REQUIRE(eventually([&] { return manager->get_api_stats("API-1").health == kite::KeyHealth::live; }));
+  CHECK(eventually([&] { return server_subscriptions(server, key.api_key) == expected; }));
+  CHECK(eventually([&] { return manager->get_stats().unplaced_symbols == 0; }));
+  for (const auto token : {full.back(), quote.back(), ltp.back()}) {
+    const auto before = reader.count("API-1", token);
+    CHECK(eventually([&] { return reader.count("API-1", token) > before + 2; }));
+  }
+  CHECK(reader.ticks_of(full.back()).back().kind == kite::PacketKind::full);
+  CHECK(reader.ticks_of(quote.back()).back().kind == kite::PacketKind::quote);
+  CHECK(reader.ticks_of(ltp.back()).back().kind == kite::PacketKind::ltp);
+  CHECK_THROWS_AS(manager->update_access_token("API-9", Secret("x")), floodgate::Error);
+
+  // A later expiry is reported again.
+  server.set_access_token(key.api_key, Secret("tok-1-renewed-again-6"));
+  CHECK(eventually([&] {
+    std::lock_guard lock(mutex);
+    return refused.size() == 2;
+  }));
   stop_and_drain(*manager, reader);
 }
 

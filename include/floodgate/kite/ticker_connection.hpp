@@ -20,7 +20,9 @@
 //   sends one subscribe message with every token and then one mode message per
 //   mode, so all subscriptions come back in the mode they had.
 // - A 403 on the upgrade means the key or access token is wrong or expired:
-//   the connection stops (state `auth_failed`) instead of hammering the server.
+//   the connection stops (state `auth_failed`) instead of hammering the server,
+//   until `update_access_token` gives it a new token (Kite's tokens expire
+//   daily): then it connects again with every subscription in its mode.
 //   A 429 means the key already holds all its connections; it is retried with
 //   backoff and reported as errc::too_many_connections.
 //
@@ -78,14 +80,15 @@ enum class ConnectionState : std::uint8_t {
   connecting,            ///< dialling, upgrading, or upgraded and waiting for the first data
   connected,             ///< open and data has arrived; subscriptions sent
   waiting_to_reconnect,  ///< lost or refused; backing off
-  auth_failed,           ///< 403 on the upgrade: stopped for good
+  auth_failed,           ///< 403 on the upgrade: stopped until update_access_token
   gave_up,               ///< ReconnectPolicy::max_attempts failures in a row
   stopped,               ///< stop() was called
 };
 
 std::string_view to_string(ConnectionState state) noexcept;
 
-/// True for the states a connection never leaves.
+/// True for the states in which a connection no longer tries by itself
+/// (`auth_failed` and `gave_up` are left only through update_access_token).
 constexpr bool is_final(ConnectionState state) noexcept {
   return state == ConnectionState::auth_failed || state == ConnectionState::gave_up ||
          state == ConnectionState::stopped;
@@ -144,11 +147,20 @@ class KiteTickerConnection {
   void stop();
 
   /// Adds `tokens` in `mode` (or moves them to `mode`): one subscribe and one
-  /// mode message, sent now if connected, else on connect.
+  /// mode message, sent now if connected, else on connect (also kept while
+  /// the connection has stopped trying, for when a new token revives it).
   void subscribe(std::vector<std::uint32_t> tokens, Mode mode);
   void unsubscribe(std::vector<std::uint32_t> tokens);
   /// Changes the mode of tokens already subscribed; others are ignored.
   void set_mode(std::vector<std::uint32_t> tokens, Mode mode);
+
+  /// Replaces the access token (Kite's expire daily; gokiteconnect's
+  /// SetAccessToken). It is read at each upgrade: an open connection keeps
+  /// streaming, one waiting to reconnect dials now, and one that stopped
+  /// trying (auth_failed, gave_up) starts again with its failures forgotten
+  /// and every subscription in its mode. Throws floodgate::Error for a token
+  /// that cannot go into a URL query.
+  void update_access_token(Secret access_token);
 
   ConnectionStats stats() const;
   const std::string& label() const noexcept { return label_; }

@@ -171,6 +171,11 @@ class KiteTickerServer {
   /// Throws floodgate::Error for an unknown key.
   void set_drop_on_accept(std::string_view api_key, bool drop);
 
+  /// Replaces the key's access token, as Kite's daily expiry does: open
+  /// connections are dropped and every later upgrade with the old token gets
+  /// 403. Throws floodgate::Error for an unknown key.
+  void set_access_token(std::string_view api_key, Secret access_token);
+
   /// Disables (403 on every later upgrade, open connections dropped) or
   /// re-enables a key. Throws floodgate::Error for an unknown key.
   void set_key_enabled(std::string_view api_key, bool enabled);
