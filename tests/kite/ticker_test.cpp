@@ -1,12 +1,16 @@
 // The Kite ticker client side against sim::KiteTickerServer over real sockets
-// on 127.0.0.1: backoff_delay (pure), KiteTickerConnection (subscribe / mode /
-// unsubscribe, reconnect restoring every subscription and mode, the liveness
-// watchdog, 403 and 429 on the upgrade, malformed frames, stop, wss with the
-// simulator's run-time CA), KiteTickerManager (connections per key, spreading
-// and batching, capacity errors, mode changes, release) and
-// MultiApiKiteTickerManager (builder checks, round-robin and manual placement,
-// channels, failover, stop, slow consumers with and without conflation, and
-// no secret in any log line, stat or error text).
+// on 127.0.0.1: the reconnect backoff (pure, its schedule in virtual time, and
+// against a server that accepts and drops), KiteTickerConnection (subscribe /
+// mode / unsubscribe, reconnect restoring every subscription and mode, the
+// liveness watchdog, 403 and 429 on the upgrade, no HTTP status without a
+// reply, malformed frames, packets of unknown length, hostile text messages,
+// a new access token after expiry, stop, wss with the simulator's run-time
+// CA), KiteTickerManager (connections per key, spreading and batching,
+// capacity errors, mode changes, release) and MultiApiKiteTickerManager
+// (builder checks, round-robin and manual placement, channels, failover of a
+// refused, a down and an accept-and-drop key, token refresh with
+// on_auth_failed, stop, slow consumers with and without conflation, and no
+// secret in any log line, stat or error text).
 //
 // Every timing is short (ticks every 20 ms, heartbeats every 100 ms, a
 // watchdog of 300 ms where it is under test and 1 s elsewhere, reconnects
