@@ -187,7 +187,7 @@ int main(int argc, char** argv) try {
         .tls_context(floodgate::net::make_client_tls_context({.ca_pem = certificates.ca_pem}))
         .health_check_interval(500ms)
         .failover_after(3s)
-        .reconnect_policy({.max_attempts = 20, .initial_delay = 200ms, .max_delay = 2s});
+        .reconnect_policy({.floor = 200ms, .cap = 2s, .max_attempts = 20});
     for (int n = 1; n <= 3; ++n) {
       builder.add_api_key(fmt::format("API-{}", n), floodgate::Secret(sim_keys[n - 1]),
                           floodgate::Secret(fmt::format("demo-access-token-{}", n)));

@@ -30,6 +30,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ++packets;
   }
   FUZZ_REQUIRE(packets == frame.size());
+  std::size_t unknown = 0;
+  frame.for_each_unknown_length([&](std::size_t length) {
+    FUZZ_REQUIRE(!kite::packet_kind_for_size(length));
+    bytes_seen += 2 + length;
+    ++unknown;
+  });
+  FUZZ_REQUIRE(unknown == frame.unknown_count());
+  FUZZ_REQUIRE(packets + unknown <= frame.declared_count() || frame.is_heartbeat());
   FUZZ_REQUIRE(bytes_seen <= size);
   if (frame.ok() && !frame.is_heartbeat()) FUZZ_REQUIRE(bytes_seen == size || frame.empty());
 

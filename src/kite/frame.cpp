@@ -25,7 +25,6 @@ std::string_view to_string(FrameError::Kind kind) noexcept {
     case FrameError::Kind::empty_frame: return "empty frame";
     case FrameError::Kind::count_overruns_frame: return "packet count overruns the frame";
     case FrameError::Kind::truncated_packet: return "packet runs past the end of the frame";
-    case FrameError::Kind::unknown_packet_length: return "unknown packet length";
     case FrameError::Kind::trailing_bytes: return "bytes left after the last packet";
   }
   return "?";
@@ -38,7 +37,6 @@ std::string FrameError::message() const {
       return fmt::format("malformed Kite frame at byte {}: {} packets announced, frame ends after {}",
                          offset, value, packet_index);
     case Kind::truncated_packet:
-    case Kind::unknown_packet_length:
       return fmt::format("malformed Kite frame at byte {} (packet {}): {} ({})", offset,
                          packet_index, to_string(kind), value);
     case Kind::trailing_bytes:
@@ -125,6 +123,7 @@ FrameView::FrameView(const void* data, std::size_t size) noexcept {
 
   declared_count_ = read_u16(bytes);
   first_packet_ = bytes + 2;
+  readable_end_ = first_packet_;
   std::size_t offset = 2;
   for (std::size_t index = 0; index < declared_count_; ++index) {
     // All comparisons are against what is left, so no sum can overflow.
@@ -133,16 +132,13 @@ FrameView::FrameView(const void* data, std::size_t size) noexcept {
       return;
     }
     const std::size_t length = read_u16(bytes + offset);
-    if (!packet_kind_for_size(length)) {
-      error_ = FrameError{FrameError::Kind::unknown_packet_length, offset, index, length};
-      return;
-    }
     if (size - offset - 2 < length) {
       error_ = FrameError{FrameError::Kind::truncated_packet, offset, index, length};
       return;
     }
     offset += 2 + length;
-    ++readable_count_;
+    readable_end_ = bytes + offset;
+    ++(packet_kind_for_size(length) ? readable_count_ : unknown_count_);
   }
   if (offset != size) {
     error_ = FrameError{FrameError::Kind::trailing_bytes, offset, declared_count_, size - offset};

@@ -19,9 +19,24 @@ std::string request(std::string_view action, json value) {
   return json{{"a", action}, {"v", std::move(value)}}.dump();
 }
 
-// Parses without exceptions: malformed input yields a discarded value.
+// Parses without exceptions: malformed input, and input nested deeper than
+// max_json_depth, yield a discarded value. nlohmann's parser itself is not
+// recursive, but every later walk of the value is (dump(), comparisons,
+// a user's visitor): a 200 KB `[[[[…` would overflow the stack there. The
+// callback refuses to build anything below the limit; the parse then runs to
+// the end of the text without growing the value, and the result is thrown away.
 json parse_lenient(std::string_view text) {
-  return json::parse(text.begin(), text.end(), /*cb=*/nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  const json::parser_callback_t limit_depth = [&too_deep](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= static_cast<int>(max_json_depth)) {
+      too_deep = true;
+      return false;
+    }
+    return !too_deep;
+  };
+  json parsed = json::parse(text.begin(), text.end(), limit_depth, /*allow_exceptions=*/false);
+  return too_deep ? json(json::value_t::discarded) : parsed;
 }
 
 std::optional<std::vector<std::uint32_t>> read_tokens(const json& value) {

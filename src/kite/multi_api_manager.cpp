@@ -340,6 +340,10 @@ std::size_t MultiApiKiteTickerManager::change_mode(std::span<const std::uint32_t
   return changed;
 }
 
+void MultiApiKiteTickerManager::update_access_token(std::string_view api_key_id, Secret access_token) {
+  impl_->keys[impl_->key_index(api_key_id)].manager->update_access_token(std::move(access_token));
+}
+
 TickerChannel& MultiApiKiteTickerManager::channel() noexcept { return impl_->unified->channel(); }
 
 TickerChannel& MultiApiKiteTickerManager::connection_channel(std::string_view api_key_id, std::size_t connection) {
@@ -377,6 +381,7 @@ ManagerStats MultiApiKiteTickerManager::get_stats() const {
     if (is_serving(api.health)) ++out.api_keys_serving;
     out.symbols += api.symbols;
     out.reconnects += api.reconnects;
+    out.unknown_packets += api.unknown_packets;
     out.connections_open += static_cast<std::size_t>(
         std::count_if(api.connections.begin(), api.connections.end(),
                       [](const ConnectionStats& c) { return c.state == ConnectionState::connected; }));

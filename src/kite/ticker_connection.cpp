@@ -18,10 +18,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
+#include <bitset>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -30,15 +32,6 @@
 namespace floodgate::kite {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
-
-std::chrono::milliseconds backoff_delay(const ReconnectPolicy& policy, std::size_t attempt, double unit_random) {
-  const double initial = static_cast<double>(std::max<std::int64_t>(policy.initial_delay.count(), 1));
-  const double cap = static_cast<double>(std::max(policy.max_delay, policy.initial_delay).count());
-  const double exponent = static_cast<double>(std::min<std::size_t>(attempt == 0 ? 0 : attempt - 1, 62));
-  const double full = std::min(cap, initial * std::exp2(exponent));
-  const double jittered = full * (1.0 - 0.5 * std::clamp(unit_random, 0.0, 1.0));
-  return std::chrono::milliseconds(static_cast<std::int64_t>(jittered));
-}
 
 std::string_view to_string(ConnectionState state) noexcept {
   switch (state) {
@@ -66,6 +59,20 @@ bool is_url_safe(std::string_view text) {
   });
 }
 
+// What a log line shows of a server-sent error: a string cut to its first
+// bytes, anything else only its JSON type. Outside data never goes into a log
+// line whole: it could be megabytes, or nested deep enough to overflow a
+// recursive dump().
+std::string loggable(const nlohmann::json& data) {
+  constexpr std::size_t max_bytes = 200;
+  if (!data.is_string()) return fmt::format("(a JSON {}, not shown)", data.type_name());
+  const auto& text = data.get_ref<const std::string&>();
+  if (text.size() <= max_bytes) return text;
+  std::size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+  return fmt::format("{}… ({} bytes)", std::string_view(text).substr(0, cut), text.size());
+}
+
 // The context every connection without one of its own shares. Built once:
 // loading the system CA store takes ~30 ms, too long to repeat on every
 // (re)connect attempt on an I/O thread. (A WebSocket given no context builds
@@ -88,7 +95,8 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         endpoint(net::Endpoint::parse(settings.url)),
         tls(settings.tls ? settings.tls : shared_default_tls()),
         watchdog(strand),
-        backoff(strand),
+        backoff_timer(strand),
+        backoff(settings.reconnect),
         random(std::random_device{}()) {
     if (!is_url_safe(key.api_key.reveal()) || !is_url_safe(key.access_token.reveal())) {
       throw Error(fmt::format("{}: the API key and access token may hold only letters, digits and -_.~", label));
@@ -149,11 +157,13 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     for (const auto& [mode, tokens] : by_mode) send(mode_message(mode, tokens));
   }
 
+  // Recorded even while the connection has stopped trying: a new access token
+  // brings it back with everything it was asked to stream.
   void subscribe(std::vector<std::uint32_t> tokens, Mode mode) {
-    if (tokens.empty() || is_final(state.load())) return;
+    if (tokens.empty()) return;
     for (auto token : tokens) desired[token] = mode;
     subscriptions.store(desired.size());
-    if (state.load() != ConnectionState::connected) return;
+    if (!socket_open) return;
     send(subscribe_message(tokens));
     send(mode_message(mode, tokens));
   }
@@ -164,7 +174,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
       if (desired.erase(token) != 0) removed.push_back(token);
     }
     subscriptions.store(desired.size());
-    if (!removed.empty() && state.load() == ConnectionState::connected) send(unsubscribe_message(removed));
+    if (!removed.empty() && socket_open) send(unsubscribe_message(removed));
   }
 
   void set_mode(const std::vector<std::uint32_t>& tokens, Mode mode) {
@@ -175,11 +185,17 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         changed.push_back(token);
       }
     }
-    if (!changed.empty() && state.load() == ConnectionState::connected) send(mode_message(mode, changed));
+    if (!changed.empty() && socket_open) send(mode_message(mode, changed));
   }
 
   void on_message(const net::WebSocketMessage& message) {
     last_message = Clock::now();
+    if (!data_flowed) {
+      // Up only now: an upgrade that is dropped before any data is a failure.
+      data_flowed = true;
+      backoff.data(last_message);
+      set_state(ConnectionState::connected);
+    }
     if (!message.binary) {
       ++text_messages;
       auto text = parse_text_message(message.text());
@@ -189,8 +205,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         return;
       }
       if (text->type == TextMessage::Type::error) {
-        log(LogLevel::warning, "Kite connection {}: the server reports an error: {}", label,
-            text->data.is_string() ? text->data.get<std::string>() : text->data.dump());
+        log(LogLevel::warning, "Kite connection {}: the server reports an error: {}", label, loggable(text->data));
       }
       if (handlers.on_text) handlers.on_text(std::move(*text));
       return;
@@ -202,11 +217,26 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     }
     ++frames;
     ticks += frame.size();
+    if (frame.unknown_count() > 0) note_unknown_packets(frame);
     if (!frame.ok()) {
       ++malformed_frames;
       log(LogLevel::warning, "Kite connection {}: {}", label, *frame.error());
     }
     if (!frame.empty() && handlers.on_frame) handlers.on_frame(frame);
+  }
+
+  // Packets of a layout this client does not know are skipped and counted;
+  // each unknown length is logged once per connection, not once per frame.
+  void note_unknown_packets(const FrameView& frame) {
+    unknown_packets += frame.unknown_count();
+    frame.for_each_unknown_length([this](std::size_t length) {
+      if (warned_lengths.test(length)) return;
+      warned_lengths.set(length);
+      log(LogLevel::warning,
+          "Kite connection {}: skipping packets of unknown length {} (a layout this client does not know); "
+          "counted in unknown_packets, not logged again",
+          label, length);
+    });
   }
 
   // Fires when no message arrived for watchdog_timeout and kills the socket;
@@ -236,7 +266,6 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   }
 
   asio::awaitable<void> run() {
-    std::size_t failures_in_a_row = 0;
     while (!stopping) {
       set_state(ConnectionState::connecting);
       auto ws = std::make_shared<net::WebSocket>(
@@ -245,29 +274,33 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
                                         .handshake_timeout = settings.connect_timeout,
                                         .idle_timeout = settings.watchdog_timeout});
       socket = ws;
+      const std::uint64_t dialled_with = token_generation;
       auto [ec, status] = co_await ws->async_connect(endpoint, upgrade_target(), upgrade_headers(), use_tuple);
       if (stopping) break;
 
       if (!ec) {
-        failures_in_a_row = 0;
         if (connects++ > 0) ++reconnects;
+        backoff.opened();
         watchdog_fired = false;
+        data_flowed = false;
         last_message = Clock::now();
         outbox.clear();
-        set_state(ConnectionState::connected);
+        socket_open = true;
         send_desired_state();
         arm_watchdog(ws);
         ec = co_await read_until_failure(ws);
+        socket_open = false;
         watchdog.cancel();
         socket.reset();
         ws->cancel();
         if (stopping) break;
-        log(LogLevel::warning, "Kite connection {} lost: {}; reconnecting", label, ec.message());
+        log(LogLevel::warning, "Kite connection {} lost: {}", label, ec.message());
       } else {
         socket.reset();
         ++failed_attempts;
         last_http_status.store(status);
-        if (ec == net::errc::upgrade_rejected && status == 403) {
+        // A 403 for a token replaced while the dial was under way is no verdict on the new one.
+        if (ec == net::errc::upgrade_rejected && status == 403 && dialled_with == token_generation) {
           log(LogLevel::error, "Kite connection {}: access denied (HTTP 403); check the API key and access token",
               label);
           set_state(ConnectionState::auth_failed, errc::auth_failed);
@@ -275,19 +308,48 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
         }
         if (ec == net::errc::upgrade_rejected && status == 429) ec = errc::too_many_connections;
         log(LogLevel::warning, "Kite connection {}: connect failed: {}", label, ec.message());
-        if (++failures_in_a_row >= settings.reconnect.max_attempts && settings.reconnect.max_attempts != 0) {
-          set_state(ConnectionState::gave_up, ec);
-          co_return;
-        }
       }
 
+      const auto next = backoff.failed(Clock::now(), std::uniform_real_distribution<double>(0.0, 1.0)(random));
+      failures_in_a_row.store(next.failures);
+      if (next.give_up) {
+        log(LogLevel::error, "Kite connection {}: gave up after {} failures in a row", label, next.failures);
+        set_state(ConnectionState::gave_up, ec);
+        co_return;
+      }
       set_state(ConnectionState::waiting_to_reconnect, ec);
-      const auto pause = backoff_delay(settings.reconnect, std::max<std::size_t>(failures_in_a_row, 1),
-                                       std::uniform_real_distribution<double>(0.0, 1.0)(random));
-      backoff.expires_after(pause);
-      co_await backoff.async_wait(use_tuple);
+      if (handlers.on_reconnect) handlers.on_reconnect(next.failures, next.delay);
+      backoff_timer.expires_after(next.delay);
+      co_await backoff_timer.async_wait(use_tuple);
     }
     state.store(ConnectionState::stopped);
+  }
+
+  // The token is read at each upgrade only: an open connection keeps
+  // streaming (no needless reconnect), one waiting to reconnect dials now, and
+  // one that stopped trying (403, or attempts used up) starts again.
+  void update_access_token(Secret token) {
+    key.access_token = std::move(token);
+    ++token_generation;
+    if (stopping) return;
+    const auto now = state.load();
+    if (now == ConnectionState::waiting_to_reconnect) {
+      backoff.reset();
+      backoff_timer.cancel();
+    } else if (now == ConnectionState::auth_failed || now == ConnectionState::gave_up) {
+      backoff.reset();
+      failures_in_a_row.store(0);
+      launch();
+    }
+  }
+
+  void launch() {
+    asio::co_spawn(strand, run(), [self = shared_from_this()](std::exception_ptr error) {
+      if (!error) return;
+      // Only allocation failure can get here; the connection is lost for good.
+      log(LogLevel::error, "Kite connection {} stopped by an internal error", self->label);
+      self->set_state(ConnectionState::gave_up, std::make_error_code(std::errc::not_enough_memory));
+    });
   }
 
   void stop() {
@@ -295,7 +357,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     state.store(ConnectionState::stopped);
     if (socket) socket->cancel();
     watchdog.cancel();
-    backoff.cancel();
+    backoff_timer.cancel();
     outbox.clear();
     if (handlers.on_state) handlers.on_state(ConnectionState::stopped, {});
   }
@@ -303,7 +365,8 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   // ---- fixed at construction ----------------------------------------------
   asio::strand<asio::any_io_executor> strand;
   const std::string label;
-  const KiteKey key;
+  KiteKey key;  // strand-only: update_access_token replaces the token
+  std::uint64_t token_generation = 0;  // strand-only: counts token updates
   const KiteConnectionSettings settings;
   const Handlers handlers;
   const net::Endpoint endpoint;
@@ -314,17 +377,23 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   std::shared_ptr<net::WebSocket> socket;
   std::deque<std::string> outbox;
   asio::steady_timer watchdog;
-  asio::steady_timer backoff;
+  asio::steady_timer backoff_timer;
+  ReconnectBackoff<Clock> backoff;
   Clock::time_point last_message{};
+  bool socket_open = false;  // upgraded and not yet lost: requests can be sent
+  bool data_flowed = false;  // a message arrived on the open socket
   bool watchdog_fired = false;
   bool stopping = false;
+  std::bitset<65536> warned_lengths;  // unknown packet lengths already logged (a length is 16 bits)
   std::minstd_rand random;
 
   // ---- read from any thread ---------------------------------------------------
   std::atomic<ConnectionState> state{ConnectionState::idle};
   std::atomic<std::size_t> subscriptions{0};
-  std::atomic<std::uint64_t> ticks{0}, frames{0}, heartbeats{0}, text_messages{0}, malformed_frames{0}, connects{0},
+  std::atomic<std::uint64_t> ticks{0}, frames{0}, heartbeats{0}, text_messages{0}, malformed_frames{0},
+      unknown_packets{0}, connects{0},
       reconnects{0}, failed_attempts{0}, watchdog_timeouts{0};
+  std::atomic<std::size_t> failures_in_a_row{0};
   std::atomic<int> last_http_status{0};
   mutable std::mutex error_mutex;
   std::error_code last_error;
@@ -341,12 +410,16 @@ KiteTickerConnection::~KiteTickerConnection() { stop(); }
 void KiteTickerConnection::start() {
   asio::post(state_->strand, [state = state_] {
     if (state->stopping || state->state.load() != ConnectionState::idle) return;
-    asio::co_spawn(state->strand, state->run(), [state](std::exception_ptr error) {
-      if (!error) return;
-      // Only allocation failure can get here; the connection is lost for good.
-      log(LogLevel::error, "Kite connection {} stopped by an internal error", state->label);
-      state->set_state(ConnectionState::gave_up, std::make_error_code(std::errc::not_enough_memory));
-    });
+    state->launch();
+  });
+}
+
+void KiteTickerConnection::update_access_token(Secret access_token) {
+  if (!is_url_safe(access_token.reveal())) {
+    throw Error(fmt::format("{}: the access token may hold only letters, digits and -_.~", label_));
+  }
+  asio::post(state_->strand, [state = state_, token = std::move(access_token)]() mutable {
+    state->update_access_token(std::move(token));
   });
 }
 
@@ -378,10 +451,12 @@ ConnectionStats KiteTickerConnection::stats() const {
   out.heartbeats = s.heartbeats.load();
   out.text_messages = s.text_messages.load();
   out.malformed_frames = s.malformed_frames.load();
+  out.unknown_packets = s.unknown_packets.load();
   out.connects = s.connects.load();
   out.reconnects = s.reconnects.load();
   out.failed_attempts = s.failed_attempts.load();
   out.watchdog_timeouts = s.watchdog_timeouts.load();
+  out.failures_in_a_row = s.failures_in_a_row.load();
   out.last_http_status = s.last_http_status.load();
   std::lock_guard lock(s.error_mutex);
   out.last_error = s.last_error;

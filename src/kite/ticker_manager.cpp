@@ -66,14 +66,20 @@ struct KiteTickerManager::Impl {
 
   void on_connection_state(std::size_t index, ConnectionState state) {
     KeyHealth before, after;
+    bool report_auth_failure = false;
     {
       std::lock_guard lock(mutex);
       before = health_locked();
       connection_states[index] = state;
       if (is_final(state) && !stopped) move_off_locked(index);
+      if (state == ConnectionState::auth_failed && !stopped && !auth_failure_reported) {
+        auth_failure_reported = true;
+        report_auth_failure = true;
+      }
       after = health_locked();
     }
     if (before != after && on_health) on_health(after);
+    if (report_auth_failure && options.on_auth_failed) options.on_auth_failed(id);
   }
 
   // A connection that stopped trying for good (it gave up, or was refused)
@@ -156,6 +162,7 @@ struct KiteTickerManager::Impl {
   std::vector<ConnectionState> connection_states;
   bool started = false;
   bool stopped = false;
+  bool auth_failure_reported = false;  // on_auth_failed called since the last token update
 };
 
 KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
@@ -277,6 +284,14 @@ std::size_t KiteTickerManager::change_mode(std::span<const std::uint32_t> tokens
       });
 }
 
+void KiteTickerManager::update_access_token(Secret access_token) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  m.auth_failure_reported = false;
+  // Checked (and thrown) by the first connection, before any is changed.
+  for (auto& connection : m.connections) connection->update_access_token(access_token);
+}
+
 std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
@@ -328,6 +343,7 @@ ApiStats KiteTickerManager::stats() const {
     out.ticks += c.ticks;
     out.reconnects += c.reconnects;
     out.malformed_frames += c.malformed_frames;
+    out.unknown_packets += c.unknown_packets;
     out.failed_attempts += c.failed_attempts;
     out.watchdog_timeouts += c.watchdog_timeouts;
   }

@@ -60,7 +60,9 @@ using State = detail::WebSocketState;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 bool is_closed_by_peer(const beast::error_code& ec) {
-  return ec == websocket::error::closed || ec == asio::error::eof || ec == asio::error::connection_reset ||
+  // end_of_stream: the peer closed before its reply to the upgrade began.
+  return ec == websocket::error::closed || ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset ||
          ec == asio::error::connection_aborted || ec == asio::error::broken_pipe ||
          ec == asio::ssl::error::stream_truncated;
 }
@@ -100,7 +102,10 @@ asio::awaitable<Connected> upgrade(State& state, Stream& ws, const Endpoint& end
   const std::string host = default_port ? endpoint.host : fmt::format("{}:{}", endpoint.host, endpoint.port);
   websocket::response_type response;
   auto [ec] = co_await ws.async_handshake(response, host, target.reveal(), use_tuple);
-  const int status = static_cast<int>(response.result_int());
+  // A status only for a reply that was read: an attempt cut off before the
+  // server answered has none (the response's default would read as one).
+  const bool replied = !ec || ec == websocket::error::upgrade_declined;
+  const int status = replied ? static_cast<int>(response.result_int()) : 0;
   if (ec) {
     if (ec == websocket::error::upgrade_declined) co_return Connected{errc::upgrade_rejected, status};
     if (ec == beast::error::timeout) co_return Connected{errc::timeout, status};

@@ -48,15 +48,32 @@ using Clock = std::chrono::steady_clock;
 constexpr auto handshake_timeout = std::chrono::seconds(10);
 
 struct KeyState {
-  explicit KeyState(Secret token) : access_token(std::move(token)) {}
+  explicit KeyState(Secret token) : access_token_(std::move(token)) {}
 
-  const Secret access_token;
+  bool token_matches(std::string_view candidate) const {
+    std::lock_guard lock(token_mutex_);
+    return candidate == access_token_.reveal();
+  }
+  Secret access_token() const {
+    std::lock_guard lock(token_mutex_);
+    return access_token_;
+  }
+  void set_access_token(Secret token) {
+    std::lock_guard lock(token_mutex_);
+    access_token_ = std::move(token);
+  }
+
   std::atomic<bool> enabled{true};
+  std::atomic<bool> drop_on_accept{false};
   std::atomic<std::size_t> connections{0};
   std::atomic<std::uint64_t> connections_accepted{0};
   std::atomic<std::uint64_t> rejected_auth{0};
   std::atomic<std::uint64_t> rejected_over_limit{0};
   std::atomic<std::size_t> subscriptions{0};
+
+ private:
+  mutable std::mutex token_mutex_;  // set_access_token runs on a caller's thread
+  Secret access_token_;
 };
 
 struct Counters {
@@ -68,6 +85,7 @@ struct Counters {
   std::atomic<std::uint64_t> heartbeats_sent{0};
   std::atomic<std::uint64_t> text_messages_sent{0};
   std::atomic<std::uint64_t> malformed_frames_sent{0};
+  std::atomic<std::uint64_t> raw_frames_sent{0};
   std::atomic<std::uint64_t> frames_skipped{0};
   std::atomic<std::uint64_t> requests_received{0};
 };
@@ -79,7 +97,9 @@ class SessionControl {
   virtual const std::string& api_key() const = 0;  ///< empty until authenticated
   virtual void drop() = 0;
   virtual void silence() = 0;
-  virtual void send_raw_binary(std::vector<std::byte> frame) = 0;
+  /// `malformed` counts it in Stats::malformed_frames_sent.
+  virtual void send_raw_binary(std::vector<std::byte> frame, bool malformed) = 0;
+  virtual void send_raw_text(std::string text) = 0;
   virtual KiteTickerServer::ConnectionInfo info() const = 0;
 };
 
@@ -230,16 +250,17 @@ class Session final : public SessionControl, public std::enable_shared_from_this
     // Keep only a write in flight (it cannot be recalled); nothing else goes out.
     if (queue_.size() > 1) queue_.erase(queue_.begin() + 1, queue_.end());
   }
-  void send_raw_binary(std::vector<std::byte> frame) override {
-    enqueue({std::move(frame), Outgoing::Kind::malformed, 0});
+  void send_raw_binary(std::vector<std::byte> frame, bool malformed) override {
+    enqueue({std::move(frame), malformed ? Outgoing::Kind::malformed : Outgoing::Kind::raw, 0});
   }
+  void send_raw_text(std::string text) override { send_text(text); }
   KiteTickerServer::ConnectionInfo info() const override {
     return {id_, {subscriptions_.begin(), subscriptions_.end()}, silent_};
   }
 
  private:
   struct Outgoing {
-    enum class Kind { ticks, heartbeat, text, malformed };
+    enum class Kind { ticks, heartbeat, text, malformed, raw };
     std::vector<std::byte> bytes;
     Kind kind;
     std::size_t ticks;
@@ -265,7 +286,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       if (key_param != params.end() && token_param != params.end()) {
         api_key = (*key_param).value;
         key = server_.find_key(api_key);
-        if (key && (!key->enabled || (*token_param).value != key->access_token.reveal())) key = nullptr;
+        if (key && (!key->enabled || !key->token_matches((*token_param).value))) key = nullptr;
       }
     }
     if (!key) {
@@ -311,6 +332,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void on_open() {
+    if (key_->drop_on_accept) return finish();  // the 101 went out; nothing else will
     next_tick_ = Clock::now() + server_.tick_period;
     schedule_tick();
     schedule_heartbeat();
@@ -438,6 +460,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       case Outgoing::Kind::heartbeat: counters.heartbeats_sent++; break;
       case Outgoing::Kind::text: counters.text_messages_sent++; break;
       case Outgoing::Kind::malformed: counters.malformed_frames_sent++; break;
+      case Outgoing::Kind::raw: counters.raw_frames_sent++; break;
     }
   }
 
@@ -559,7 +582,7 @@ std::string KiteTickerServer::url() const {
 std::string KiteTickerServer::url_for(std::string_view api_key) const {
   const KeyState* key = impl_->find_key(api_key);
   if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
-  return fmt::format("{}/?api_key={}&access_token={}", url(), api_key, key->access_token.reveal());
+  return fmt::format("{}/?api_key={}&access_token={}", url(), api_key, key->access_token().reveal());
 }
 
 KiteTickerServer::KeyStats KiteTickerServer::key_stats(std::string_view api_key) const {
@@ -573,7 +596,7 @@ KiteTickerServer::Stats KiteTickerServer::stats() const {
   const Counters& c = impl_->counters;
   return {c.connections,        c.rejected_auth,         c.rejected_over_limit, c.frames_sent,
           c.ticks_sent,         c.heartbeats_sent,       c.text_messages_sent,  c.malformed_frames_sent,
-          c.frames_skipped,     c.requests_received};
+          c.frames_skipped,     c.requests_received,     c.raw_frames_sent};
 }
 
 std::vector<KiteTickerServer::ConnectionInfo> KiteTickerServer::connections(std::string_view api_key) const {
@@ -604,9 +627,38 @@ std::size_t KiteTickerServer::silence_connections(std::string_view api_key, std:
 std::size_t KiteTickerServer::send_malformed_frame(std::string_view api_key, kite::FrameError::Kind kind) {
   return impl_->on_io([&] {
     const auto sessions = impl_->sessions_of(api_key, all);
-    for (const auto& session : sessions) session->send_raw_binary(malformed_frame(kind));
+    for (const auto& session : sessions) session->send_raw_binary(malformed_frame(kind), true);
     return sessions.size();
   });
+}
+
+std::size_t KiteTickerServer::send_binary_frame(std::string_view api_key, std::span<const std::byte> frame) {
+  return impl_->on_io([&] {
+    const auto sessions = impl_->sessions_of(api_key, all);
+    for (const auto& session : sessions) session->send_raw_binary({frame.begin(), frame.end()}, false);
+    return sessions.size();
+  });
+}
+
+std::size_t KiteTickerServer::send_text_message(std::string_view api_key, std::string_view text) {
+  return impl_->on_io([&] {
+    const auto sessions = impl_->sessions_of(api_key, all);
+    for (const auto& session : sessions) session->send_raw_text(std::string(text));
+    return sessions.size();
+  });
+}
+
+void KiteTickerServer::set_drop_on_accept(std::string_view api_key, bool drop) {
+  KeyState* key = impl_->find_key(api_key);
+  if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
+  key->drop_on_accept = drop;
+}
+
+void KiteTickerServer::set_access_token(std::string_view api_key, Secret access_token) {
+  KeyState* key = impl_->find_key(api_key);
+  if (!key) throw Error(fmt::format("KiteTickerServer: unknown api_key {}", api_key));
+  key->set_access_token(std::move(access_token));
+  drop_connections(api_key);
 }
 
 void KiteTickerServer::set_key_enabled(std::string_view api_key, bool enabled) {
@@ -629,11 +681,6 @@ std::vector<std::byte> KiteTickerServer::malformed_frame(kite::FrameError::Kind 
       return bytes({0, 3, 0, 8, 0, 6, 0x3a, 0x01, 0, 0, 0x9f, 0x90});
     case Kind::truncated_packet:  // a full packet's length, four bytes of body
       return bytes({0, 1, 0, 184, 0, 6, 0x3a, 0x01});
-    case Kind::unknown_packet_length: {  // a 17-byte packet
-      auto frame = bytes({0, 1, 0, 17});
-      frame.resize(frame.size() + 17, std::byte{0x5a});
-      return frame;
-    }
     case Kind::trailing_bytes:  // an ltp packet, then two stray bytes
       return bytes({0, 1, 0, 8, 0, 6, 0x3a, 0x01, 0, 0, 0x9f, 0x90, 0xbe, 0xef});
   }

@@ -1,21 +1,27 @@
 // The Kite ticker client side against sim::KiteTickerServer over real sockets
-// on 127.0.0.1: backoff_delay (pure), KiteTickerConnection (subscribe / mode /
-// unsubscribe, reconnect restoring every subscription and mode, the liveness
-// watchdog, 403 and 429 on the upgrade, malformed frames, stop, wss with the
-// simulator's run-time CA), KiteTickerManager (connections per key, spreading
-// and batching, capacity errors, mode changes, release) and
-// MultiApiKiteTickerManager (builder checks, round-robin and manual placement,
-// channels, failover, stop, slow consumers with and without conflation, and
-// no secret in any log line, stat or error text).
+// on 127.0.0.1: the reconnect backoff (pure, its schedule in virtual time, and
+// against a server that accepts and drops), KiteTickerConnection (subscribe /
+// mode / unsubscribe, reconnect restoring every subscription and mode, the
+// liveness watchdog, 403 and 429 on the upgrade, no HTTP status without a
+// reply, malformed frames, packets of unknown length, hostile text messages,
+// a new access token after expiry, stop, wss with the simulator's run-time
+// CA), KiteTickerManager (connections per key, spreading and batching,
+// capacity errors, mode changes, release) and MultiApiKiteTickerManager
+// (builder checks, round-robin and manual placement, channels, failover of a
+// refused, a down and an accept-and-drop key, token refresh with
+// on_auth_failed, stop, slow consumers with and without conflation, and no
+// secret in any log line, stat or error text).
 //
 // Every timing is short (ticks every 20 ms, heartbeats every 100 ms, a
 // watchdog of 300 ms where it is under test and 1 s elsewhere, reconnects
 // after tens of ms) and every wait polls a condition with a deadline instead
 // of sleeping a fixed time.
+#include <floodgate/core/clock.hpp>
 #include <floodgate/core/error.hpp>
 #include <floodgate/core/log.hpp>
 #include <floodgate/core/secret.hpp>
 #include <floodgate/kite/multi_api_manager.hpp>
+#include <floodgate/kite/reconnect_backoff.hpp>
 #include <floodgate/kite/ticker_connection.hpp>
 #include <floodgate/kite/ticker_manager.hpp>
 #include <floodgate/net/error.hpp>
@@ -29,9 +35,12 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/channel_error.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
@@ -227,7 +236,7 @@ kite::KiteConnectionSettings settings_for(const KiteTickerServer& server) {
   settings.allow_plain_ws = true;
   settings.connect_timeout = 2s;
   settings.watchdog_timeout = 1s;  // 10 heartbeats: no false alarm on a loaded CI machine
-  settings.reconnect = {.max_attempts = 0, .initial_delay = 20ms, .max_delay = 100ms};
+  settings.reconnect = {.floor = 20ms, .cap = 100ms, .max_attempts = 0};
   return settings;
 }
 
@@ -241,51 +250,123 @@ bool is_connected(const kite::KiteTickerConnection& connection) {
 
 }  // namespace
 
-// ---- backoff_delay --------------------------------------------------------------------------
+// ---- backoff_delay and ReconnectBackoff (pure, virtual time) --------------------------------
 
-TEST_CASE("kite backoff_delay doubles from the initial delay up to the cap", "[kite][ticker]") {
-  const kite::ReconnectPolicy policy{.max_attempts = 0, .initial_delay = 100ms, .max_delay = 1000ms};
-  CHECK(kite::backoff_delay(policy, 1, 0.0) == 100ms);
-  CHECK(kite::backoff_delay(policy, 2, 0.0) == 200ms);
-  CHECK(kite::backoff_delay(policy, 3, 0.0) == 400ms);
-  CHECK(kite::backoff_delay(policy, 4, 0.0) == 800ms);
-  CHECK(kite::backoff_delay(policy, 5, 0.0) == 1000ms);  // 1600 capped
-  CHECK(kite::backoff_delay(policy, 6, 0.0) == 1000ms);
-  // Far past the point where 2^(attempt-1) overflows any integer type.
-  CHECK(kite::backoff_delay(policy, 64, 0.0) == 1000ms);
-  CHECK(kite::backoff_delay(policy, 1000, 0.0) == 1000ms);
-  CHECK(kite::backoff_delay(policy, std::numeric_limits<std::size_t>::max(), 0.0) == 1000ms);
-}
-
-TEST_CASE("kite backoff_delay treats attempt 0 like the first attempt", "[kite][ticker]") {
-  const kite::ReconnectPolicy policy{.max_attempts = 0, .initial_delay = 100ms, .max_delay = 1000ms};
-  for (const double r : {0.0, 0.3, 0.999}) {
-    INFO("unit_random " << r);
-    CHECK(kite::backoff_delay(policy, 0, r) == kite::backoff_delay(policy, 1, r));
+TEST_CASE("kite backoff_delay draws from floor to a doubling ceiling, capped", "[kite][ticker][backoff]") {
+  const kite::ReconnectPolicy policy{.floor = 100ms, .cap = 1000ms};
+  // unit_random 0: the floor, always; 1: the ceiling.
+  for (const std::size_t failures : {std::size_t{0}, std::size_t{1}, std::size_t{5}, std::size_t{64}}) {
+    CHECK(kite::backoff_delay(policy, failures, 0.0) == 100ms);
   }
+  CHECK(kite::backoff_delay(policy, 1, 1.0) == 100ms);  // the first retry waits exactly the floor
+  CHECK(kite::backoff_delay(policy, 2, 1.0) == 200ms);
+  CHECK(kite::backoff_delay(policy, 3, 1.0) == 400ms);
+  CHECK(kite::backoff_delay(policy, 4, 1.0) == 800ms);
+  CHECK(kite::backoff_delay(policy, 5, 1.0) == 1000ms);  // 1600 capped
+  CHECK(kite::backoff_delay(policy, 3, 0.5) == 250ms);
+  // Far past the point where 2^(n-1) overflows any integer type.
+  CHECK(kite::backoff_delay(policy, 1000, 1.0) == 1000ms);
+  CHECK(kite::backoff_delay(policy, std::numeric_limits<std::size_t>::max(), 1.0) == 1000ms);
+  // Out-of-range randoms are clamped; a cap below the floor is the floor.
+  CHECK(kite::backoff_delay(policy, 3, 7.0) == 400ms);
+  CHECK(kite::backoff_delay(policy, 3, -1.0) == 100ms);
+  CHECK(kite::backoff_delay({.floor = 100ms, .cap = 10ms}, 9, 1.0) == 100ms);
 }
 
-TEST_CASE("kite backoff_delay jitter stays within half and all of the capped delay", "[kite][ticker]") {
-  const kite::ReconnectPolicy policy{.max_attempts = 0, .initial_delay = 40ms, .max_delay = 5000ms};
-  for (std::size_t attempt = 1; attempt <= 12; ++attempt) {
-    const auto full = std::min<std::chrono::milliseconds>(5000ms, 40ms * (1LL << (attempt - 1)));
+TEST_CASE("kite backoff_delay spreads the pauses over the whole range (full jitter)", "[kite][ticker][backoff]") {
+  const kite::ReconnectPolicy policy{.floor = 40ms, .cap = 5000ms};
+  for (std::size_t failures = 2; failures <= 12; ++failures) {
+    const auto ceiling = std::min<std::chrono::milliseconds>(5000ms, 40ms * (1LL << (failures - 1)));
     std::set<std::chrono::milliseconds::rep> distinct;
-    for (int i = 0; i < 100; ++i) {
-      const double r = i / 100.0;
-      const auto delay = kite::backoff_delay(policy, attempt, r);
-      INFO("attempt " << attempt << ", unit_random " << r << ", delay " << delay.count() << " ms");
-      CHECK(delay <= full);
-      CHECK(delay * 2 >= full - 1ms);  // "half" allows for rounding to whole milliseconds
+    for (int i = 0; i <= 100; ++i) {
+      const auto delay = kite::backoff_delay(policy, failures, i / 100.0);
+      INFO("failures " << failures << ", delay " << delay.count() << " ms");
+      CHECK(delay >= 40ms);
+      CHECK(delay <= ceiling);
       distinct.insert(delay.count());
     }
-    // The random part really spreads the delays (what keeps reconnects apart).
-    CHECK(distinct.size() >= std::min<std::size_t>(20, static_cast<std::size_t>(full.count() / 4)));
+    CHECK(distinct.size() >= std::min<std::size_t>(50, static_cast<std::size_t>((ceiling - 40ms).count())));
   }
-  // The largest random value takes off (nearly) half, the smallest nothing.
-  CHECK(kite::backoff_delay(policy, 1, 0.0) == 40ms);
-  CHECK(kite::backoff_delay(policy, 1, 0.5) == 30ms);
-  CHECK(kite::backoff_delay(policy, 1, 0.9999) >= 20ms);
-  CHECK(kite::backoff_delay(policy, 1, 0.9999) <= 21ms);
+}
+
+namespace {
+
+/// Runs ReconnectBackoff against a server that accepts every upgrade and
+/// drops it `lives_for` later (after `data_after`, if set, data arrives), in
+/// virtual time: returns the pauses in order, until it gives up or `limit`.
+struct Schedule {
+  std::vector<std::chrono::milliseconds> pauses;
+  bool gave_up = false;
+};
+
+Schedule accept_and_drop(floodgate::ManualClock& clock, kite::ReconnectBackoff<floodgate::ManualClock>& backoff,
+                         std::chrono::milliseconds lives_for, std::optional<std::chrono::milliseconds> data_after,
+                         double unit_random, std::size_t limit) {
+  Schedule schedule;
+  while (schedule.pauses.size() < limit) {
+    backoff.opened();
+    if (data_after) {
+      clock.advance(*data_after);
+      backoff.data(clock.now());
+      clock.advance(lives_for - *data_after);
+    } else {
+      clock.advance(lives_for);
+    }
+    const auto next = backoff.failed(clock.now(), unit_random);
+    if (next.give_up) {
+      schedule.gave_up = true;
+      break;
+    }
+    schedule.pauses.push_back(next.delay);
+    clock.advance(next.delay);
+  }
+  return schedule;
+}
+
+}  // namespace
+
+TEST_CASE("kite reconnect backoff: accept-then-drop backs off like a refusal and gives up", "[kite][ticker][backoff]") {
+  floodgate::ManualClock clock;
+  using P = std::vector<std::chrono::milliseconds>;
+
+  SECTION("dropped 50 ms after every accept, no data: 1, 2, 4, 8 s ... 60 s, gives up at the 10th") {
+    kite::ReconnectBackoff<floodgate::ManualClock> backoff({.floor = 1s, .cap = 60s, .max_attempts = 10});
+    const auto schedule = accept_and_drop(clock, backoff, 50ms, std::nullopt, 1.0, 100);
+    CHECK(schedule.pauses == P{1s, 2s, 4s, 8s, 16s, 32s, 60s, 60s, 60s});
+    CHECK(schedule.gave_up);
+    CHECK(backoff.failures_in_a_row() == 10);
+  }
+  SECTION("the same with the smallest random draw never goes under the floor") {
+    kite::ReconnectBackoff<floodgate::ManualClock> backoff({.floor = 1s, .cap = 60s, .max_attempts = 5});
+    const auto schedule = accept_and_drop(clock, backoff, 50ms, std::nullopt, 0.0, 100);
+    CHECK(schedule.pauses == P{1s, 1s, 1s, 1s});
+    CHECK(schedule.gave_up);
+  }
+  SECTION("data that flowed for less than healthy_after does not reset the count") {
+    kite::ReconnectBackoff<floodgate::ManualClock> backoff(
+        {.floor = 1s, .cap = 60s, .healthy_after = 30s, .max_attempts = 0});
+    const auto schedule = accept_and_drop(clock, backoff, 29s, 10ms, 1.0, 6);
+    CHECK(schedule.pauses == P{1s, 2s, 4s, 8s, 16s, 32s});
+    CHECK_FALSE(schedule.gave_up);
+  }
+  SECTION("a connection healthy for healthy_after starts the count over") {
+    kite::ReconnectBackoff<floodgate::ManualClock> backoff(
+        {.floor = 1s, .cap = 60s, .healthy_after = 30s, .max_attempts = 3});
+    CHECK(accept_and_drop(clock, backoff, 50ms, std::nullopt, 1.0, 2).pauses == P{1s, 2s});
+    // Data from 10 ms after the upgrade until 30.01 s: healthy, so its loss is failure 1 again.
+    CHECK(accept_and_drop(clock, backoff, 30010ms, 10ms, 1.0, 2).pauses == P{1s, 1s});
+    CHECK(backoff.failures_in_a_row() == 1);
+    // Connected for an hour without data (upgraded, silent): not healthy.
+    backoff.opened();
+    clock.advance(1h);
+    CHECK(backoff.failed(clock.now(), 1.0).delay == 2s);
+  }
+  SECTION("reset() forgets the failures") {
+    kite::ReconnectBackoff<floodgate::ManualClock> backoff({.floor = 1s, .cap = 60s, .max_attempts = 3});
+    CHECK(accept_and_drop(clock, backoff, 50ms, std::nullopt, 1.0, 2).pauses == P{1s, 2s});
+    backoff.reset();
+    CHECK(backoff.failed(clock.now(), 1.0).delay == 1s);
+  }
 }
 
 // ---- KiteTickerConnection ----------------------------------------------------------------------
@@ -484,6 +565,141 @@ TEST_CASE("kite connection stops for good on 403 instead of retrying", "[kite][t
   CHECK(holds_for([&] { return server.key_stats(key_a).rejected_auth == 1; }, 100ms));
 }
 
+TEST_CASE("kite connection backs off a server that accepts and drops, and gives up", "[kite][ticker][backoff]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  server.set_drop_on_accept(key_a, true);
+  std::mutex mutex;
+  std::vector<std::pair<std::size_t, std::chrono::milliseconds>> announced;  // (failures, pause)
+  std::vector<std::chrono::steady_clock::time_point> dials;
+  std::vector<ConnectionState> states;
+  kite::KiteTickerConnection::Handlers handlers{
+      .on_state =
+          [&](ConnectionState state, std::error_code) {
+            std::lock_guard lock(mutex);
+            states.push_back(state);
+            if (state == ConnectionState::connecting) dials.push_back(std::chrono::steady_clock::now());
+          },
+      .on_reconnect =
+          [&](std::size_t failures, std::chrono::milliseconds pause) {
+            std::lock_guard lock(mutex);
+            announced.emplace_back(failures, pause);
+          },
+  };
+  auto settings = settings_for(server);
+  settings.reconnect = {.floor = 20ms, .cap = 160ms, .max_attempts = 6};
+  IoThreads io;
+  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, handlers);
+  connection.subscribe(nse_tokens(3), Mode::quote);
+  connection.start();
+
+  REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::gave_up; }));
+  // Every upgrade was accepted and dropped: six connections, then no more.
+  CHECK(holds_for([&] { return server.key_stats(key_a).connections_accepted == 6; }, 300ms));
+  const auto stats = connection.stats();
+  CHECK(stats.connects == 6);
+  CHECK(stats.failed_attempts == 0);
+  CHECK(stats.failures_in_a_row == 6);
+
+  std::lock_guard lock(mutex);
+  // Never "connected": no data ever flowed.
+  CHECK(std::find(states.begin(), states.end(), ConnectionState::connected) == states.end());
+  // The schedule: failure n waits within [floor, min(cap, floor * 2^(n-1))],
+  // and the next dial came no sooner than that.
+  REQUIRE(announced.size() == 5);
+  REQUIRE(dials.size() == 6);
+  for (std::size_t n = 1; n <= announced.size(); ++n) {
+    const auto [failures, pause] = announced[n - 1];
+    const auto ceiling = std::min<std::chrono::milliseconds>(160ms, 20ms * (1 << (n - 1)));
+    INFO("failure " << n << ": pause " << pause.count() << " ms");
+    CHECK(failures == n);
+    CHECK(pause >= 20ms);
+    CHECK(pause <= ceiling);
+    CHECK(dials[n] - dials[n - 1] >= pause);
+  }
+}
+
+TEST_CASE("kite connection reports no HTTP status for an attempt that got no HTTP reply", "[kite][ticker]") {
+  // A TCP server that accepts and closes without a byte of reply.
+  asio::io_context server_io;
+  asio::ip::tcp::acceptor acceptor(server_io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::atomic<int> accepted{0};
+  std::function<void()> accept_next = [&] {
+    acceptor.async_accept([&](boost::system::error_code ec, asio::ip::tcp::socket socket) {
+      if (ec) return;
+      ++accepted;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      accept_next();
+    });
+  };
+  accept_next();
+  std::thread server_thread([&] { server_io.run(); });
+
+  kite::KiteConnectionSettings settings;
+  settings.url = fmt::format("ws://127.0.0.1:{}", acceptor.local_endpoint().port());
+  settings.allow_plain_ws = true;
+  settings.connect_timeout = 2s;
+  settings.reconnect = {.floor = 10ms, .cap = 10ms, .max_attempts = 2};
+  {
+    IoThreads io;
+    kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, {});
+    connection.start();
+    REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::gave_up; }));
+    const auto stats = connection.stats();
+    CHECK(stats.failed_attempts == 2);
+    CHECK(stats.last_http_status == 0);
+    CHECK(stats.last_error == floodgate::net::errc::connection_closed);
+  }
+  CHECK(accepted == 2);
+  asio::post(server_io, [&] { acceptor.close(); });
+  server_thread.join();
+}
+
+TEST_CASE("kite connection refused after its token expired comes back with a new token, in every mode",
+          "[kite][ticker][token]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  Recorder recorder;
+  IoThreads io;
+  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+                                        recorder.handlers());
+  const auto full = nse_tokens(5, 1000), ltp = nse_tokens(5, 2000);
+  connection.subscribe(full, Mode::full);
+  connection.subscribe(ltp, Mode::ltp);
+  connection.start();
+  Subscriptions expected = with_mode(full, Mode::full);
+  for (const auto& s : with_mode(ltp, Mode::ltp)) expected.push_back(s);
+  expected = sorted(expected);
+  REQUIRE(eventually([&] { return server_subscriptions(server, key_a) == expected; }));
+
+  // The daily expiry: the session ends, the old token gets 403.
+  server.set_access_token(key_a, Secret("tok-a-next-day-77"));
+  REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::auth_failed; }));
+  CHECK(holds_for([&] { return server.key_stats(key_a).rejected_auth == 1; }, 200ms));  // no hammering
+
+  // A subscription made while refused is kept for later too.
+  const auto quote = nse_tokens(3, 3000);
+  connection.subscribe(quote, Mode::quote);
+  for (const auto& s : with_mode(quote, Mode::quote)) expected.push_back(s);
+  expected = sorted(expected);
+
+  CHECK_THROWS_AS(connection.update_access_token(Secret("not a token")), floodgate::Error);
+  connection.update_access_token(Secret("tok-a-next-day-77"));
+  REQUIRE(eventually([&] { return is_connected(connection); }));
+  CHECK(eventually([&] { return server_subscriptions(server, key_a) == expected; }));
+  const auto before = recorder.count(full.front());
+  CHECK(eventually([&] { return recorder.count(full.front()) > before + 3; }));
+  CHECK(recorder.last(full.front())->kind == kite::PacketKind::full);
+  CHECK(recorder.last(ltp.front())->kind == kite::PacketKind::ltp);
+  CHECK(connection.stats().failures_in_a_row == 0);
+
+  // An open connection keeps streaming through a token update: no reconnect.
+  const auto connects = connection.stats().connects;
+  connection.update_access_token(Secret("tok-a-third-day-88"));
+  CHECK(holds_for([&] { return connection.stats().connects == connects && is_connected(connection); }, 200ms));
+}
+
 TEST_CASE("kite connection reports 429 as too many connections and gets in once a place frees", "[kite][ticker]") {
   KiteTickerServer server(server_options());
   server.start();
@@ -532,7 +748,7 @@ TEST_CASE("kite connection counts malformed frames and keeps streaming", "[kite]
 
   using Kind = kite::FrameError::Kind;
   const std::vector<Kind> kinds{Kind::empty_frame, Kind::count_overruns_frame, Kind::truncated_packet,
-                                Kind::unknown_packet_length, Kind::trailing_bytes};
+                                Kind::trailing_bytes};
   for (const Kind kind : kinds) REQUIRE(server.send_malformed_frame(key_a, kind) == 1);
   REQUIRE(eventually([&] { return connection.stats().malformed_frames == kinds.size(); }));
 
@@ -546,6 +762,125 @@ TEST_CASE("kite connection counts malformed frames and keeps streaming", "[kite]
   CHECK(stats.connects == 1);  // a bad frame is no reason to reconnect
   CHECK(stats.malformed_frames == kinds.size());
   CHECK(server.stats().malformed_frames_sent == kinds.size());
+}
+
+TEST_CASE("kite connection skips packets of unknown length, delivers the rest, warns once per length",
+          "[kite][ticker]") {
+  std::mutex lines_mutex;
+  std::vector<std::string> lines;
+  const auto previous = floodgate::set_log_sink([&](floodgate::LogLevel, std::string_view line) {
+    std::lock_guard lock(lines_mutex);
+    lines.emplace_back(line);
+  });
+  struct RestoreSink {
+    floodgate::LogSink sink;
+    ~RestoreSink() { floodgate::set_log_sink(sink); }
+  } restore{previous};
+
+  KiteTickerServer server(server_options());
+  server.start();
+  Recorder recorder;
+  IoThreads io;
+  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+                                        recorder.handlers());
+  connection.start();
+  REQUIRE(eventually([&] { return is_connected(connection); }));
+
+  // ltp 408065, a 20-byte packet, ltp of a CDS token; then a 36-byte one; three times.
+  const auto frame = [](std::size_t unknown_length) {
+    std::vector<std::byte> out;
+    const auto u16 = [&](unsigned v) {
+      out.push_back(static_cast<std::byte>(v >> 8));
+      out.push_back(static_cast<std::byte>(v & 0xff));
+    };
+    const auto u32 = [&](std::uint32_t v) {
+      u16(v >> 16);
+      u16(v & 0xffff);
+    };
+    u16(3);
+    u16(8), u32(nse_token), u32(12345);
+    u16(static_cast<unsigned>(unknown_length));
+    for (std::size_t i = 0; i < unknown_length; ++i) out.push_back(std::byte{0x5a});
+    u16(8), u32(cds_token), u32(700000000);
+    return out;
+  };
+  for (int round = 0; round < 3; ++round) {
+    REQUIRE(server.send_binary_frame(key_a, frame(20)) == 1);
+    REQUIRE(server.send_binary_frame(key_a, frame(36)) == 1);
+  }
+  REQUIRE(eventually([&] { return recorder.count(cds_token) == 6; }));
+  CHECK(recorder.count(nse_token) == 6);
+  CHECK(recorder.last(nse_token)->last_price == 123.45);
+  CHECK(recorder.last(cds_token)->last_price == 70.0);
+  const auto stats = connection.stats();
+  CHECK(stats.unknown_packets == 6);
+  CHECK(stats.malformed_frames == 0);
+  CHECK(stats.ticks == 12);
+
+  std::lock_guard lock(lines_mutex);
+  std::map<std::string, int> warnings;
+  for (const auto& line : lines) {
+    if (line.find("unknown length") != std::string::npos) ++warnings[line];
+  }
+  CHECK(warnings.size() == 2);
+  for (const auto& [line, count] : warnings) {
+    INFO(line);
+    CHECK(count == 1);
+    CHECK((line.find("length 20 ") != std::string::npos || line.find("length 36 ") != std::string::npos));
+  }
+}
+
+TEST_CASE("kite connection survives hostile text messages and logs only an excerpt", "[kite][ticker]") {
+  std::mutex lines_mutex;
+  std::vector<std::string> lines;
+  const auto previous = floodgate::set_log_sink([&](floodgate::LogLevel, std::string_view line) {
+    std::lock_guard lock(lines_mutex);
+    lines.emplace_back(line);
+  });
+  struct RestoreSink {
+    floodgate::LogSink sink;
+    ~RestoreSink() { floodgate::set_log_sink(sink); }
+  } restore{previous};
+
+  KiteTickerServer server(server_options());
+  server.start();
+  std::atomic<int> texts{0};
+  Recorder recorder;
+  auto handlers = recorder.handlers();
+  handlers.on_text = [&](kite::TextMessage&&) { ++texts; };
+  IoThreads io;
+  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+                                        handlers);
+  connection.subscribe({nse_token}, Mode::ltp);
+  connection.start();
+  REQUIRE(eventually([&] { return recorder.count(nse_token) > 0; }));
+
+  // Issue 18: ~200 KB of [[[…]]] nested 100,000 deep once crashed the process.
+  const std::size_t depth = 100'000;
+  REQUIRE(server.send_text_message(key_a, R"({"type":"error","data":)" + std::string(depth, '[') +
+                                              std::string(depth, ']') + "}") == 1);
+  // A 100 KB error string: logged, but not whole.
+  const std::string long_error(100'000, 'x');
+  REQUIRE(server.send_text_message(key_a, R"({"type":"error","data":")" + long_error + R"("})") == 1);
+  REQUIRE(eventually([&] { return connection.stats().text_messages == 2; }));
+
+  const auto stats = connection.stats();
+  CHECK(stats.malformed_frames == 1);  // the deep one, refused
+  CHECK(eventually([&] { return texts == 1; }));  // the long one, delivered
+  CHECK(stats.connects == 1);
+  const auto before = recorder.count(nse_token);
+  CHECK(eventually([&] { return recorder.count(nse_token) > before + 3; }));  // still streaming
+
+  std::lock_guard lock(lines_mutex);
+  bool logged_excerpt = false;
+  for (const auto& line : lines) {
+    CHECK(line.size() < 1000);
+    if (line.find("reports an error: xxxx") != std::string::npos) {
+      logged_excerpt = true;
+      CHECK(line.find("(100000 bytes)") != std::string::npos);
+    }
+  }
+  CHECK(logged_excerpt);
 }
 
 TEST_CASE("kite connection stop means stop", "[kite][ticker]") {
@@ -579,8 +914,8 @@ TEST_CASE("kite connection stop means stop", "[kite][ticker]") {
 
   SECTION("while waiting to reconnect") {
     auto settings = settings_for(server);
-    settings.reconnect.initial_delay = 300ms;
-    settings.reconnect.max_delay = 300ms;
+    settings.reconnect.floor = 300ms;
+    settings.reconnect.cap = 300ms;
     kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
                                           recorder.handlers());
     connection.start();
@@ -897,7 +1232,7 @@ TEST_CASE("kite manager health follows its connections", "[kite][ticker]") {
   ManagerRecorder recorder;
   IoThreads io;
   auto options = manager_options(server, 2, 100);
-  options.connection.reconnect = {.max_attempts = 0, .initial_delay = 300ms, .max_delay = 300ms};
+  options.connection.reconnect = {.floor = 300ms, .cap = 300ms, .max_attempts = 0};
   kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
   manager.start();
   REQUIRE(eventually([&] { return manager.health() == kite::KeyHealth::live; }));
@@ -925,7 +1260,7 @@ TEST_CASE("kite manager moves a connection's instruments to its siblings when it
   early.start();
   REQUIRE(eventually([&] { return is_connected(early); }));
   auto options = manager_options(server, 2, 100);
-  options.connection.reconnect = {.max_attempts = 2, .initial_delay = 400ms, .max_delay = 400ms};
+  options.connection.reconnect = {.floor = 400ms, .cap = 400ms, .max_attempts = 2};
   kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
   manager.start();
   REQUIRE(eventually([&] { return manager.health() == kite::KeyHealth::live; }));
@@ -937,7 +1272,7 @@ TEST_CASE("kite manager moves a connection's instruments to its siblings when it
   // reconnects get 429 until it gives up.
   REQUIRE(server.drop_connections(key_a, 1) == 1);
   auto late_settings = settings_for(server);
-  late_settings.reconnect = {.max_attempts = 0, .initial_delay = 5ms, .max_delay = 10ms};
+  late_settings.reconnect = {.floor = 5ms, .cap = 10ms, .max_attempts = 0};
   kite::KiteTickerConnection late(io.executor(), "late", kite_key(key_a, token_a), late_settings, {});
   late.start();
   REQUIRE(eventually([&] { return is_connected(late); }));
@@ -997,7 +1332,7 @@ std::unique_ptr<kite::MultiApiKiteTickerManager> make_multi(asio::any_io_executo
       .allow_plain_ws(true)
       .connection_timeout(2s)
       .watchdog_timeout(1s)
-      .reconnect_policy({.max_attempts = 0, .initial_delay = 20ms, .max_delay = 100ms})
+      .reconnect_policy({.floor = 20ms, .cap = 100ms, .max_attempts = 0})
       .health_check_interval(50ms)
       .failover_after(2s);  // tests of failover by time set less; a slow start must not trigger it
   if (customize) customize(builder);
@@ -1389,7 +1724,7 @@ TEST_CASE("kite multi manager fails over a key that stays down past failover_aft
     b.max_connections_per_api(1)
         .max_symbols_per_connection(30)
         .failover_after(500ms)
-        .reconnect_policy({.max_attempts = 0, .initial_delay = 50ms, .max_delay = 50ms});
+        .reconnect_policy({.floor = 50ms, .cap = 50ms, .max_attempts = 0});
   });
   reader.start(manager->channel());
   const auto started_at = std::chrono::steady_clock::now();
@@ -1416,6 +1751,98 @@ TEST_CASE("kite multi manager fails over a key that stays down past failover_aft
   manager->subscribe_symbols(nse_tokens(10, 3000));
   CHECK(manager->get_symbol_distribution().at("API-2").size() == 10);
   CHECK(eventually([&] { return server_matches_distribution(server, *manager, 2); }));
+  stop_and_drain(*manager, reader);
+}
+
+TEST_CASE("kite multi manager fails over a key whose connections are accepted and dropped at once",
+          "[kite][ticker][multi]") {
+  // Issue 18: each upgrade used to count as "up" and restart the down clock,
+  // so a key that delivered nothing was never failed over.
+  KiteTickerServer server(multi_server_options());
+  server.start();
+  server.set_drop_on_accept(api_keys[1].api_key, true);
+  ChannelReader reader;
+  IoThreads io;
+  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) {
+    b.max_connections_per_api(1)
+        .max_symbols_per_connection(30)
+        .failover_after(400ms)
+        // Redials far more often than failover_after: every upgrade is a chance to look "up".
+        .reconnect_policy({.floor = 10ms, .cap = 40ms, .max_attempts = 0});
+  });
+  reader.start(manager->channel());
+  manager->start();
+  const auto tokens = nse_tokens(20);
+  manager->subscribe_symbols(tokens);
+  REQUIRE(manager->get_symbol_distribution().at("API-2").size() == 10);
+
+  REQUIRE(eventually([&] { return manager->get_stats().failovers == 1; }));
+  const auto api2 = manager->get_api_stats("API-2");
+  CHECK(api2.health == kite::KeyHealth::down);
+  CHECK(api2.connections.at(0).connects >= 2);  // it was accepted, again and again
+  CHECK(api2.symbols_moved_out == 10);
+  CHECK(manager->get_symbol_distribution().at("API-1") == tokens);
+  for (const auto token : tokens) CHECK(eventually([&] { return reader.count("API-1", token) > 0; }));
+  stop_and_drain(*manager, reader);
+}
+
+TEST_CASE("kite managers: a 403 after token expiry, on_auth_failed, update_access_token restores everything",
+          "[kite][ticker][multi][token]") {
+  KiteTickerServer server(multi_server_options());
+  server.start();
+  ChannelReader reader;
+  IoThreads io;
+  std::mutex mutex;
+  std::vector<std::string> refused;  // on_auth_failed calls
+  auto manager = make_multi(io.executor(), server, 1, [&](Builder& b) {
+    b.max_connections_per_api(2).max_symbols_per_connection(20).on_auth_failed([&](const std::string& id) {
+      std::lock_guard lock(mutex);
+      refused.push_back(id);
+    });
+  });
+  reader.start(manager->channel());
+  manager->start();
+  const auto full = nse_tokens(10, 1000), quote = nse_tokens(10, 2000), ltp = nse_tokens(10, 3000);
+  manager->subscribe_symbols(full, Mode::full);
+  manager->subscribe_symbols(quote);
+  manager->subscribe_symbols(ltp, Mode::ltp);
+  Subscriptions expected = with_mode(full, Mode::full);
+  for (const auto& s : with_mode(quote, Mode::quote)) expected.push_back(s);
+  for (const auto& s : with_mode(ltp, Mode::ltp)) expected.push_back(s);
+  expected = sorted(expected);
+  const auto& key = api_keys[0];
+  REQUIRE(eventually([&] { return server_subscriptions(server, key.api_key) == expected; }));
+
+  server.set_access_token(key.api_key, Secret("tok-1-renewed-5150"));
+  REQUIRE(eventually([&] { return manager->get_api_stats("API-1").health == kite::KeyHealth::failed; }));
+  CHECK(holds_for(
+      [&] {
+        std::lock_guard lock(mutex);
+        return refused == std::vector<std::string>{"API-1"};  // once for the key, not once per connection
+      },
+      200ms));
+  // No key can take them: they wait.
+  CHECK(eventually([&] { return manager->get_stats().unplaced_symbols == 30; }));
+
+  manager->update_access_token("API-1", Secret("tok-1-renewed-5150"));
+  REQUIRE(eventually([&] { return manager->get_api_stats("API-1").health == kite::KeyHealth::live; }));
+  CHECK(eventually([&] { return server_subscriptions(server, key.api_key) == expected; }));
+  CHECK(eventually([&] { return manager->get_stats().unplaced_symbols == 0; }));
+  for (const auto token : {full.back(), quote.back(), ltp.back()}) {
+    const auto before = reader.count("API-1", token);
+    CHECK(eventually([&] { return reader.count("API-1", token) > before + 2; }));
+  }
+  CHECK(reader.ticks_of(full.back()).back().kind == kite::PacketKind::full);
+  CHECK(reader.ticks_of(quote.back()).back().kind == kite::PacketKind::quote);
+  CHECK(reader.ticks_of(ltp.back()).back().kind == kite::PacketKind::ltp);
+  CHECK_THROWS_AS(manager->update_access_token("API-9", Secret("x")), floodgate::Error);
+
+  // A later expiry is reported again.
+  server.set_access_token(key.api_key, Secret("tok-1-renewed-again-6"));
+  CHECK(eventually([&] {
+    std::lock_guard lock(mutex);
+    return refused.size() == 2;
+  }));
   stop_and_drain(*manager, reader);
 }
 
@@ -1585,7 +2012,7 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
         .max_connections_per_api(1)
         .max_symbols_per_connection(20)
         .watchdog_timeout(400ms)
-        .reconnect_policy({.max_attempts = 0, .initial_delay = 20ms, .max_delay = 100ms})
+        .reconnect_policy({.floor = 20ms, .cap = 100ms, .max_attempts = 0})
         .health_check_interval(50ms)
         .failover_after(2s);
     auto manager = builder.build();
@@ -1604,7 +2031,7 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
     // upgrade (a frame sent before that would break the handshake).
     const auto ticks = api1().ticks;
     REQUIRE(eventually([&] { return api1().ticks > ticks; }));
-    REQUIRE(server.send_malformed_frame(api_keys[0].api_key, kite::FrameError::Kind::unknown_packet_length) == 1);
+    REQUIRE(server.send_malformed_frame(api_keys[0].api_key, kite::FrameError::Kind::truncated_packet) == 1);
     REQUIRE(eventually([&] { return api1().malformed_frames >= 1; }));
     server.silence_connections(api_keys[0].api_key);
     REQUIRE(eventually([&] { return api1().watchdog_timeouts >= 1; }));

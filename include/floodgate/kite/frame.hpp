@@ -17,11 +17,16 @@
 //   }
 //   if (!frame.ok()) log_bad_frame(frame.error()->message());
 //
-// Server data is never trusted: a packet of unknown length, a packet that runs
-// past the end of the frame, or a count that promises more packets than the
-// frame holds ends the frame at that packet. The packets before it are still
-// iterated; `error()` says what was wrong and at which byte offset. No input,
-// however broken, makes the reader touch memory outside the buffer.
+// A packet whose length matches no known layout is skipped, not an error: the
+// length prefix says where the next packet starts, so a layout Kite adds later
+// costs only its own packets (pykiteconnect skips them the same way).
+// `unknown_count()` counts them and `for_each_unknown_length` names them.
+//
+// Server data is never trusted: a packet that runs past the end of the frame,
+// or a count that promises more packets than the frame holds, ends the frame at
+// that packet. The packets before it are still iterated; `error()` says what
+// was wrong and at which byte offset. No input, however broken, makes the
+// reader touch memory outside the buffer.
 //
 // The view borrows the buffer: keep the message alive while you iterate.
 #pragma once
@@ -46,7 +51,6 @@ struct FrameError {
     empty_frame,            ///< a binary message of zero bytes
     count_overruns_frame,   ///< the frame ends where another length prefix should be
     truncated_packet,       ///< a packet's length runs past the end of the frame
-    unknown_packet_length,  ///< a length that matches no packet layout
     trailing_bytes,         ///< bytes left over after the last counted packet
   };
 
@@ -105,7 +109,8 @@ class PacketView {
 /// A checked, iterable view of one binary ticker message.
 class FrameView {
  public:
-  /// Forward iterator over the frame's well-formed packets.
+  /// Forward iterator over the frame's well-formed packets of known layouts
+  /// (packets of unknown length are stepped over).
   class iterator {
    public:
     using iterator_category = std::forward_iterator_tag;
@@ -116,11 +121,10 @@ class FrameView {
 
     iterator() = default;
     PacketView operator*() const noexcept {
-      return PacketView(position_ + 2, *packet_kind_for_size(length()));
+      return PacketView(position_ + 2, *packet_kind_for_size(length(position_)));
     }
     iterator& operator++() noexcept {
-      position_ += 2 + length();
-      --remaining_;
+      position_ = skip_unknown(position_ + 2 + length(position_), end_);
       return *this;
     }
     iterator operator++(int) noexcept {
@@ -128,20 +132,23 @@ class FrameView {
       ++*this;
       return old;
     }
-    friend bool operator==(const iterator& a, const iterator& b) noexcept {
-      return a.remaining_ == b.remaining_;
-    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.position_ == b.position_; }
 
    private:
     friend class FrameView;
-    iterator(const unsigned char* position, std::size_t remaining) noexcept
-        : position_(position), remaining_(remaining) {}
-    std::size_t length() const noexcept {
-      return static_cast<std::size_t>(position_[0] << 8 | position_[1]);
+    iterator(const unsigned char* position, const unsigned char* end) noexcept
+        : position_(skip_unknown(position, end)), end_(end) {}
+    static std::size_t length(const unsigned char* at) noexcept {
+      return static_cast<std::size_t>(at[0] << 8 | at[1]);
+    }
+    // The frame was checked once: every prefix before `end` is in bounds.
+    static const unsigned char* skip_unknown(const unsigned char* at, const unsigned char* end) noexcept {
+      while (at != end && !packet_kind_for_size(length(at))) at += 2 + length(at);
+      return at;
     }
 
     const unsigned char* position_ = nullptr;
-    std::size_t remaining_ = 0;
+    const unsigned char* end_ = nullptr;
   };
 
   /// Checks the frame's structure; never throws, never reads past `size`.
@@ -158,18 +165,32 @@ class FrameView {
 
   /// The packet count the frame announces (0 for heartbeats and empty frames).
   std::size_t declared_count() const noexcept { return declared_count_; }
-  /// How many packets can be read: all of them when ok(), those before the
-  /// faulty one otherwise.
+  /// How many packets of known layouts can be read: all of them when ok(),
+  /// those before the faulty one otherwise.
   std::size_t size() const noexcept { return readable_count_; }
   bool empty() const noexcept { return readable_count_ == 0; }
+  /// Packets skipped because their length matches no known layout.
+  std::size_t unknown_count() const noexcept { return unknown_count_; }
 
-  iterator begin() const noexcept { return {first_packet_, readable_count_}; }
-  iterator end() const noexcept { return {nullptr, 0}; }
+  /// Calls `f(length)` for each skipped packet of unknown length, in order.
+  template <class F>
+  void for_each_unknown_length(F&& f) const {
+    for (const unsigned char* at = first_packet_; at != readable_end_;) {
+      const std::size_t length = static_cast<std::size_t>(at[0] << 8 | at[1]);
+      if (!packet_kind_for_size(length)) f(length);
+      at += 2 + length;
+    }
+  }
+
+  iterator begin() const noexcept { return {first_packet_, readable_end_}; }
+  iterator end() const noexcept { return {readable_end_, readable_end_}; }
 
  private:
   const unsigned char* first_packet_ = nullptr;
+  const unsigned char* readable_end_ = nullptr;  // just past the last readable packet
   std::size_t declared_count_ = 0;
   std::size_t readable_count_ = 0;
+  std::size_t unknown_count_ = 0;
   bool heartbeat_ = false;
   std::optional<FrameError> error_;
 };

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -40,6 +41,11 @@ std::string unsubscribe_message(std::span<const std::uint32_t> tokens);
 /// {"a":"mode","v":["ltp"|"quote"|"full",[tokens…]]}.
 std::string mode_message(Mode mode, std::span<const std::uint32_t> tokens);
 
+/// The deepest nesting of objects and arrays the parsers below accept from the
+/// other side; deeper messages are refused as malformed (Kite's own messages
+/// are a few levels deep).
+inline constexpr std::size_t max_json_depth = 32;
+
 /// A text frame sent by the server.
 struct TextMessage {
   enum class Type {
@@ -55,7 +61,8 @@ struct TextMessage {
 };
 
 /// Parses a server text frame. nullopt when it is not a JSON object with a
-/// string `type`; never throws on malformed input.
+/// string `type`, or nests deeper than max_json_depth; never throws on
+/// malformed input.
 std::optional<TextMessage> parse_text_message(std::string_view text);
 
 /// A client request, as a server (the simulator) reads it.
@@ -69,7 +76,8 @@ struct Request {
 
 /// Parses a client request built by the functions above (or by any other Kite
 /// client). nullopt for anything else, including tokens that are not unsigned
-/// 32-bit integers; never throws on malformed input.
+/// 32-bit integers and JSON nested deeper than max_json_depth; never throws on
+/// malformed input.
 std::optional<Request> parse_request(std::string_view text);
 
 }  // namespace floodgate::kite

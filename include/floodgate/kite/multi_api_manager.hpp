@@ -32,7 +32,8 @@
 // stop trying, or it has had no live connection for `failover_after`, its
 // instruments move to keys that are serving and have room; what fits nowhere
 // waits (`ManagerStats::unplaced_symbols`) and is placed as soon as room
-// appears. The stats count every move.
+// appears. The stats count every move. An expired access token (403) calls
+// `on_auth_failed(id)`; `update_access_token(id, token)` brings the key back.
 //
 // Channels. The unified channel carries every message; per-connection channels
 // (opt in with `per_connection_channels`) carry one connection's. They are Asio
@@ -60,6 +61,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -89,6 +91,7 @@ struct ManagerStats {
   std::uint64_t messages_delivered = 0;  ///< accepted by the unified channel's buffer
   std::uint64_t messages_dropped = 0;    ///< refused by a full channel, all channels
   std::uint64_t ticks_conflated = 0;     ///< replaced by a newer tick before delivery
+  std::uint64_t unknown_packets = 0;     ///< packets of unknown length skipped, all keys
   std::uint64_t reconnects = 0;
   std::uint64_t failovers = 0;       ///< keys whose instruments were moved
   std::uint64_t symbols_moved = 0;   ///< instruments moved by failover
@@ -119,6 +122,13 @@ class MultiApiKiteTickerManager {
   std::size_t unsubscribe_symbols(std::span<const std::uint32_t> tokens);
   /// Returns how many of `tokens` changed mode.
   std::size_t change_mode(std::span<const std::uint32_t> tokens, Mode mode);
+
+  /// Replaces one key's access token (Kite's expire daily; see
+  /// KiteTickerManager::update_access_token). A key that failed with a 403
+  /// comes back, takes new and waiting instruments again, and those that
+  /// moved away stay where they are. Throws floodgate::Error for an unknown
+  /// id or a token that cannot go into a URL query.
+  void update_access_token(std::string_view api_key_id, Secret access_token);
 
   /// Every message of every key.
   TickerChannel& channel() noexcept;
@@ -184,6 +194,13 @@ class MultiApiKiteTickerManager::Builder {
     return set(options_.connection.watchdog_timeout, timeout);
   }
   Builder& reconnect_policy(ReconnectPolicy policy) { return set(options_.connection.reconnect, policy); }
+  /// Called with a key's id when its access token is refused (HTTP 403),
+  /// once until that key's next update_access_token: run the login flow and
+  /// pass the new token to update_access_token. Runs on a connection's
+  /// strand, no lock held.
+  Builder& on_auth_failed(std::function<void(const std::string& key_id)> handler) {
+    return set(options_.on_auth_failed, std::move(handler));
+  }
   /// Messages buffered per channel (default 65536).
   Builder& channel_capacity(std::size_t messages) { return set(channel_capacity_, messages); }
   /// Keep the latest tick per instrument instead of dropping when a channel

@@ -10,13 +10,19 @@
 //   taken for dead and replaced, even if TCP still looks open. WebSocket pings
 //   go out while the server is quiet, so a dead peer is also found by TCP.
 // - Reconnect: after a failure it dials again after a capped exponential
-//   backoff with jitter (see `ReconnectPolicy`), and gives up after
-//   `max_attempts` consecutive failures.
+//   backoff with full jitter (see reconnect_backoff.hpp), and gives up after
+//   `max_attempts` failures in a row. A connection that is accepted and then
+//   lost before data flowed for `healthy_after` is a failure too: a server
+//   that accepts and drops is backed off, not hammered.
+// - "Connected" means data flows: the state turns `connected` at the first
+//   message (tick or heartbeat) after the upgrade, not at the upgrade itself.
 // - Subscriptions are the connection's *desired state*: on every (re)connect it
 //   sends one subscribe message with every token and then one mode message per
 //   mode, so all subscriptions come back in the mode they had.
 // - A 403 on the upgrade means the key or access token is wrong or expired:
-//   the connection stops (state `auth_failed`) instead of hammering the server.
+//   the connection stops (state `auth_failed`) instead of hammering the server,
+//   until `update_access_token` gives it a new token (Kite's tokens expire
+//   daily): then it connects again with every subscription in its mode.
 //   A 429 means the key already holds all its connections; it is retried with
 //   backoff and reported as errc::too_many_connections.
 //
@@ -38,6 +44,7 @@
 #include <floodgate/kite/credentials.hpp>
 #include <floodgate/kite/frame.hpp>
 #include <floodgate/kite/messages.hpp>
+#include <floodgate/kite/reconnect_backoff.hpp>
 #include <floodgate/kite/tick.hpp>
 
 #include <chrono>
@@ -53,22 +60,6 @@
 #include <vector>
 
 namespace floodgate::kite {
-
-/// How a connection waits between failed connection attempts.
-struct ReconnectPolicy {
-  /// Consecutive failed attempts after which the connection gives up (state
-  /// `gave_up`); 0 retries for ever.
-  std::size_t max_attempts = 50;
-  std::chrono::milliseconds initial_delay{500};
-  std::chrono::milliseconds max_delay{std::chrono::seconds(60)};
-};
-
-/// The pause before failed attempt number `attempt` (1-based) is retried:
-/// min(max_delay, initial_delay · 2^(attempt−1)), of which a random part is
-/// taken off so that many connections dropped together do not all return in
-/// the same instant. `unit_random` in [0, 1) picks the part: the result lies in
-/// [half, full] of the capped delay. Pure, so tests need no clock.
-std::chrono::milliseconds backoff_delay(const ReconnectPolicy& policy, std::size_t attempt, double unit_random);
 
 /// Where and how to connect; everything except the credential.
 struct KiteConnectionSettings {
@@ -86,17 +77,18 @@ struct KiteConnectionSettings {
 
 enum class ConnectionState : std::uint8_t {
   idle,                  ///< not started
-  connecting,            ///< dialling or upgrading
-  connected,             ///< open; subscriptions sent
+  connecting,            ///< dialling, upgrading, or upgraded and waiting for the first data
+  connected,             ///< open and data has arrived; subscriptions sent
   waiting_to_reconnect,  ///< lost or refused; backing off
-  auth_failed,           ///< 403 on the upgrade: stopped for good
+  auth_failed,           ///< 403 on the upgrade: stopped until update_access_token
   gave_up,               ///< ReconnectPolicy::max_attempts failures in a row
   stopped,               ///< stop() was called
 };
 
 std::string_view to_string(ConnectionState state) noexcept;
 
-/// True for the states a connection never leaves.
+/// True for the states in which a connection no longer tries by itself
+/// (`auth_failed` and `gave_up` are left only through update_access_token).
 constexpr bool is_final(ConnectionState state) noexcept {
   return state == ConnectionState::auth_failed || state == ConnectionState::gave_up ||
          state == ConnectionState::stopped;
@@ -110,25 +102,33 @@ struct ConnectionStats {
   std::uint64_t heartbeats = 0;
   std::uint64_t text_messages = 0;
   std::uint64_t malformed_frames = 0;   ///< binary or text messages that failed to parse
+  std::uint64_t unknown_packets = 0;    ///< packets of unknown length, skipped (the rest of their frame delivered)
   std::uint64_t connects = 0;           ///< successful upgrades, the first one included
   std::uint64_t reconnects = 0;         ///< successful upgrades after the first
   std::uint64_t failed_attempts = 0;    ///< connection attempts that failed
   std::uint64_t watchdog_timeouts = 0;  ///< connections given up as silent
+  std::size_t failures_in_a_row = 0;    ///< failed attempts and unhealthy losses since the last healthy connection
   std::error_code last_error;           ///< why the last connection or attempt ended
-  int last_http_status = 0;             ///< of the last refused upgrade (403, 429, ...)
+  /// The HTTP status of the last failed attempt's reply (403, 429, ...); 0
+  /// when it got no HTTP reply at all (refused, reset, timed out, bad TLS).
+  int last_http_status = 0;
 };
 
 class KiteTickerConnection {
  public:
   struct Handlers {
     /// A binary frame with at least one readable packet (malformed frames
-    /// deliver the packets before the fault and are counted and logged).
+    /// deliver the packets before the fault and are counted and logged;
+    /// packets of unknown length are skipped and counted).
     std::function<void(const FrameView&)> on_frame;
     /// A text message from the server: order updates, errors, notices.
     std::function<void(TextMessage&&)> on_text;
     /// Every state change; `reason` says why the connection left `connected`
     /// or why an attempt failed (empty otherwise).
     std::function<void(ConnectionState, std::error_code reason)> on_state;
+    /// Before each pause: the failures in a row so far and the pause before
+    /// the next attempt (gokiteconnect's OnReconnect(attempt, delay)).
+    std::function<void(std::size_t failures, std::chrono::milliseconds delay)> on_reconnect;
   };
 
   /// `label` names the connection in logs and must not hold a secret (e.g.
@@ -147,11 +147,20 @@ class KiteTickerConnection {
   void stop();
 
   /// Adds `tokens` in `mode` (or moves them to `mode`): one subscribe and one
-  /// mode message, sent now if connected, else on connect.
+  /// mode message, sent now if connected, else on connect (also kept while
+  /// the connection has stopped trying, for when a new token revives it).
   void subscribe(std::vector<std::uint32_t> tokens, Mode mode);
   void unsubscribe(std::vector<std::uint32_t> tokens);
   /// Changes the mode of tokens already subscribed; others are ignored.
   void set_mode(std::vector<std::uint32_t> tokens, Mode mode);
+
+  /// Replaces the access token (Kite's expire daily; gokiteconnect's
+  /// SetAccessToken). It is read at each upgrade: an open connection keeps
+  /// streaming, one waiting to reconnect dials now, and one that stopped
+  /// trying (auth_failed, gave_up) starts again with its failures forgotten
+  /// and every subscription in its mode. Throws floodgate::Error for a token
+  /// that cannot go into a URL query.
+  void update_access_token(Secret access_token);
 
   ConnectionStats stats() const;
   const std::string& label() const noexcept { return label_; }

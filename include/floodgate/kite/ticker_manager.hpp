@@ -14,7 +14,8 @@
 // Subscribing is all or nothing: a batch that does not fit in the spare
 // capacity is refused whole with a `CapacityError` that names the numbers.
 // Tokens already subscribed only change mode. A connection that stops trying
-// for good (gave up, or refused) hands its instruments to the others.
+// (gave up, or refused) hands its instruments to the others. A refused access
+// token calls `options.on_auth_failed`; `update_access_token` brings the key back.
 //
 // `MultiApiKiteTickerManager` (multi_api_manager.hpp) puts several of these
 // together; use this class directly when one key is all you have. Every method
@@ -49,6 +50,11 @@ struct KiteTickerManagerOptions {
   std::size_t max_connections = kite_max_connections_per_key;                ///< 1 … 3
   std::size_t max_symbols_per_connection = kite_max_instruments_per_connection;  ///< 1 … 3000
   KiteConnectionSettings connection;
+  /// Called with the key's id when the server refuses the key's access token
+  /// (HTTP 403), once until the next update_access_token: the place to run
+  /// the login flow and hand the new token to update_access_token. Runs on a
+  /// connection's strand, no lock held.
+  std::function<void(const std::string& key_id)> on_auth_failed;
 };
 
 /// A subscription refused because it does not fit. The message names the
@@ -91,6 +97,7 @@ struct ApiStats {
   std::uint64_t ticks = 0;
   std::uint64_t reconnects = 0;
   std::uint64_t malformed_frames = 0;
+  std::uint64_t unknown_packets = 0;  ///< packets of unknown length skipped
   std::uint64_t failed_attempts = 0;
   std::uint64_t watchdog_timeouts = 0;
   std::uint64_t symbols_moved_out = 0;  ///< taken away by failover (multi-API manager)
@@ -124,6 +131,13 @@ class KiteTickerManager {
   std::size_t unsubscribe(std::span<const std::uint32_t> tokens);
   /// Returns how many of `tokens` were subscribed (and changed mode).
   std::size_t change_mode(std::span<const std::uint32_t> tokens, Mode mode);
+  /// Replaces the key's access token on every connection (Kite's expire
+  /// daily). Open connections keep streaming; the others connect again with
+  /// the new token, a key that was `failed` by a 403 included, with every
+  /// subscription in its mode. Throws floodgate::Error for a token that
+  /// cannot go into a URL query.
+  void update_access_token(Secret access_token);
+
   /// Unsubscribes everything and returns what was subscribed, with modes:
   /// how a failed key's instruments are handed to another key.
   std::vector<std::pair<std::uint32_t, Mode>> release_all();

@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -128,6 +129,7 @@ class KiteTickerServer {
     std::uint64_t malformed_frames_sent = 0;
     std::uint64_t frames_skipped = 0;  ///< tick frames not queued for a slow client
     std::uint64_t requests_received = 0;  ///< text requests, valid or not
+    std::uint64_t raw_frames_sent = 0;    ///< frames sent by send_binary_frame
   };
   Stats stats() const;
 
@@ -154,6 +156,25 @@ class KiteTickerServer {
   /// Sends one malformed binary frame of the given kind on each of the key's
   /// connections. Returns how many connections got one.
   std::size_t send_malformed_frame(std::string_view api_key, kite::FrameError::Kind kind);
+
+  /// Sends `frame` as one binary frame, as is, on each of the key's
+  /// connections (e.g. a packet layout the client does not know). Returns how
+  /// many got it.
+  std::size_t send_binary_frame(std::string_view api_key, std::span<const std::byte> frame);
+
+  /// Sends `text` as one text frame on each of the key's connections, as is
+  /// (server errors, order updates, or garbage). Returns how many got it.
+  std::size_t send_text_message(std::string_view api_key, std::string_view text);
+
+  /// While on, every upgrade of the key is accepted (101) and the connection
+  /// closed at once, before any data: a server that accepts and drops.
+  /// Throws floodgate::Error for an unknown key.
+  void set_drop_on_accept(std::string_view api_key, bool drop);
+
+  /// Replaces the key's access token, as Kite's daily expiry does: open
+  /// connections are dropped and every later upgrade with the old token gets
+  /// 403. Throws floodgate::Error for an unknown key.
+  void set_access_token(std::string_view api_key, Secret access_token);
 
   /// Disables (403 on every later upgrade, open connections dropped) or
   /// re-enables a key. Throws floodgate::Error for an unknown key.

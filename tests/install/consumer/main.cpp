@@ -15,7 +15,7 @@ int main() {
   fmt::print("consumer: {} leased, payload {}\n", lease->id(), lease->payload().token);
   lease->success();
 
-  const auto pause = floodgate::kite::backoff_delay({.initial_delay = std::chrono::milliseconds(100)}, 3, 0.0);
+  const auto pause = floodgate::kite::backoff_delay({.floor = std::chrono::milliseconds(100)}, 3, 1.0);
   fmt::print("consumer: third reconnect after {} ms\n", pause.count());
   return pause.count() == 400 ? 0 : 1;
 }
