@@ -78,9 +78,12 @@ struct Fake {
   json requests = json::array();
 };
 
+// Never destroyed: the worker thread waits on its condition variable for as
+// long as the process lives, and destroying a condition variable that a thread
+// waits on blocks exit forever (glibc's pthread_cond_destroy waits for waiters).
 Fake& fake() {
-  static Fake instance;
-  return instance;
+  static Fake* const instance = new Fake;
+  return *instance;
 }
 
 // The returned strings live until the next call on the same thread, as TDLib's do.
