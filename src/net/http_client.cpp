@@ -9,7 +9,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -158,7 +157,7 @@ std::error_code encode_body(const HttpRequest& request, OutgoingBody& body) {
 // ---- Connections ----
 
 struct Connection {
-  using Stream = std::variant<beast::tcp_stream, beast::ssl_stream<beast::tcp_stream>>;
+  using Stream = std::variant<beast::tcp_stream, detail::TlsStream>;
 
   Connection(const Endpoint& target, const asio::any_io_executor& executor, ssl::context& tls)
       : endpoint(target),
@@ -278,7 +277,7 @@ asio::awaitable<Opened> open_connection(State& state, const Endpoint& endpoint, 
       std::make_unique<Connection>(endpoint, co_await asio::this_coro::executor, *state.options.tls);
   if (auto ec = co_await detail::connect_tcp(connection->tcp(), endpoint, connect_by)) co_return Opened{ec};
   ++state.connections_opened;
-  if (auto* tls = std::get_if<beast::ssl_stream<beast::tcp_stream>>(&connection->stream)) {
+  if (auto* tls = std::get_if<detail::TlsStream>(&connection->stream)) {
     if (auto ec = co_await detail::handshake_tls(*tls, endpoint, connect_by)) co_return Opened{ec};
   }
   co_return Opened{{}, std::move(connection)};

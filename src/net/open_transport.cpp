@@ -47,8 +47,7 @@ asio::awaitable<std::error_code> connect_tcp(beast::tcp_stream& stream, const En
   co_return std::error_code{};
 }
 
-asio::awaitable<std::error_code> handshake_tls(beast::ssl_stream<beast::tcp_stream>& tls, const Endpoint& endpoint,
-                                               SteadyTime deadline) {
+asio::awaitable<std::error_code> handshake_tls(TlsStream& tls, const Endpoint& endpoint, SteadyTime deadline) {
   if (set_tls_peer_name(tls.native_handle(), endpoint.host)) co_return errc::tls_handshake_failed;
   auto& stream = beast::get_lowest_layer(tls);
   stream.expires_at(deadline);

@@ -5,7 +5,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/asio/ssl/stream.hpp>
 
 #include <chrono>
 #include <system_error>
@@ -17,6 +17,13 @@ namespace floodgate::net::detail {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 
+/// The TLS layer of every client connection. Asio's own stream rather than
+/// beast::ssl_stream: with Boost 1.81, clang 16 finds beast::ssl_stream's
+/// `async_teardown` ambiguous (a friend declared twice), which breaks the
+/// WebSocket client and so the clang-built fuzzers. Beast's WebSocket teardown
+/// for Asio's stream comes from <boost/beast/websocket/ssl.hpp>.
+using TlsStream = boost::asio::ssl::stream<boost::beast::tcp_stream>;
+
 /// Resolves `endpoint.host` and connects `tcp` to it by `deadline`, with
 /// TCP_NODELAY set. Fails with errc::timeout, dns_failed or connect_failed.
 boost::asio::awaitable<std::error_code> connect_tcp(boost::beast::tcp_stream& tcp, const Endpoint& endpoint,
@@ -25,7 +32,6 @@ boost::asio::awaitable<std::error_code> connect_tcp(boost::beast::tcp_stream& tc
 /// Performs the client TLS handshake on a connected stream by `deadline`, with
 /// SNI and the host-name check for `endpoint.host`. Fails with errc::timeout,
 /// certificate_rejected or tls_handshake_failed.
-boost::asio::awaitable<std::error_code> handshake_tls(boost::beast::ssl_stream<boost::beast::tcp_stream>& tls,
-                                                      const Endpoint& endpoint, SteadyTime deadline);
+boost::asio::awaitable<std::error_code> handshake_tls(TlsStream& tls, const Endpoint& endpoint, SteadyTime deadline);
 
 }  // namespace floodgate::net::detail

@@ -7,7 +7,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
@@ -25,7 +24,7 @@ namespace websocket = beast::websocket;
 
 struct detail::WebSocketState {
   using PlainStream = websocket::stream<beast::tcp_stream>;
-  using TlsStream = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+  using TlsStream = websocket::stream<detail::TlsStream>;
 
   WebSocketState(asio::any_io_executor ex, WebSocketOptions opts) : executor(std::move(ex)), options(std::move(opts)) {
     if (!options.tls) options.tls = make_client_tls_context();

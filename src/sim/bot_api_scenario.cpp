@@ -102,9 +102,12 @@ Fault fault_from_json(const Json& json, const std::string& where) {
     fault = Fault::slow_reply(std::chrono::milliseconds(int_field(json, "delay_ms", where)));
   } else if (kind == "invalid_json") {
     fault = Fault::invalid_json();
+  } else if (kind == "flood_wait") {
+    fault = Fault::flood_wait(int_field(json, "retry_after", where));
+    if (fault.retry_after < 1) throw ScenarioError(where, "\"retry_after\" must be at least 1");
   } else {
     throw ScenarioError(where, fmt::format("unknown fault kind \"{}\" (server_error, drop_connection, "
-                                           "truncated_response, slow_reply, invalid_json)",
+                                           "truncated_response, slow_reply, invalid_json, flood_wait)",
                                            kind));
   }
   fault.method = string_field(json, "method", where);

@@ -172,6 +172,11 @@ std::string_view default_mime_type(std::string_view media) {
   return "application/octet-stream";
 }
 
+// A request arriving this soon after its token was told to wait was most
+// likely sent before the client could read that answer: it counts in
+// sent_during_cooldown but not in sent_during_known_cooldown.
+constexpr Time kInFlightGrace = std::chrono::milliseconds(50);
+
 // Seconds a client must wait: whole, at least 1, at most the limit's period.
 std::chrono::seconds retry_after_for(Time wait, std::chrono::milliseconds period) {
   const auto longest = std::max(std::chrono::seconds(1), std::chrono::ceil<std::chrono::seconds>(period));
@@ -222,6 +227,9 @@ Reply BotApiState::handle_method(const std::string& token, std::string_view meth
   if (!decoded) return bad_request("can't parse request parameters");
   const FormParams& params = *decoded;
   const auto delivery_fault = reply.delivery_fault;
+  if (delivery_fault && delivery_fault->kind == Fault::Kind::flood_wait) {
+    return announced_flood_wait(*bot, int_param(params, "chat_id"), delivery_fault->retry_after, now);
+  }
   if (name == "getupdates") {
     if (!bot->webhook_url.empty()) {
       reply = error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
@@ -241,12 +249,15 @@ Reply BotApiState::handle_method(const std::string& token, std::string_view meth
   return reply;
 }
 
-Reply BotApiState::handle_download(const std::string& token, std::string_view file_path, Time) {
+Reply BotApiState::handle_download(const std::string& token, std::string_view file_path, Time now) {
   std::lock_guard lock(mutex_);
   Bot* bot = nullptr;
   Reply reply = admit(token, "file", bot);
   if (!bot) return reply;
   const auto delivery_fault = reply.delivery_fault;
+  if (delivery_fault && delivery_fault->kind == Fault::Kind::flood_wait) {
+    return announced_flood_wait(*bot, std::nullopt, delivery_fault->retry_after, now);
+  }
   const auto id = file_id_by_path_.find(file_path);
   const StoredFile* file = id == file_id_by_path_.end() ? nullptr : usable_file(*bot, id->second);
   if (!file) return not_found();  // no such path, or another bot's file
@@ -289,7 +300,8 @@ Reply BotApiState::admit(const std::string& token, std::string_view method, Bot*
       case Fault::Kind::invalid_json: return Reply{200, R"({"ok":true,"result":{"message_id":)"};
       case Fault::Kind::drop_connection: return Reply{.delivery_fault = fault};
       case Fault::Kind::truncated_response:
-      case Fault::Kind::slow_reply: admitted.delivery_fault = fault; break;
+      case Fault::Kind::slow_reply:
+      case Fault::Kind::flood_wait: admitted.delivery_fault = fault; break;
     }
   }
   bot = candidate;
@@ -407,6 +419,24 @@ std::optional<Reply> BotApiState::check_reach(Bot& bot, std::int64_t chat_id) {
 
 // ---- Flood control ----
 
+Reply BotApiState::announced_flood_wait(Bot& bot, std::optional<std::int64_t> chat_id, std::int64_t seconds,
+                                        Time now) {
+  ++bot.stats.rate_limited;
+  // Kept as a per-chat limit would keep it (the chat of the request, else the
+  // whole token), no further ahead than a year: all a test can observe, and
+  // it keeps the clock arithmetic in range.
+  const auto kept = std::chrono::seconds(std::clamp<std::int64_t>(seconds, 1, 366LL * 24 * 3600));
+  Time& until = chat_id ? bot.chat_cooldown_until[*chat_id] : bot.cooldown_until;
+  Time& told_at = chat_id ? bot.chat_cooldown_told_at[*chat_id] : bot.cooldown_told_at;
+  if (now + kept > until) {
+    until = now + kept;
+    told_at = now;
+  }
+  Reply reply = error(429, fmt::format("Too Many Requests: retry after {}", seconds), Json{{"retry_after", seconds}});
+  reply.retry_after = seconds;
+  return reply;
+}
+
 std::optional<Reply> BotApiState::check_flood_control(Bot& bot, std::int64_t chat_id, Time now) {
   const BotApiLimits& limits = bot.limits ? *bot.limits : default_limits_;
   const auto too_many_requests = [&](std::chrono::seconds retry_after) {
@@ -420,33 +450,47 @@ std::optional<Reply> BotApiState::check_flood_control(Bot& bot, std::int64_t cha
   // Told to wait and did not: told again what is left of the wait, never more.
   const auto chat_cooldown = bot.chat_cooldown_until.find(chat_id);
   Time until{};
-  if (bot.cooldown_until > now) until = bot.cooldown_until;
+  Time told_at{};
+  if (bot.cooldown_until > now) {
+    until = bot.cooldown_until;
+    told_at = bot.cooldown_told_at;
+  }
   if (chat_cooldown != bot.chat_cooldown_until.end() && chat_cooldown->second > now) {
     until = std::max(until, chat_cooldown->second);
+    told_at = std::min(told_at == Time{} ? Time::max() : told_at, bot.chat_cooldown_told_at[chat_id]);
   }
   if (until > now) {
     ++bot.stats.sent_during_cooldown;
+    if (now - told_at > kInFlightGrace) ++bot.stats.sent_during_known_cooldown;
     return too_many_requests(std::max(std::chrono::seconds(1), std::chrono::ceil<std::chrono::seconds>(until - now)));
   }
-  if (chat_cooldown != bot.chat_cooldown_until.end()) bot.chat_cooldown_until.erase(chat_cooldown);
+  if (chat_cooldown != bot.chat_cooldown_until.end()) {
+    bot.chat_cooldown_until.erase(chat_cooldown);
+    bot.chat_cooldown_told_at.erase(chat_id);
+  }
 
   const Time tolerance = limits.tolerance;
-  const auto limited = [&](Time wait, const Rate& rate, Time& cooldown) {
+  const auto limited = [&](Time wait, const Rate& rate, Time& cooldown, Time& announced_at) {
     const auto retry_after = retry_after_for(wait, rate.period);
     cooldown = now + retry_after;
+    announced_at = now;
     return too_many_requests(retry_after);
   };
   if (limits.overall) {
     const Time wait = bot.overall.wait_needed(*limits.overall, now);
-    if (wait > tolerance) return limited(wait, *limits.overall, bot.cooldown_until);
+    if (wait > tolerance) return limited(wait, *limits.overall, bot.cooldown_until, bot.cooldown_told_at);
   }
   if (limits.per_chat) {
     const Time wait = bot.per_chat[chat_id].wait_needed(*limits.per_chat, limits.per_chat_burst, now);
-    if (wait > tolerance) return limited(wait, *limits.per_chat, bot.chat_cooldown_until[chat_id]);
+    if (wait > tolerance) {
+      return limited(wait, *limits.per_chat, bot.chat_cooldown_until[chat_id], bot.chat_cooldown_told_at[chat_id]);
+    }
   }
   if (limits.per_group && chat_id < 0) {
     const Time wait = bot.per_group[chat_id].wait_needed(*limits.per_group, now);
-    if (wait > tolerance) return limited(wait, *limits.per_group, bot.chat_cooldown_until[chat_id]);
+    if (wait > tolerance) {
+      return limited(wait, *limits.per_group, bot.chat_cooldown_until[chat_id], bot.chat_cooldown_told_at[chat_id]);
+    }
   }
   return std::nullopt;
 }

@@ -39,7 +39,7 @@ struct Reply {
   std::string body;
   std::string content_type = "application/json";
   /// For 429: the seconds of the Retry-After header.
-  int retry_after = 0;
+  std::int64_t retry_after = 0;
   /// An injected fault the network layer must apply to the delivery
   /// (drop_connection, truncated_response, slow_reply).
   std::optional<Fault> delivery_fault;
@@ -128,7 +128,9 @@ class BotApiState {
     std::map<std::int64_t, TokenBucket> per_chat;
     std::map<std::int64_t, SlidingWindow> per_group;
     Time cooldown_until{};  // the whole token was told to wait
+    Time cooldown_told_at{};  // when it was told
     std::map<std::int64_t, Time> chat_cooldown_until;
+    std::map<std::int64_t, Time> chat_cooldown_told_at;
     std::deque<nlohmann::json> updates;
     std::int64_t next_update_id = 1;
     std::string webhook_url;
@@ -161,6 +163,9 @@ class BotApiState {
   Bot* find_bot(std::string_view token);
   Bot& bot_or_throw(const std::string& token, std::string_view what);
   Reply admit(const std::string& token, std::string_view method, Bot*& bot);
+  /// A 429 announcing `seconds` (an injected flood_wait), kept by the
+  /// request's chat for that token, or by the token for a request without one.
+  Reply announced_flood_wait(Bot& bot, std::optional<std::int64_t> chat_id, std::int64_t seconds, Time now);
   Reply execute(Bot& bot, std::string_view method, const FormParams& params, Time now);
   std::optional<Reply> check_reach(Bot& bot, std::int64_t chat_id);
   std::optional<Reply> check_flood_control(Bot& bot, std::int64_t chat_id, Time now);

@@ -19,7 +19,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/url/parse.hpp>
@@ -217,7 +217,7 @@ template <class Stream>
 constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
 
 /// One client connection. `Stream` is beast::tcp_stream or
-/// beast::ssl_stream<beast::tcp_stream>.
+/// asio::ssl::stream<beast::tcp_stream>.
 template <class Stream>
 class Session final : public SessionControl, public std::enable_shared_from_this<Session<Stream>> {
  public:
@@ -513,7 +513,7 @@ void ServerCore::accept_next() {
         session->start();
       };
       if (options.tls) {
-        serve(std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(*this, id, std::move(socket),
+        serve(std::make_shared<Session<asio::ssl::stream<beast::tcp_stream>>>(*this, id, std::move(socket),
                                                                                 *options.tls));
       } else {
         serve(std::make_shared<Session<beast::tcp_stream>>(*this, id, std::move(socket)));

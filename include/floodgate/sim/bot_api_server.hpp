@@ -44,7 +44,8 @@
 // Failures on demand: `revoke_token` (401 Unauthorized from then on) and
 // `inject` (the next requests of a token, or of one of its methods, get a 5xx,
 // a dropped connection, a response cut off after the request was applied, a
-// slow answer, or invalid JSON). `apply_scenario` sets all of this up from the
+// slow answer, invalid JSON, or a 429 announcing a wait of any length, which
+// the request's chat, or the token, must then keep). `apply_scenario` sets all of this up from the
 // JSON scenario that `floodgate-sim botapi --scenario` reads.
 //
 //   floodgate::sim::BotApiServer server({.tokens = {token}});
@@ -109,10 +110,14 @@ struct Fault {
     truncated_response,  ///< the request is applied, its answer cut in the middle, then the connection closes
     slow_reply,          ///< the request is applied, the answer is sent after `delay`
     invalid_json,        ///< HTTP 200 with a body that is not JSON (not applied)
+    flood_wait,          ///< HTTP 429 with `retry_after` seconds, which the request's chat (or, without one, the token) then must wait (not applied)
   };
   Kind kind = Kind::server_error;
   int status = 500;
   std::chrono::milliseconds delay{0};
+  /// For flood_wait: the seconds announced, any size (Telegram's own waits
+  /// reach hours; a hostile or broken server may send far more).
+  std::int64_t retry_after = 0;
   /// Only requests of this method (any case) use the fault up; empty: any request.
   std::string method;
 
@@ -121,6 +126,11 @@ struct Fault {
   static Fault truncated_response() { return {Kind::truncated_response}; }
   static Fault slow_reply(std::chrono::milliseconds delay) { return {Kind::slow_reply, 200, delay}; }
   static Fault invalid_json() { return {Kind::invalid_json}; }
+  static Fault flood_wait(std::int64_t seconds) {
+    Fault fault{Kind::flood_wait, 429};
+    fault.retry_after = seconds;
+    return fault;
+  }
   /// This fault, for requests of `method_name` only.
   Fault on(std::string method_name) const {
     Fault copy = *this;
@@ -135,6 +145,10 @@ struct TokenStats {
   std::uint64_t succeeded = 0;             ///< answered ok:true
   std::uint64_t rate_limited = 0;          ///< answered 429
   std::uint64_t sent_during_cooldown = 0;  ///< arrived while told to wait (a subset of rate_limited)
+  /// Of those, the ones that arrived more than 50 ms (server clock) after the
+  /// 429 that announced the wait: the client had that answer and sent anyway.
+  /// Requests that were already in flight when the 429 went out are not here.
+  std::uint64_t sent_during_known_cooldown = 0;
   std::uint64_t unauthorized = 0;          ///< answered 401
   std::uint64_t forbidden = 0;             ///< answered 403 (blocked, never started, not a member)
   std::uint64_t faults = 0;                ///< answered with an injected fault
