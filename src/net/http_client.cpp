@@ -345,6 +345,12 @@ asio::awaitable<Exchanged> exchange(State& state, Connection& connection, Stream
     co_return result;
   }
   result.response_started = true;
+  // Beast takes any three digits; HTTP's status codes are 100 to 599, and
+  // "004" or "999" is a server that cannot be understood.
+  if (const auto status = head.get().result_int(); status < 100 || status > 599) {
+    result.outcome.ec = errc::protocol_error;
+    co_return result;
+  }
 
   HttpResponse& response = result.outcome.response;
   beast::error_code body_error;

@@ -4,13 +4,16 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
@@ -351,6 +354,30 @@ TEST_CASE("HttpsClient: the peer closing mid-response or without answering") {
     CHECK_FALSE(ec);
     CHECK(response.status == 200);
     CHECK(server.stats(kToken).requests == 3);  // a POST is never resent on its own
+  }
+}
+
+TEST_CASE("HttpsClient: a status outside 100..599 is a protocol error, not a response") {
+  // Found by fuzz_http_response: Beast reads "004" as status 4.
+  for (const std::string status_line : {"HTTP/1.1 004 No Content", "HTTP/1.1 999 Odd", "HTTP/1.1 099 Low"}) {
+    asio::io_context server_io;
+    asio::ip::tcp::acceptor acceptor(server_io, {asio::ip::make_address("127.0.0.1"), 0});
+    std::thread server([&] {
+      asio::ip::tcp::socket socket(server_io);
+      acceptor.accept(socket);
+      std::string request;
+      asio::read_until(socket, asio::dynamic_buffer(request), "\r\n\r\n");
+      asio::write(socket, asio::buffer(status_line + "\r\nContent-Length: 0\r\n\r\n"));
+    });
+    IoThread io;
+    net::HttpClientOptions options;
+    options.allow_plain_http = true;
+    net::HttpsClient client(io.executor(), options);
+    const net::Endpoint endpoint{false, "127.0.0.1", acceptor.local_endpoint().port()};
+    auto [ec, response] = send(client, net::HttpRequest::get(endpoint, net::RequestTarget("/x")));
+    server.join();
+    CHECK(ec == net::errc::protocol_error);
+    CHECK(net::outcome_kind_of(ec) == floodgate::OutcomeKind::maybe_applied);
   }
 }
 
