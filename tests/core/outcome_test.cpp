@@ -147,3 +147,13 @@ TEST_CASE("pool: remove() while leases report cooldowns and disables is safe", "
   CHECK(reports > 0);
   CHECK(sink.writes() > 0);
 }
+
+TEST_CASE("errc codes with a standard meaning compare equal to std::errc") {
+  using floodgate::errc;
+  CHECK(make_error_code(errc::cancelled) == std::errc::operation_canceled);
+  CHECK(make_error_code(errc::deadline_exceeded) == std::errc::timed_out);
+  CHECK(make_error_code(errc::io_error) == std::errc::io_error);
+  CHECK(make_error_code(errc::auth_failed) != std::errc::permission_denied);  // no standard twin: only itself
+  CHECK(make_error_code(errc::cancelled) == errc::cancelled);
+  CHECK(make_error_code(errc::cancelled) != errc::deadline_exceeded);
+}

@@ -481,3 +481,11 @@ TEST_CASE("Endpoint::parse") {
     CHECK(std::string(error.what()).find(kToken.reveal()) == std::string::npos);
   }
 }
+
+TEST_CASE("net::errc codes with a standard meaning compare equal to std::errc") {
+  CHECK(make_error_code(net::errc::cancelled) == std::errc::operation_canceled);
+  CHECK(make_error_code(net::errc::timeout) == std::errc::timed_out);
+  CHECK(make_error_code(net::errc::response_timeout) == std::errc::timed_out);
+  CHECK(make_error_code(net::errc::response_timeout) != net::errc::timeout);  // still two codes
+  CHECK(make_error_code(net::errc::dns_failed) != std::errc::host_unreachable);
+}

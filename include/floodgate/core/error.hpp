@@ -7,6 +7,13 @@
 //
 //   if (ec == floodgate::errc::all_credentials_cooling) show_retry_later();
 //
+// Codes with a standard meaning also compare equal to it, so generic code
+// that knows only <system_error> reads them right:
+//
+//   errc::cancelled          == std::errc::operation_canceled
+//   errc::deadline_exceeded  == std::errc::timed_out
+//   errc::io_error           == std::errc::io_error
+//
 // Exceptions (thrown only for programming or configuration errors, such as an
 // invalid limiter rate or a malformed .env entry) derive from `floodgate::Error`.
 #pragma once
@@ -66,6 +73,14 @@ class ErrorCategory final : public std::error_category {
       case errc::outcome_unknown: return "the request may have been applied; its answer was lost";
     }
     return "unknown floodgate error";
+  }
+  std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<errc>(value)) {
+      case errc::cancelled: return std::make_error_condition(std::errc::operation_canceled);
+      case errc::deadline_exceeded: return std::make_error_condition(std::errc::timed_out);
+      case errc::io_error: return std::make_error_condition(std::errc::io_error);
+      default: return {value, *this};
+    }
   }
 };
 

@@ -80,6 +80,15 @@ class ErrorCategory final : public std::error_category {
     }
     return "unknown network error";
   }
+  // The codes with a standard meaning compare equal to it (ec == std::errc::timed_out).
+  std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<errc>(value)) {
+      case errc::cancelled: return std::make_error_condition(std::errc::operation_canceled);
+      case errc::timeout:
+      case errc::response_timeout: return std::make_error_condition(std::errc::timed_out);
+      default: return {value, *this};
+    }
+  }
 };
 
 inline const std::error_category& category() noexcept {
