@@ -61,7 +61,7 @@ struct SteadyClock {
 /// reading and ends at a later one may really be up to a tick shorter than
 /// the readings say. Code that ends a wait by this clock must add
 /// `lag_bound()`, which the pool does for every cooldown (flood waits,
-/// ejections, pauses, stored cooldowns). `lag_bound()` is twice the kernel's
+/// ejections, stored cooldowns). `lag_bound()` is twice the kernel's
 /// stated resolution: one tick, plus one for a tick that comes late. Where this clock is the default, and where it is not (the
 /// token-bucket limiters, whose spacing would shrink by up to a tick):
 /// docs/concepts.md.

@@ -27,8 +27,9 @@
 // disabled flags survive a restart (core/cooldown_sink.hpp).
 //
 // Time comes from `CoarseClock` by default (core/clock.hpp): a few ns a read
-// instead of ~30 on a VM. Every cooldown end adds the clock's lag bound, so a
-// cooldown never ends early; the price is that cooldowns last up to that bound
+// instead of ~30 on a VM. Every cooldown end (flood waits, ejections, stored
+// cooldowns) adds the clock's lag bound, so a cooldown never ends early (a
+// `Lease::defer` pause is a local limiter's hint and is not padded); the price is that cooldowns last up to that bound
 // (8 ms at HZ=250) longer, and latencies the pool measures itself (`report`
 // without a latency) have the clock's resolution. Pass `SteadyClock` for
 // exact latencies. An acquire reads the clock once, and so does a report,
@@ -543,7 +544,10 @@ class CredentialPool {
         ++h.abandoned;
       } else if (ending == Ending::deferred) {  // handed back unused: as if never acquired, then paused
         --h.requests;
-        if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, cooldown_end(now, value), Hold::pacing);
+        // Not padded by the clock's lag: a pause that ends a little early only
+        // means the limiter is asked again, while padding would slow every paced
+        // credential by up to a tick per request.
+        if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, Hold::pacing);
       } else if (outcome->kind() == OutcomeKind::success) {
         record_success_locked(h, value, now);
       } else {
