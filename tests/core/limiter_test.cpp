@@ -447,7 +447,7 @@ TEST_CASE("keyed concurrency limit: at most K in flight per key, released by RAI
   CHECK_THROWS_AS(floodgate::KeyedConcurrencyLimit<int>(0), floodgate::Error);
 }
 
-TEST_CASE("huge-page allocator: big blocks are whole, aligned 2 MB pages; small ones ordinary", "[limiter]") {
+TEST_CASE("huge-page allocator: big blocks are whole, aligned 2 MB pages, small ones ordinary", "[limiter]") {
   floodgate::detail::HugePageAllocator<std::uint64_t> allocator;
   const std::size_t big = floodgate::detail::kHugePageBytes / sizeof(std::uint64_t) + 1;  // just over 2 MB
   std::uint64_t* block = allocator.allocate(big);
