@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <future>
 #include <thread>
 
@@ -149,6 +150,18 @@ void BM_BotPoolConcurrent(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_BotPoolConcurrent)->Arg(4)->Arg(16)->UseRealTime();
+
+// For instruction counts (scripts/bench runs this under callgrind): with
+// FLOODGATE_BENCH_CALLS=N in the environment, `fixed_calls/...` make exactly N
+// one-in-flight calls, with no calibration runs, so that the instructions of
+// two runs with different N, subtracted, are N2 - N1 calls and nothing else.
+const int kRegisterFixedCalls = [] {
+  const char* calls = std::getenv("FLOODGATE_BENCH_CALLS");
+  if (calls == nullptr || std::atoi(calls) <= 0) return 0;
+  benchmark::RegisterBenchmark("fixed_calls/HttpsKeepAlive", BM_HttpsKeepAlive)->Iterations(std::atoi(calls));
+  benchmark::RegisterBenchmark("fixed_calls/BotPoolSendMessage", BM_BotPoolSendMessage)->Iterations(std::atoi(calls));
+  return 1;
+}();
 
 }  // namespace
 

@@ -276,7 +276,7 @@ TEST_CASE("a pool emptied under a run ends it with no_credentials", "[retry]") {
 
 TEST_CASE("an asynchronous attempt may finish on another thread; use_future works", "[retry]") {
   boost::asio::io_context io;
-  floodgate::CredentialPool<Token> pool;  // steady clock, real timers
+  floodgate::CredentialPool<Token> pool;  // the default CoarseClock, real timers
   pool.add({"A", {"a"}});
   floodgate::async::RetryExecutor executor(io.get_executor(), pool);
   std::thread worker;

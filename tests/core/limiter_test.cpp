@@ -296,7 +296,7 @@ TEST_CASE("keyed limiter: a small cap with the default shards admits up to the c
   for (const std::size_t cap : {std::size_t{1}, std::size_t{5}, std::size_t{100}, std::size_t{320}}) {
     ManualClock clock;
     floodgate::KeyedLimiterOptions options;
-    options.max_keys = cap;  // shards left at the default 64
+    options.max_keys = cap;  // shards left at the default
     floodgate::KeyedLimiter<std::int64_t, ManualClock> limiter(Rate::per_second(1), 1, options, clock);
     for (std::int64_t key = 0; key < static_cast<std::int64_t>(cap); ++key) {
       INFO("cap " << cap << ", key " << key);
@@ -445,4 +445,19 @@ TEST_CASE("keyed concurrency limit: at most K in flight per key, released by RAI
   CHECK(limit.active_keys() == 0);  // idle keys take no memory
   CHECK(released.size() == 3);
   CHECK_THROWS_AS(floodgate::KeyedConcurrencyLimit<int>(0), floodgate::Error);
+}
+
+TEST_CASE("huge-page allocator: big blocks are whole, aligned 2 MB pages, small ones ordinary", "[limiter]") {
+  floodgate::detail::HugePageAllocator<std::uint64_t> allocator;
+  const std::size_t big = floodgate::detail::kHugePageBytes / sizeof(std::uint64_t) + 1;  // just over 2 MB
+  std::uint64_t* block = allocator.allocate(big);
+  CHECK(reinterpret_cast<std::uintptr_t>(block) % floodgate::detail::kHugePageBytes == 0);
+  for (std::size_t i = 0; i < big; ++i) block[i] = i;  // all of it is usable memory
+  CHECK(block[big - 1] == big - 1);
+  allocator.deallocate(block, big);
+  std::uint64_t* small = allocator.allocate(16);
+  small[15] = 7;
+  CHECK(small[15] == 7);
+  allocator.deallocate(small, 16);
+  CHECK_THROWS_AS(allocator.allocate(std::numeric_limits<std::size_t>::max() / 4), std::bad_array_new_length);
 }

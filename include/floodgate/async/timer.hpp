@@ -11,6 +11,7 @@
 //
 //   Clock          timer type                  time moves when
 //   SteadyClock    boost::asio::steady_timer   the world turns
+//   CoarseClock    boost::asio::steady_timer   the world turns
 //   ManualClock    floodgate::async::ManualTimer  the test calls VirtualTime::advance/run_until
 //
 // Both types offer the same subset of the Asio timer interface:
@@ -261,6 +262,16 @@ template <>
 struct timer_traits<SteadyClock> {
   using type = boost::asio::steady_timer;
   static type make(const boost::asio::any_io_executor& executor, const SteadyClock&) {
+    return type(executor);
+  }
+};
+
+// CoarseClock's times are steady_clock's (a reading is at most its lag bound
+// behind), so a steady_timer waits on them; it never fires early.
+template <>
+struct timer_traits<CoarseClock> {
+  using type = boost::asio::steady_timer;
+  static type make(const boost::asio::any_io_executor& executor, const CoarseClock&) {
     return type(executor);
   }
 };

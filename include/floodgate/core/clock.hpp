@@ -13,11 +13,18 @@
 //
 // Wall-clock time is used only where a cooldown must survive a restart (the
 // CooldownStore), because a steady clock's epoch is per boot.
+//
+// A Clock may also have
+//   duration lag_bound() const;        // how far now() may run behind true time
+// A clock that reads a cached time (CoarseClock) lags; code that ends a wait
+// by this clock (the pool's cooldowns) adds the bound, so that a wait never
+// ends early. `clock_lag_bound(clock)` is zero for clocks without it.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <ctime>
 #include <memory>
 
 namespace floodgate {
@@ -41,6 +48,69 @@ struct SteadyClock {
     return std::chrono::system_clock::now();
   }
 };
+
+/// A monotonic clock that costs a few nanoseconds a read, for the pool's hot
+/// path: Linux's CLOCK_MONOTONIC_COARSE, the time the kernel stored at its last
+/// timer tick, read from the vDSO without touching the clock hardware (on a
+/// KVM guest `steady_clock` costs about 30 ns through kvm-clock; this about
+/// 5). Same epoch and time_point type as `SteadyClock`, so its times mix with
+/// steady_clock's and Asio's steady_timer waits on them.
+///
+/// The price is resolution: a reading runs up to one tick (1 to 10 ms; 4 ms
+/// at the usual HZ=250) behind true time, so a wait that starts at one
+/// reading and ends at a later one may really be up to a tick shorter than
+/// the readings say. Code that ends a wait by this clock must add
+/// `lag_bound()`, which the pool does for every cooldown (flood waits,
+/// ejections, stored cooldowns). `lag_bound()` is twice the kernel's
+/// stated resolution: one tick, plus one for a tick that comes late. Where this clock is the default, and where it is not (the
+/// token-bucket limiters, whose spacing would shrink by up to a tick):
+/// docs/concepts.md.
+///
+/// Elsewhere than Linux it is `SteadyClock` with a lag bound of zero.
+struct CoarseClock {
+  using duration = std::chrono::steady_clock::duration;
+  using time_point = std::chrono::steady_clock::time_point;
+
+  time_point now() const noexcept {
+#if defined(CLOCK_MONOTONIC_COARSE)
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return time_point(std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) +
+                                                           std::chrono::nanoseconds(ts.tv_nsec)));
+#else
+    return std::chrono::steady_clock::now();
+#endif
+  }
+  std::chrono::system_clock::time_point wall_now() const noexcept { return std::chrono::system_clock::now(); }
+
+  /// How far `now()` may run behind `steady_clock::now()`.
+  duration lag_bound() const noexcept {
+    static const duration bound = measure_lag_bound();
+    return bound;
+  }
+
+ private:
+  static duration measure_lag_bound() noexcept {
+#if defined(CLOCK_MONOTONIC_COARSE)
+    timespec res{};
+    if (::clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return std::chrono::milliseconds(20);
+    return 2 * std::chrono::duration_cast<duration>(std::chrono::seconds(res.tv_sec) +
+                                                    std::chrono::nanoseconds(res.tv_nsec));
+#else
+    return duration::zero();
+#endif
+  }
+};
+
+/// `clock.lag_bound()` if the clock has one, else zero.
+template <class C>
+typename C::duration clock_lag_bound(const C& clock) noexcept {
+  if constexpr (requires { { clock.lag_bound() } -> std::convertible_to<typename C::duration>; }) {
+    return clock.lag_bound();
+  } else {
+    return C::duration::zero();
+  }
+}
 
 /// A virtual clock for tests and simulations. Copies share one time line, so a
 /// test can hand a copy to a pool and keep one to advance. Thread-safe.
@@ -96,6 +166,7 @@ class ManualClock {
 };
 
 static_assert(Clock<SteadyClock>);
+static_assert(Clock<CoarseClock>);
 static_assert(Clock<ManualClock>);
 
 }  // namespace floodgate

@@ -5,13 +5,50 @@
 // metrics and tests read; its times are wall-clock, ready to print.
 #pragma once
 
+#include <array>
+#include <bit>
 #include <chrono>
-#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 
 namespace floodgate {
+namespace detail {
+
+// 2^(-j/1024) for j in [0, 1024], computed at compile time (Taylor series of
+// e^-y, y <= ln 2: 30 terms are exact to the last bit of a double).
+inline constexpr std::array<double, 1025> kExp2Fractions = [] {
+  std::array<double, 1025> table{};
+  constexpr double kLn2 = 0.693147180559945309417232121458176568;
+  for (std::size_t j = 0; j < table.size(); ++j) {
+    const double y = static_cast<double>(j) * kLn2 / 1024.0;
+    double term = 1.0, sum = 1.0;
+    for (int k = 1; k < 30; ++k) {
+      term *= -y / k;
+      sum += term;
+    }
+    table[j] = sum;
+  }
+  return table;
+}();
+
+/// 2^-x for x >= 0 without a libm call: a power of two for the integer part
+/// times the table, interpolated, for the fraction. Relative error below
+/// 1e-7, far finer than any use of a decayed count here; the health record
+/// runs it on every acquire and report, where `std::exp2` was a tenth of the
+/// pool's time.
+inline double exp2_negative(double x) noexcept {
+  if (!(x < 1000.0)) return x >= 1000.0 ? 0.0 : 1.0;  // underflow; NaN counts as no time
+  const double scaled = x * 1024.0;
+  const auto steps = static_cast<std::uint64_t>(scaled);
+  const std::uint64_t whole = steps >> 10, fraction = steps & 1023;
+  const double t = scaled - static_cast<double>(steps);
+  const double mantissa = kExp2Fractions[fraction] + t * (kExp2Fractions[fraction + 1] - kExp2Fractions[fraction]);
+  return mantissa * std::bit_cast<double>((1023 - whole) << 52);  // exactly 2^-whole
+}
+
+}  // namespace detail
 
 /// Whether a credential can be handed out now, and if not, why.
 enum class CredentialState {
@@ -69,18 +106,22 @@ struct Health {
     const double fade = fade_between(outcomes_at, now);
     return (decayed_successes * fade + kPriorWeight) / (decayed_outcomes * fade + kPriorWeight);
   }
+  /// Counts one outcome at `now`. An outcome dated before the latest one
+  /// (a success dated by its answer, reported late) counts at full weight and
+  /// leaves the record's time alone.
   void record_outcome(bool success, TimePoint now) noexcept {
     const double fade = fade_between(outcomes_at, now);
     decayed_successes = decayed_successes * fade + (success ? 1.0 : 0.0);
     decayed_outcomes = decayed_outcomes * fade + 1.0;
-    outcomes_at = now;
+    if (now > outcomes_at) outcomes_at = now;
   }
 
  private:
   static double fade_between(TimePoint then, TimePoint now) noexcept {
     if (now <= then) return 1.0;
-    return std::exp2(-std::chrono::duration<double>(now - then).count() /
-                     std::chrono::duration<double>(kHalfLife).count());
+    constexpr double kPerTick = 1.0 / static_cast<double>(std::chrono::duration_cast<typename TimePoint::duration>(
+                                          std::chrono::duration<double>(kHalfLife)).count());
+    return detail::exp2_negative(static_cast<double>((now - then).count()) * kPerTick);
   }
 };
 

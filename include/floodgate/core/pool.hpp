@@ -26,6 +26,16 @@
 // does is core/outcome.hpp's table. With `persist_to(sink)` cooldowns and
 // disabled flags survive a restart (core/cooldown_sink.hpp).
 //
+// Time comes from `CoarseClock` by default (core/clock.hpp): a few ns a read
+// instead of ~30 on a VM. Every cooldown end (flood waits, ejections, stored
+// cooldowns) adds the clock's lag bound, so a cooldown never ends early (a
+// `Lease::defer` pause is a local limiter's hint and is not padded); the price is that cooldowns last up to that bound
+// (8 ms at HZ=250) longer, and latencies the pool measures itself (`report`
+// without a latency) have the clock's resolution. Pass `SteadyClock` for
+// exact latencies. An acquire reads the clock once, and so does a report,
+// except a success with a caller-measured latency, which reads none (see
+// `Lease::report`).
+//
 // Thread-safe: one mutex guards all state; every operation is O(log n) in the
 // number of credentials (see strategy.hpp), so the lock is held briefly.
 // The pool must outlive its leases.
@@ -75,7 +85,7 @@ struct TransparentStringHash {
 };
 }  // namespace detail
 
-template <class Payload, Strategy StrategyT = BestHealth, Clock ClockT = SteadyClock>
+template <class Payload, Strategy StrategyT = BestHealth, Clock ClockT = CoarseClock>
 class CredentialPool {
  public:
   using payload_type = Payload;
@@ -176,7 +186,7 @@ class CredentialPool {
   bool cooldown(std::string_view id, duration wait) {
     std::optional<time_point> until;
     with_slot(id, [&](SlotId slot, Slot& s) {
-      until = cool_locked(slot, s, clock_.now() + bounded(wait), Hold::flood_wait);
+      until = cool_locked(slot, s, cooldown_end(clock_.now(), wait), Hold::flood_wait);
     });
     if (until) persist([&](CooldownSink& sink) { sink.set_cooldown(id, to_wall(*until)); });
     return until.has_value();
@@ -185,7 +195,7 @@ class CredentialPool {
   /// Cools a credential for one destination only (chat id, symbol).
   bool cooldown(std::string_view id, std::string_view destination, duration wait) {
     std::optional<time_point> until;
-    with_slot(id, [&](SlotId, Slot& s) { until = cool_scoped_locked(s, destination, clock_.now() + bounded(wait)); });
+    with_slot(id, [&](SlotId, Slot& s) { until = cool_scoped_locked(s, destination, cooldown_end(clock_.now(), wait)); });
     if (until) persist([&](CooldownSink& sink) { sink.set_scoped_cooldown(id, destination, to_wall(*until)); });
     return until.has_value();
   }
@@ -388,7 +398,7 @@ class CredentialPool {
     auto to_local = [&](CooldownRecord::WallTime until) {
       // A record far in the future (or past) saturates instead of overflowing.
       const auto ahead = std::clamp<CooldownRecord::WallTime::duration>(until - wall, -kMaxServerWait, kMaxServerWait);
-      return now + std::chrono::duration_cast<duration>(ahead);
+      return cooldown_end(now, std::chrono::duration_cast<duration>(ahead));
     };
     if (entry.cooldown_until) {
       s.health.cooldown_until = std::max(s.health.cooldown_until, to_local(*entry.cooldown_until));
@@ -413,6 +423,12 @@ class CredentialPool {
   }
   static duration bounded(duration wait) {
     return std::min(wait, std::chrono::duration_cast<duration>(kMaxServerWait));
+  }
+  // When a wait of `wait` that starts at the reading `now` is over for sure:
+  // a clock that lags true time (CoarseClock) adds its lag bound, so that the
+  // wait cannot end early by the clock's resolution.
+  time_point cooldown_end(time_point now, duration wait) const {
+    return now + bounded(wait) + clock_lag_bound(clock_);
   }
 
   AcquireResult acquire_impl(std::string_view destination) {
@@ -508,7 +524,10 @@ class CredentialPool {
   // What the caller reported; abandoned and deferred leases report no outcome.
   enum class Ending : std::uint8_t { reported, abandoned, deferred };
 
-  void report(const Lease& lease, Ending ending, const Outcome<>* outcome, duration value) {
+  // `at` is the report's time when the lease already knows it; otherwise
+  // the clock is read here.
+  void report(const Lease& lease, Ending ending, const Outcome<>* outcome, duration value,
+              std::optional<time_point> at = std::nullopt) {
     // What must be persisted, copied under the lock: once it is released a
     // concurrent remove() may free the slot (and its id) at any moment.
     std::string id;
@@ -517,7 +536,7 @@ class CredentialPool {
     std::string disabled_reason;
     {
       std::lock_guard lock(mutex_);
-      const auto now = clock_.now();
+      const auto now = at ? *at : clock_.now();
       Slot& s = *lease.slot_;
       Health<time_point>& h = s.health;
       --h.in_flight;
@@ -525,6 +544,9 @@ class CredentialPool {
         ++h.abandoned;
       } else if (ending == Ending::deferred) {  // handed back unused: as if never acquired, then paused
         --h.requests;
+        // Not padded by the clock's lag: a pause that ends a little early only
+        // means the limiter is asked again, while padding would slow every paced
+        // credential by up to a tick per request.
         if (!s.removed && value > duration::zero()) cool_locked(lease.slot_id_, s, now + value, Hold::pacing);
       } else if (outcome->kind() == OutcomeKind::success) {
         record_success_locked(h, value, now);
@@ -541,7 +563,7 @@ class CredentialPool {
           ++h.flood_waits;
           h.record_outcome(false, now);
           if (!s.removed) {
-            const auto until = now + std::chrono::duration_cast<duration>(outcome->wait());
+            const auto until = cooldown_end(now, std::chrono::duration_cast<duration>(outcome->wait()));
             scoped = outcome->scope() == CooldownScope::destination && !lease.destination_.empty();
             cooled_until = scoped ? cool_scoped_locked(s, lease.destination_, until)
                                   : cool_locked(lease.slot_id_, s, until, Hold::flood_wait);
@@ -596,7 +618,7 @@ class CredentialPool {
     ++h.ejections;
     h.consecutive_failures = 0;
     const auto rest = std::min(options_.ejection.base_rest * h.ejections, options_.ejection.max_rest);
-    cool_locked(slot, s, now + std::chrono::duration_cast<duration>(rest), Hold::ejection);
+    cool_locked(slot, s, cooldown_end(now, std::chrono::duration_cast<duration>(rest)), Hold::ejection);
   }
 
   void release_if_unused_locked(SlotId slot) {
@@ -697,9 +719,19 @@ class CredentialPool {
 
     /// Tells the pool how the call ended (core/outcome.hpp): the one way to
     /// report. Latency (for successes) defaults to the time since acquire.
-    /// Only the first report counts; later ones are ignored.
-    void report(const Outcome<>& outcome) { report(outcome, pool_ ? pool_->clock_.now() - acquired_at_ : duration{}); }
-    void report(const Outcome<>& outcome, duration latency) { finish(Ending::reported, &outcome, latency); }
+    /// A success with a given latency is recorded as of `acquired_at() +
+    /// latency` (when the answer came) without reading the clock; every other
+    /// report reads it once. Only the first report counts; later ones are ignored.
+    void report(const Outcome<>& outcome) {
+      if (!pool_) return;
+      const time_point now = pool_->clock_.now();
+      finish(Ending::reported, &outcome, now - acquired_at_, now);
+    }
+    void report(const Outcome<>& outcome, duration latency) {
+      std::optional<time_point> answered;
+      if (outcome.kind() == OutcomeKind::success) answered = acquired_at_ + std::max(latency, duration::zero());
+      finish(Ending::reported, &outcome, latency, answered);
+    }
 
     /// Shorthands for the two commonest reports.
     void success() { report(Outcome<>::success()); }
@@ -723,10 +755,11 @@ class CredentialPool {
     Lease(CredentialPool* pool, SlotId slot_id, Slot* slot, time_point acquired_at, std::string_view destination)
         : pool_(pool), slot_id_(slot_id), slot_(slot), acquired_at_(acquired_at), destination_(destination) {}
 
-    void finish(Ending ending, const Outcome<>* outcome, duration value) {
+    void finish(Ending ending, const Outcome<>* outcome, duration value,
+                std::optional<time_point> at = std::nullopt) {
       if (!pool_) return;  // already reported: later reports are ignored
       auto* pool = std::exchange(pool_, nullptr);
-      pool->report(*this, ending, outcome, value);
+      pool->report(*this, ending, outcome, value, at);
     }
     void abandon() noexcept {
       if (!pool_) return;

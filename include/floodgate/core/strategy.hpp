@@ -34,7 +34,6 @@
 #include "floodgate/core/detail/indexed_heap.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <limits>
@@ -78,7 +77,12 @@ class BestHealth {
   void insert(SlotId id, const Candidate& c) { heap_.set(id, key_of(id, c)); }
   void erase(SlotId id) { heap_.erase(id); }
   void update(SlotId id, const Candidate& c) {
-    if (heap_.contains(id)) heap_.set(id, key_of(id, c));
+    if (!heap_.contains(id)) return;
+    const Key key = key_of(id, c);
+    const Key& old = heap_.key(id);
+    // Most reports and re-scorings leave the rounded score as it was: the
+    // order cannot change, so the heap is left alone.
+    if (key.score_permille != old.score_permille || key.last_acquired != old.last_acquired) heap_.set(id, key);
   }
 
   template <class Accept>
@@ -107,7 +111,8 @@ class BestHealth {
     }
   };
   static Key key_of(SlotId id, const Candidate& c) {
-    return {static_cast<std::int32_t>(std::lround(c.score * 1000.0)), c.last_acquired, id};
+    // Scores are in [0, 1]: adding one half and truncating rounds to nearest.
+    return {static_cast<std::int32_t>(c.score * 1000.0 + 0.5), c.last_acquired, id};
   }
 
   detail::IndexedHeap<Key, Before> heap_;
