@@ -35,7 +35,7 @@ std::optional<std::int64_t> chat_of(const BotPool::Call& call) {
     if (it == params->end() || !it->is_number_integer()) return std::nullopt;
     return it->get<std::int64_t>();
   }
-  return std::get<SendDocumentParams>(call.body).chat_id;
+  return std::get<SendMediaParams>(call.body).chat_id;
 }
 
 /// Bot API method names are case-insensitive.
@@ -83,7 +83,7 @@ void readdress(BotPool::Call& call, std::int64_t chat) {
   if (auto* params = std::get_if<nlohmann::json>(&call.body)) {
     (*params)["chat_id"] = chat;
   } else {
-    std::get<SendDocumentParams>(call.body).chat_id = chat;
+    std::get<SendMediaParams>(call.body).chat_id = chat;
   }
 }
 
@@ -187,7 +187,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
       t->client.async_call(call.method, *params, std::move(on_response));
     } else {
-      t->client.async_send_document(std::get<SendDocumentParams>(call.body), std::move(on_response));
+      t->client.async_send_media(std::get<SendMediaParams>(call.body), std::move(on_response));
     }
   }
 
@@ -451,6 +451,14 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
     BotPoolResult refused;
     refused.description =
         "getFile is bound to the bot that owns the file id: use async_get_file(token_id, file_id)";
+    return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+                                          std::move(refused));
+  }
+  if (const auto* media = std::get_if<SendMediaParams>(&call.body);
+      !owner && media && std::holds_alternative<FileId>(media->content)) {
+    BotPoolResult refused;
+    refused.description =
+        "a file id belongs to the bot that received the file: use async_send_media_as(token_id, params)";
     return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
                                           std::move(refused));
   }

@@ -4,10 +4,16 @@
 
 #include <boost/asio/use_future.hpp>
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -792,4 +798,143 @@ TEST_CASE("BotPool: chat affinity is bounded: idle chats beyond max_chats are fo
   for (std::int64_t chat = 1; chat <= 10; ++chat) REQUIRE_FALSE(std::get<0>(sim.send(chat, "hi").get()));
   CHECK_FALSE(sim.bots->chat_token(1));
   CHECK(sim.bots->chat_token(10));
+}
+
+TEST_CASE("BotPool: every media kind from bytes and from a file; a file id again only through its owner") {
+  PoolSim sim;
+  using telegram::MediaKind;
+  const std::vector<std::pair<MediaKind, std::string>> kinds = {
+      {MediaKind::photo, "photo"},         {MediaKind::video, "video"},     {MediaKind::audio, "audio"},
+      {MediaKind::voice, "voice"},         {MediaKind::animation, "animation"}, {MediaKind::sticker, "sticker"},
+      {MediaKind::document, "document"}};
+  std::int64_t chat = 1200;
+  std::map<std::string, std::pair<std::string, std::string>> file_by_kind;  // kind -> (file id, owner)
+  for (const auto& [kind, name] : kinds) {
+    auto [ec, result] = sim.bots.async_send_media({.chat_id = ++chat, .file_name = name + ".bin",
+                                                   .content = std::string(1000, 'm'), .caption = name, .kind = kind},
+                                                  asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    const auto message = telegram::Message::from_json(result.result);
+    REQUIRE(message);
+    REQUIRE(message->file_id);
+    CHECK(message->text == name);
+    REQUIRE(sim.server.messages(chat).size() == 1);
+    CHECK(sim.server.messages(chat).at(0).media == name);
+    file_by_kind[name] = {*message->file_id, result.token_id};
+  }
+
+  const auto dir = std::filesystem::temp_directory_path() / ("floodgate-botpool-media-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "clip.mp4", std::ios::binary) << std::string(300000, 'v');
+  auto [path_ec, from_path] = sim.bots.async_send_media(
+      {.chat_id = 1300, .file_name = "clip.mp4", .content = dir / "clip.mp4", .kind = MediaKind::video},
+      asio::use_future).get();
+  REQUIRE_FALSE(path_ec);
+  std::filesystem::remove_all(dir);
+  const auto video = telegram::Message::from_json(from_path.result).value();
+  auto [file_ec, file] = sim.bots.async_get_file(from_path.token_id, *video.file_id, asio::use_future).get();
+  REQUIRE_FALSE(file_ec);
+  CHECK(file.result.at("file_size") == 300000);
+
+  // A file id is sent again only by the bot that owns it.
+  const auto [photo_id, owner] = file_by_kind["photo"];
+  const std::string other = owner == "token-a" ? "token-b" : "token-a";
+  auto [free_ec, refused] = sim.bots.async_send_media(
+      {.chat_id = 1301, .content = telegram::FileId{photo_id}, .kind = MediaKind::photo}, asio::use_future).get();
+  CHECK(free_ec == errc::bad_request);
+  CHECK(refused.attempts == 0);
+  auto [owner_ec, again] = sim.bots.async_send_media_as(
+      owner, {.chat_id = 1301, .content = telegram::FileId{photo_id}, .kind = MediaKind::photo}, asio::use_future)
+                               .get();
+  REQUIRE_FALSE(owner_ec);
+  CHECK(again.token_id == owner);
+  CHECK(telegram::Message::from_json(again.result)->file_id == photo_id);
+  // What the pool keeps a rotating call from doing: Telegram refuses another bot's file id.
+  auto [other_ec, wrong] = sim.bots.async_send_media_as(
+      other, {.chat_id = 1301, .content = telegram::FileId{photo_id}, .kind = MediaKind::photo}, asio::use_future)
+                               .get();
+  CHECK(other_ec == errc::bad_request);
+  CHECK(wrong.description.find("wrong file identifier") != std::string::npos);
+}
+
+namespace {
+
+/// `floodgate-sim botapi --plain` in a child process: what it stores does not count in this process.
+class SimProcess {
+ public:
+  explicit SimProcess(const std::vector<std::string>& tokens)
+      : dir_(std::filesystem::temp_directory_path() / ("floodgate-sim-process-" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(dir_);
+    std::vector<std::string> args = {FLOODGATE_SIM_PATH, "botapi", "--plain", "--port-out", (dir_ / "port").string()};
+    for (const auto& token : tokens) {
+      args.push_back("--token");
+      args.push_back(token);
+    }
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    REQUIRE(::posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) == 0);
+    // A process start is real time: poll for the port file it writes once it listens.
+    for (int i = 0; i < 1000 && !std::filesystem::exists(dir_ / "port"); ++i) std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(20ms);  // the file is written whole, but give the writer a moment to close it
+    std::ifstream(dir_ / "port") >> port_;
+    REQUIRE(port_ != 0);
+  }
+  ~SimProcess() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    std::filesystem::remove_all(dir_);
+  }
+  floodgate::net::Endpoint endpoint() const { return {false, "127.0.0.1", port_}; }
+
+ private:
+  std::filesystem::path dir_;
+  pid_t pid_ = 0;
+  std::uint16_t port_ = 0;
+};
+
+/// A line of /proc/self/status ("VmHWM", "VmRSS") in kB.
+std::uint64_t proc_status_kb(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("BotPool: a 50 MB upload streams from disk: peak memory grows far less than the file") {
+  SimProcess sim({kTokenA});
+  floodgate::test::IoThread io;
+  floodgate::net::HttpClientOptions http_options;
+  http_options.allow_plain_http = true;
+  floodgate::net::HttpsClient http(io.executor(), http_options);
+  BotPool bots(io.executor(), http, {{"token-a", {Secret(kTokenA)}}},
+               {.endpoint = sim.endpoint(), .retry = PoolSim::fast_retry()});
+
+  const auto dir = std::filesystem::temp_directory_path() / ("floodgate-botpool-50mb-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  constexpr std::uint64_t kSize = 50ull << 20;
+  {
+    std::ofstream out(dir / "big.bin", std::ios::binary);
+    const std::string megabyte(1 << 20, 'z');
+    for (std::uint64_t written = 0; written < kSize; written += megabyte.size()) out << megabyte;
+  }
+  // Reset the peak ("5" to clear_refs), so the peak measured is this upload's.
+  REQUIRE(static_cast<bool>(std::ofstream("/proc/self/clear_refs") << "5"));
+  const auto before = proc_status_kb("VmRSS");
+  auto [ec, result] = bots.async_send_media(
+      {.chat_id = 42, .file_name = "big.bin", .content = dir / "big.bin", .kind = telegram::MediaKind::document},
+      asio::use_future).get();
+  const auto peak = proc_status_kb("VmHWM");
+  std::filesystem::remove_all(dir);
+  REQUIRE_FALSE(ec);
+  // All of it arrived (getFile would refuse: Telegram serves downloads up to 20 MB only).
+  CHECK(result.result.at("document").at("file_size") == kSize);
+  const auto growth_kb = static_cast<std::int64_t>(peak) - static_cast<std::int64_t>(before);
+  INFO("peak RSS growth " << growth_kb << " kB for a " << (kSize >> 10) << " kB upload");
+  CHECK(before > 0);
+  CHECK(growth_kb < 8 * 1024);  // under 8 MB for 50 MB
 }

@@ -38,7 +38,10 @@
 // token is usable. File ids belong to the bot that received them, so getFile
 // and downloads are owner-bound too: `async_get_file(token_id, file_id)` and
 // `async_download(token_id, file_path, destination)`; a getFile through
-// `async_call` (no owner) ends at once with bad_request and no request. A message belongs to the bot that sent it, so
+// `async_call` (no owner) ends at once with bad_request and no request. Media
+// (`async_send_media`: every kind, from bytes or streamed from a file) may
+// move; media sent again by `FileId` goes only through the bot that owns the
+// id (`async_send_media_as`). A message belongs to the bot that sent it, so
 // edits and deletes are *owner-bound*: `async_call_as(token_id, …)` and
 // `async_edit_message_text(sent, …)` use that token only, never another
 // (leased with `CredentialPool::acquire_id`). They are counted in the pool's
@@ -211,9 +214,19 @@ class BotPool {
   auto async_copy_message(const CopyMessageParams& params, CompletionToken&& token) {
     return async_call("copyMessage", params.to_json(), std::forward<CompletionToken>(token));
   }
+  /// A photo, video, audio, voice, animation, sticker or document from bytes or
+  /// streamed from a file. A `FileId` belongs to one bot: use `async_send_media_as`
+  /// (here it ends at once with bad_request, unsent).
+  template <class CompletionToken>
+  auto async_send_media(SendMediaParams params, CompletionToken&& token) {
+    std::string method = params.method();
+    return initiate(Call{std::move(method), std::move(params), false, false}, {},
+                    std::forward<CompletionToken>(token));
+  }
   template <class CompletionToken>
   auto async_send_document(SendDocumentParams params, CompletionToken&& token) {
-    return initiate(Call{"sendDocument", std::move(params), false, false}, {}, std::forward<CompletionToken>(token));
+    params.kind = MediaKind::document;
+    return async_send_media(std::move(params), std::forward<CompletionToken>(token));
   }
 
   // ---- owner-bound calls: only through `token_id` -------------------------
@@ -236,6 +249,13 @@ class BotPool {
                          std::forward<CompletionToken>(token));
   }
 
+  /// Media through token `token_id` only: how a `FileId` is sent again (by the bot that owns it).
+  template <class CompletionToken>
+  auto async_send_media_as(std::string token_id, SendMediaParams params, CompletionToken&& token) {
+    std::string method = params.method();
+    return initiate(Call{std::move(method), std::move(params), false, false}, std::move(token_id),
+                    std::forward<CompletionToken>(token));
+  }
   /// getFile through the bot that owns `file_id` (the one that sent or received the file).
   template <class CompletionToken>
   auto async_get_file(std::string token_id, std::string file_id, CompletionToken&& token) {
@@ -268,7 +288,7 @@ class BotPool {
   /// One call as the pool replays it on each attempt.
   struct Call {
     std::string method;
-    std::variant<nlohmann::json, SendDocumentParams> body;
+    std::variant<nlohmann::json, SendMediaParams> body;
     bool repeat_if_maybe_applied = false;
     bool may_overtake = false;
   };
