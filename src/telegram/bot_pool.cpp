@@ -293,12 +293,23 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   void run_head(std::int64_t chat) {
     std::optional<std::string> preferred;
     std::shared_ptr<Queued> head;
+    bool ask_sink = false;
     {
       std::lock_guard lock(lanes_mutex);
       Lane& lane = lanes.at(chat);  // a running lane is never forgotten
       head = std::make_shared<Queued>(std::move(lane.waiting.front()));
       lane.waiting.pop_front();
+      ask_sink = lane.token.empty();
       if (!lane.token.empty() && !unreachable_locked(lane, lane.token)) preferred = lane.token;
+    }
+    if (auto* sink = options.routing.affinity_sink; sink && ask_sink) {
+      // A chat this pool does not remember may have a token from before a restart, or from another process.
+      if (auto stored = sink->find(chat); stored && tokens.contains(*stored)) {
+        std::lock_guard lock(lanes_mutex);
+        Lane& lane = lanes.at(chat);
+        if (lane.token.empty()) lane.token = *stored;
+        if (!unreachable_locked(lane, lane.token)) preferred = lane.token;
+      }
     }
     auto self = shared_from_this();
     auto anywhere = [self, chat, head](std::uint32_t earlier_attempts) {
@@ -343,6 +354,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   void finish_head(std::int64_t chat, std::error_code ec, BotPoolResult result, Handler handler) {
     std::vector<Queued> ended_behind;
     bool next = false;
+    bool token_changed = false;
     {
       std::lock_guard lock(lanes_mutex);
       Lane& lane = lanes.at(chat);
@@ -351,7 +363,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         result.description = fmt::format("no bot in the pool can reach chat {}: {}", chat, lane.unreachable_reason);
         result.earliest.reset();
       }
-      if (!ec) lane.token = result.token_id;
+      if (!ec && lane.token != result.token_id) {
+        lane.token = result.token_id;
+        token_changed = true;
+      }
       if (ec) {
         std::deque<Queued> kept;
         for (auto& queued : lane.waiting) {
@@ -374,6 +389,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
       behind.description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
       async::detail::post_completion(io, std::move(queued.handler), ec, std::move(behind));
     }
+    if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
     async::detail::post_completion(io, std::move(handler), ec, std::move(result));
     if (next) run_head(chat);
   }

@@ -938,3 +938,55 @@ TEST_CASE("BotPool: a 50 MB upload streams from disk: peak memory grows far less
   CHECK(before > 0);
   CHECK(growth_kb < 8 * 1024);  // under 8 MB for 50 MB
 }
+
+namespace {
+
+/// A ChatAffinitySink in memory: what a file or Redis would keep between processes.
+class MemoryAffinitySink : public telegram::ChatAffinitySink {
+ public:
+  std::optional<std::string> find(std::int64_t chat) const override {
+    std::lock_guard lock(mutex_);
+    const auto it = tokens_.find(chat);
+    return it == tokens_.end() ? std::nullopt : std::optional<std::string>(it->second);
+  }
+  void set(std::int64_t chat, std::string_view token_id) override {
+    std::lock_guard lock(mutex_);
+    tokens_[chat] = std::string(token_id);
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return tokens_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::int64_t, std::string> tokens_;
+};
+
+}  // namespace
+
+TEST_CASE("BotPool: chat affinity kept in a ChatAffinitySink holds for a restarted pool") {
+  MemoryAffinitySink sink;
+  ThreeBots sim({}, {.affinity_sink = &sink});
+  std::map<std::int64_t, std::string> first_tokens;
+  for (std::int64_t chat = 1; chat <= 9; ++chat) {
+    auto [ec, result] = sim.send(chat, "before the restart").get();
+    REQUIRE_FALSE(ec);
+    first_tokens[chat] = result.token_id;
+  }
+  CHECK(sink.size() == 9);
+
+  // A new pool (a restarted process) with the same sink: each chat keeps its bot, in whatever
+  // order the chats come back (a fresh pool alone would hand them out afresh).
+  BotPool restarted(sim.io.executor(), *sim.http,
+                    {{"token-a", {Secret(kTokenA)}}, {"token-b", {Secret(kTokenB)}}, {"token-c", {Secret(kTokenC)}}},
+                    {.endpoint = sim.server.endpoint(), .retry = PoolSim::fast_retry(),
+                     .routing = {.affinity_sink = &sink}});
+  for (std::int64_t chat = 9; chat >= 1; --chat) {
+    auto [ec, result] =
+        restarted.async_send_message({.chat_id = chat, .text = "after the restart"}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    CHECK(result.token_id == first_tokens[chat]);
+    CHECK(restarted.chat_token(chat) == first_tokens[chat]);
+  }
+}

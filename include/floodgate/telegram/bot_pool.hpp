@@ -73,7 +73,8 @@
 //   to another token only when that token cools longer, is disabled, or
 //   cannot reach the chat; the token that delivers becomes the chat's token.
 //   `chat_token(chat)` tells which one it is. Chats idle for `ChatRouting::idle`
-//   are forgotten, and at most `ChatRouting::max_chats` are remembered;
+//   are forgotten, and at most `ChatRouting::max_chats` are remembered; a
+//   `ChatAffinitySink` keeps affinity across restarts and processes;
 // - reachability: a 403 that is about one bot ("bot was blocked by the user",
 //   "bot can't initiate conversation with a user", "bot is not a member…",
 //   "bot was kicked…") marks that (token, chat) pair unreachable for
@@ -102,6 +103,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <variant>
 #include <vector>
@@ -124,6 +126,21 @@ struct FloodScope {
   std::chrono::milliseconds window{std::chrono::seconds(2)};
 };
 
+/// Where chat affinity lives beyond one BotPool (optional): which token
+/// serves a chat, so a restarted process, or several processes sharing the
+/// sink, keep each chat on its bot. Unreachable pairs need no sink of their
+/// own: they are scoped cooldowns, kept by the pool's CooldownSink.
+/// Called from any thread, outside BotPool's locks; calls should be quick and
+/// must not call back into the pool. Records name tokens by id only.
+class ChatAffinitySink {
+ public:
+  virtual ~ChatAffinitySink() = default;
+  /// The token id that served `chat` last, if known.
+  virtual std::optional<std::string> find(std::int64_t chat) const = 0;
+  /// `token_id` delivered to `chat` and serves it from now on.
+  virtual void set(std::int64_t chat, std::string_view token_id) = 0;
+};
+
 /// How calls addressed to a chat are routed (see the header comment).
 struct ChatRouting {
   /// Per-chat queues and affinity; false: every call picks any usable token at once.
@@ -134,6 +151,9 @@ struct ChatRouting {
   std::chrono::seconds idle{std::chrono::minutes(30)};
   /// How long a (token, chat) pair stays unreachable after a 403 about that bot.
   std::chrono::seconds unreachable_for{std::chrono::hours(24)};
+  /// Consulted for a chat the pool does not remember, told when a chat's token
+  /// changes; none: affinity lives as long as the pool. Must outlive the pool.
+  ChatAffinitySink* affinity_sink = nullptr;
 };
 
 struct BotPoolOptions {
