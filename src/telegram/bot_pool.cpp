@@ -75,7 +75,8 @@ bool is_unreachable_for_this_bot(const Outcome<nlohmann::json>& outcome) {
 
 /// The endings of a call bound to a chat's token after which it moves to another token.
 bool moves_to_another_token(std::error_code ec) {
-  return ec == errc::all_credentials_cooling || ec == errc::all_credentials_disabled || ec == errc::auth_failed;
+  return ec == errc::all_credentials_cooling || ec == errc::all_credentials_disabled || ec == errc::auth_failed ||
+         ec == errc::unknown_credential;  // removed from pool() meanwhile
 }
 
 /// Points `call` at `chat` (a group that became a supergroup moved there).
@@ -270,7 +271,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     for (int looked = 0; looked < 8 && !lane_recency.empty(); ++looked) {
       auto oldest = lanes.find(lane_recency.front());
       Lane& lane = oldest->second;
-      if (lane.running) {
+      if (lane.running || oldest->first == chat) {  // in use, or about to be
         lane_recency.splice(lane_recency.end(), lane_recency, lane.recency);
         continue;
       }
@@ -384,13 +385,14 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         lane.idle_since = SteadyClock{}.now();
       }
     }
+    if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
+    const auto behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
+    async::detail::post_completion(io, std::move(handler), ec, std::move(result));
     for (auto& queued : ended_behind) {
       BotPoolResult behind;
-      behind.description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
+      behind.description = behind_description;
       async::detail::post_completion(io, std::move(queued.handler), ec, std::move(behind));
     }
-    if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
-    async::detail::post_completion(io, std::move(handler), ec, std::move(result));
     if (next) run_head(chat);
   }
 
