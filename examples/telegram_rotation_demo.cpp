@@ -40,7 +40,7 @@ namespace {
 struct Run {
   std::atomic<int> delivered{0};
   std::atomic<int> failed{0};
-  std::atomic<int> pending{0};
+  std::atomic<int> pending{1};  // 1: offering is still under way (a fast call must not end the run early)
   std::promise<void> all_done;
 };
 
@@ -54,7 +54,7 @@ void offer(floodgate::telegram::BotPool& bots, Run& run, std::int64_t chat, std:
                             } else {
                               ++run.delivered;
                             }
-                            if (--run.pending == 0) run.all_done.set_value();
+                            if (--run.pending == 0) run.all_done.set_value();  // exactly once
                           });
 }
 
@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   for (int round = 0; round < per_chat; ++round) {
     for (auto chat : chats) offer(bots, run, chat, fmt::format("message {} to chat {}", round + 1, chat));
   }
+  if (--run.pending == 0) run.all_done.set_value();  // every call ended while they were offered
   while (done.wait_for(500ms) != std::future_status::ready) {
     fmt::print("-- {} delivered, {} pending\n{}", run.delivered.load(), run.pending.load(),
                floodgate::status_table(bots.snapshot()));
