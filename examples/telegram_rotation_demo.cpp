@@ -3,8 +3,13 @@
 // With no token in the environment (TELEGRAM_BOT_TOKEN, MULTITOKEN1..10) it
 // starts the Bot API simulator with 3 tokens, each limited to 10 messages/s,
 // offers 120 messages to 30 chats at once, prints the status table while they
-// flow and a summary at the end: delivered, per-token share, flood waits, and
-// requests sent into a known cooldown (0).
+// flow and a summary at the end: delivered, per-token share, flood waits,
+// which bot sent each chat's messages in the order they arrived (one bot per
+// chat, in order: BotPool's chat affinity and per-chat queues), the
+// simulator's 429 answers (0: the local limits match the simulator's, which
+// are Telegram's documented ones) and requests sent into a known cooldown (0).
+// `telegram_rotation_demo --simulator` uses the simulator even when tokens are
+// set (ctest runs it so and checks both zeros).
 //
 // With real tokens: telegram_rotation_demo <chat_id> sends 5 messages to that chat.
 #include <boost/asio/io_context.hpp>
@@ -17,6 +22,7 @@
 #include <future>
 #include <map>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -34,7 +40,7 @@ namespace {
 struct Run {
   std::atomic<int> delivered{0};
   std::atomic<int> failed{0};
-  std::atomic<int> pending{0};
+  std::atomic<int> pending{1};  // 1: offering is still under way (a fast call must not end the run early)
   std::promise<void> all_done;
 };
 
@@ -48,7 +54,7 @@ void offer(floodgate::telegram::BotPool& bots, Run& run, std::int64_t chat, std:
                             } else {
                               ++run.delivered;
                             }
-                            if (--run.pending == 0) run.all_done.set_value();
+                            if (--run.pending == 0) run.all_done.set_value();  // exactly once
                           });
 }
 
@@ -59,7 +65,9 @@ int main(int argc, char** argv) {
   auto work = asio::make_work_guard(io);
   std::thread io_thread([&] { io.run(); });
 
-  auto tokens = floodgate::bot_tokens_from(floodgate::Environment::from_process());
+  const bool force_simulator = argc > 1 && std::string_view(argv[1]) == "--simulator";
+  auto tokens = force_simulator ? std::vector<floodgate::Credential<floodgate::BotToken>>{}
+                                : floodgate::bot_tokens_from(floodgate::Environment::from_process());
   std::optional<floodgate::sim::BotApiServer> sim;
   floodgate::net::HttpClientOptions http_options;
   floodgate::telegram::BotPoolOptions options;
@@ -102,6 +110,7 @@ int main(int argc, char** argv) {
   for (int round = 0; round < per_chat; ++round) {
     for (auto chat : chats) offer(bots, run, chat, fmt::format("message {} to chat {}", round + 1, chat));
   }
+  if (--run.pending == 0) run.all_done.set_value();  // every call ended while they were offered
   while (done.wait_for(500ms) != std::future_status::ready) {
     fmt::print("-- {} delivered, {} pending\n{}", run.delivered.load(), run.pending.load(),
                floodgate::status_table(bots.snapshot()));
@@ -116,11 +125,29 @@ int main(int argc, char** argv) {
                100.0 * static_cast<double>(token.successes) / std::max(1, run.delivered.load()), token.flood_waits);
   }
   if (sim) {
-    std::uint64_t into_cooldown = 0;
-    for (int i = 1; i <= 3; ++i) {
-      into_cooldown += sim->stats(floodgate::Secret(fmt::format("10000{}:SIMULATED-demo-token-{}", i, i)))
-                           .sent_during_cooldown;
+    // What each chat received, in the order it arrived, and from which bot (chat affinity keeps one).
+    int several_bots = 0;
+    int out_of_order = 0;
+    for (auto chat : chats) {
+      const auto messages = sim->messages(chat);
+      std::string line = fmt::format("chat {:>2}:", chat);
+      for (std::size_t i = 0; i < messages.size(); ++i) {
+        const auto& m = messages[i];
+        line += fmt::format(" [{} by token-{}]", m.text.substr(0, m.text.find(" to chat")), m.sender_id - 100000);
+        if (m.text != fmt::format("message {} to chat {}", i + 1, chat)) ++out_of_order;
+        if (i > 0 && m.sender_id != messages[i - 1].sender_id) ++several_bots;
+      }
+      fmt::print("{}\n", line);
     }
+    fmt::print("chats from more than one bot: {}, out of order: {}\n", several_bots, out_of_order);
+    std::uint64_t into_cooldown = 0;
+    std::uint64_t flood_answers = 0;
+    for (int i = 1; i <= 3; ++i) {
+      const auto stats = sim->stats(floodgate::Secret(fmt::format("10000{}:SIMULATED-demo-token-{}", i, i)));
+      into_cooldown += stats.sent_during_cooldown;
+      flood_answers += stats.rate_limited;
+    }
+    fmt::print("429 answers: {}\n", flood_answers);
     fmt::print("requests sent into a known cooldown: {}\n", into_cooldown);
   }
   work.reset();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <utility>
 
 #include "floodgate/core/error.hpp"
@@ -126,6 +127,15 @@ std::optional<Message> Message::from_json(const nlohmann::json& json) {
   if (const auto document = json.find("document"); document != json.end() && document->is_object()) {
     message.document_file_id = optional_field<std::string>(*document, "file_id");
   }
+  for (const char* kind : {"document", "video", "audio", "voice", "animation", "sticker"}) {
+    if (const auto media = json.find(kind); media != json.end() && media->is_object()) {
+      message.file_id = optional_field<std::string>(*media, "file_id");
+    }
+  }
+  if (const auto photo = json.find("photo"); photo != json.end() && photo->is_array() && !photo->empty() &&
+                                             photo->back().is_object()) {
+    message.file_id = optional_field<std::string>(photo->back(), "file_id");  // sizes grow: the last is largest
+  }
   return message;
 }
 
@@ -147,15 +157,44 @@ nlohmann::json CopyMessageParams::to_json() const {
   return {{"chat_id", chat_id}, {"from_chat_id", from_chat_id}, {"message_id", message_id}};
 }
 
-net::MultipartForm SendDocumentParams::to_form() const {
+namespace {
+/// The method's field for its file, which is also the kind's name in a Message.
+std::string_view media_field(MediaKind kind) {
+  switch (kind) {
+    case MediaKind::photo: return "photo";
+    case MediaKind::video: return "video";
+    case MediaKind::audio: return "audio";
+    case MediaKind::voice: return "voice";
+    case MediaKind::animation: return "animation";
+    case MediaKind::sticker: return "sticker";
+    case MediaKind::document: break;
+  }
+  return "document";
+}
+}  // namespace
+
+std::string SendMediaParams::method() const {
+  std::string name(media_field(kind));
+  name.front() = static_cast<char>(std::toupper(static_cast<unsigned char>(name.front())));
+  return "send" + name;
+}
+
+net::MultipartForm SendMediaParams::to_form() const {
   net::MultipartForm form;
   form.add_field("chat_id", std::to_string(chat_id));
   if (!caption.empty()) form.add_field("caption", caption);
+  if (extra.is_object()) {
+    for (const auto& [name, value] : extra.items()) {
+      form.add_field(name, value.is_string() ? value.get<std::string>() : value.dump());
+    }
+  }
+  const std::string field(media_field(kind));
   if (const auto* bytes = std::get_if<std::string>(&content)) {
-    form.add_file("document", file_name, *bytes);
+    form.add_file(field, file_name, *bytes);
+  } else if (const auto* path = std::get_if<std::filesystem::path>(&content)) {
+    form.add_file_from_path(field, *path, "application/octet-stream", file_name);
   } else {
-    form.add_file_from_path("document", std::get<std::filesystem::path>(content), "application/octet-stream",
-                            file_name);
+    form.add_field(field, std::get<FileId>(content).id);
   }
   return form;
 }

@@ -1,12 +1,20 @@
 #include "floodgate/telegram/bot_pool.hpp"
 
+#include <boost/asio/steady_timer.hpp>
+
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <deque>
+#include <list>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
@@ -27,7 +35,7 @@ std::optional<std::int64_t> chat_of(const BotPool::Call& call) {
     if (it == params->end() || !it->is_number_integer()) return std::nullopt;
     return it->get<std::int64_t>();
   }
-  return std::get<SendDocumentParams>(call.body).chat_id;
+  return std::get<SendMediaParams>(call.body).chat_id;
 }
 
 /// Bot API method names are case-insensitive.
@@ -54,12 +62,29 @@ bool is_not_modified(const Outcome<nlohmann::json>& outcome) {
          outcome.description().find("message is not modified") != std::string::npos;
 }
 
+/// Telegram's 403s about one bot rather than the chat: another bot may still reach it.
+bool is_unreachable_for_this_bot(const Outcome<nlohmann::json>& outcome) {
+  if (outcome.kind() != OutcomeKind::rejected) return false;
+  const auto& description = outcome.description();
+  for (std::string_view words : {"bot was blocked by the user", "bot can't initiate conversation",
+                                 "bot is not a member", "bot was kicked"}) {
+    if (description.find(words) != std::string::npos) return true;
+  }
+  return false;
+}
+
+/// The endings of a call bound to a chat's token after which it moves to another token.
+bool moves_to_another_token(std::error_code ec) {
+  return ec == errc::all_credentials_cooling || ec == errc::all_credentials_disabled || ec == errc::auth_failed ||
+         ec == errc::unknown_credential;  // removed from pool() meanwhile
+}
+
 /// Points `call` at `chat` (a group that became a supergroup moved there).
 void readdress(BotPool::Call& call, std::int64_t chat) {
   if (auto* params = std::get_if<nlohmann::json>(&call.body)) {
     (*params)["chat_id"] = chat;
   } else {
-    std::get<SendDocumentParams>(call.body).chat_id = chat;
+    std::get<SendMediaParams>(call.body).chat_id = chat;
   }
 }
 
@@ -81,8 +106,10 @@ std::optional<SentMessage> BotPoolResult::sent() const {
 struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   struct Token {
     BotApiClient client;
-    std::mutex mutex;  // guards limits
+    std::mutex mutex;  // guards limits and recent_chat_floods
     LimitSet<std::int64_t> limits;
+    /// Chat-scoped 429s of the last FloodScope::window: (when, chat).
+    std::deque<std::pair<TimePoint, std::int64_t>> recent_chat_floods;
   };
 
   Impl(boost::asio::any_io_executor executor, net::HttpsClient& http, std::vector<Credential<BotToken>> credentials,
@@ -120,6 +147,32 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     return std::min<Duration>(decision.retry_after, std::chrono::hours(1));
   }
 
+  /// A chat-scoped 429 of token `id`, seen in the light of the token's other
+  /// recent ones: 429s on `FloodScope::chats` different chats within the
+  /// window are the token's overall limit, so this one cools the whole token.
+  Outcome<nlohmann::json> widen_flood_scope(std::string_view id, std::int64_t chat, Outcome<nlohmann::json> outcome) {
+    const auto& scope = options.flood_scope;
+    Token* t = token(id);
+    if (!t || scope.chats <= 0 || outcome.kind() != OutcomeKind::flood_wait ||
+        outcome.scope() != CooldownScope::destination) {
+      return outcome;
+    }
+    const auto now = SteadyClock{}.now();
+    std::lock_guard lock(t->mutex);
+    auto& recent = t->recent_chat_floods;
+    while (!recent.empty() && now - recent.front().first > scope.window) recent.pop_front();
+    recent.emplace_back(now, chat);
+    std::vector<std::int64_t> chats;
+    for (const auto& [when, flooded] : recent) {
+      if (std::find(chats.begin(), chats.end(), flooded) == chats.end()) chats.push_back(flooded);
+    }
+    if (static_cast<int>(chats.size()) < scope.chats) return outcome;
+    recent.clear();  // the token-wide cooldown covers them all
+    log(LogLevel::info, "bot token {}: 429s in {} chats within {} ms, taken as its overall limit", id, chats.size(),
+        scope.window.count());
+    return Outcome<nlohmann::json>::flood_wait(outcome.wait(), CooldownScope::credential, outcome.description());
+  }
+
   /// Sends `call` with token `id`; `handler(BotApiResponse)` runs once.
   template <class Handler>
   void issue(std::string_view id, const Call& call, Handler handler) {
@@ -135,7 +188,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
       t->client.async_call(call.method, *params, std::move(on_response));
     } else {
-      t->client.async_send_document(std::get<SendDocumentParams>(call.body), std::move(on_response));
+      t->client.async_send_media(std::get<SendMediaParams>(call.body), std::move(on_response));
     }
   }
 
@@ -180,11 +233,210 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // ---- chats: queues, affinity, reachability (ChatRouting) ----------------
+
+  using Handler = boost::asio::any_completion_handler<Signature>;
+  struct Queued {
+    Call call;
+    Handler handler;
+  };
+  /// One chat: its queue, its token, and the tokens that cannot reach it.
+  struct Lane {
+    std::deque<Queued> waiting;
+    bool running = false;  // the head call is out; the next starts when it ends
+    std::string token;     // affinity: the token that last delivered here
+    std::map<std::string, TimePoint, std::less<>> unreachable;  // token -> until
+    std::string unreachable_reason;                             // Telegram's words, for the caller
+    TimePoint idle_since{};
+    std::list<std::int64_t>::iterator recency;
+  };
+
+  void enqueue(std::int64_t chat, Queued queued) {
+    bool start_now = false;
+    {
+      std::lock_guard lock(lanes_mutex);
+      Lane& lane = lane_locked(chat);
+      lane.waiting.push_back(std::move(queued));
+      start_now = !std::exchange(lane.running, true);
+    }
+    if (start_now) run_head(chat);
+  }
+
+  /// The chat's lane, created if needed and made the most recent; forgets idle chats.
+  Lane& lane_locked(std::int64_t chat) {
+    const auto now = SteadyClock{}.now();
+    const auto& routing = options.routing;
+    // Forget from the least recent end: chats idle too long, or beyond max_chats.
+    // A lane still running is moved to the recent end; a few per call keep this cheap.
+    for (int looked = 0; looked < 8 && !lane_recency.empty(); ++looked) {
+      auto oldest = lanes.find(lane_recency.front());
+      Lane& lane = oldest->second;
+      if (lane.running || oldest->first == chat) {  // in use, or about to be
+        lane_recency.splice(lane_recency.end(), lane_recency, lane.recency);
+        continue;
+      }
+      if (now - lane.idle_since < routing.idle && lanes.size() < std::max<std::size_t>(routing.max_chats, 1)) break;
+      lane_recency.pop_front();
+      lanes.erase(oldest);
+    }
+    auto it = lanes.find(chat);
+    if (it == lanes.end()) {
+      lane_recency.push_back(chat);
+      it = lanes.emplace(chat, Lane{}).first;
+      it->second.recency = std::prev(lane_recency.end());
+    } else {
+      lane_recency.splice(lane_recency.end(), lane_recency, it->second.recency);
+    }
+    return it->second;
+  }
+
+  /// Sends the chat's next call: through the chat's token first, then through any token that may reach it.
+  void run_head(std::int64_t chat) {
+    std::optional<std::string> preferred;
+    std::shared_ptr<Queued> head;
+    bool ask_sink = false;
+    {
+      std::lock_guard lock(lanes_mutex);
+      Lane& lane = lanes.at(chat);  // a running lane is never forgotten
+      head = std::make_shared<Queued>(std::move(lane.waiting.front()));
+      lane.waiting.pop_front();
+      ask_sink = lane.token.empty();
+      if (!lane.token.empty() && !unreachable_locked(lane, lane.token)) preferred = lane.token;
+    }
+    if (auto* sink = options.routing.affinity_sink; sink && ask_sink) {
+      // A chat this pool does not remember may have a token from before a restart, or from another process.
+      if (auto stored = sink->find(chat); stored && tokens.contains(*stored)) {
+        std::lock_guard lock(lanes_mutex);
+        Lane& lane = lanes.at(chat);
+        if (lane.token.empty()) lane.token = *stored;
+        if (!unreachable_locked(lane, lane.token)) preferred = lane.token;
+      }
+    }
+    auto self = shared_from_this();
+    auto anywhere = [self, chat, head](std::uint32_t earlier_attempts) {
+      self->run(head->call, std::nullopt, true,
+                Handler([self, chat, head, earlier_attempts](std::error_code ec, BotPoolResult result) mutable {
+                  result.attempts += earlier_attempts;
+                  self->finish_head(chat, ec, std::move(result), std::move(head->handler));
+                }));
+    };
+    if (!preferred) return anywhere(0);
+    auto through_chat_token = [self, chat, head, preferred, anywhere] {
+      self->run(head->call, preferred, true,
+                Handler([self, chat, head, anywhere](std::error_code ec, BotPoolResult result) mutable {
+                  if (moves_to_another_token(ec)) return anywhere(result.attempts);
+                  self->finish_head(chat, ec, std::move(result), std::move(head->handler));
+                }));
+    };
+    // The chat's own limit on its token is waited out here, for this chat alone: the
+    // retry executor's gate would pause the whole token, holding up its other chats.
+    const auto pace = chat_pace(*preferred, chat);
+    if (pace <= Duration::zero() || pace > options.retry.max_wait) return through_chat_token();
+    auto timer = std::make_shared<boost::asio::steady_timer>(io, pace);
+    timer->async_wait([timer, through_chat_token](boost::system::error_code) { through_chat_token(); });
+  }
+
+  /// How long token `id` must wait before its per-chat limit admits one more
+  /// call to `chat` (zero: it would admit now, or only a token-wide limit refuses).
+  Duration chat_pace(std::string_view id, std::int64_t chat) {
+    Token* t = token(id);
+    if (!t) return Duration::zero();
+    std::lock_guard lock(t->mutex);
+    const auto decision = t->limits.try_acquire(chat);
+    if (decision) {
+      t->limits.refund(chat);  // a look only: the gate takes it when the call is sent
+      return Duration::zero();
+    }
+    return decision.per_key ? std::min<Duration>(decision.retry_after, std::chrono::hours(1)) : Duration::zero();
+  }
+
+  /// The head call of `chat` ended: tell its caller, end the calls that may
+  /// not overtake a failure, and start the next.
+  void finish_head(std::int64_t chat, std::error_code ec, BotPoolResult result, Handler handler) {
+    std::vector<Queued> ended_behind;
+    bool next = false;
+    bool token_changed = false;
+    {
+      std::lock_guard lock(lanes_mutex);
+      Lane& lane = lanes.at(chat);
+      if (ec == errc::all_credentials_cooling && no_token_reaches_locked(lane)) {
+        ec = make_error_code(errc::bad_request);
+        result.description = fmt::format("no bot in the pool can reach chat {}: {}", chat, lane.unreachable_reason);
+        result.earliest.reset();
+      }
+      if (!ec && lane.token != result.token_id) {
+        lane.token = result.token_id;
+        token_changed = true;
+      }
+      if (ec) {
+        std::deque<Queued> kept;
+        for (auto& queued : lane.waiting) {
+          if (queued.call.may_overtake) {
+            kept.push_back(std::move(queued));
+          } else {
+            ended_behind.push_back(std::move(queued));
+          }
+        }
+        lane.waiting = std::move(kept);
+      }
+      next = !lane.waiting.empty();
+      if (!next) {
+        lane.running = false;
+        lane.idle_since = SteadyClock{}.now();
+      }
+    }
+    if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
+    const auto behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
+    async::detail::post_completion(io, std::move(handler), ec, std::move(result));
+    for (auto& queued : ended_behind) {
+      BotPoolResult behind;
+      behind.description = behind_description;
+      async::detail::post_completion(io, std::move(queued.handler), ec, std::move(behind));
+    }
+    if (next) run_head(chat);
+  }
+
+  /// A 403 about token `id` in `chat`: that pair is unreachable for a while.
+  void mark_unreachable(std::string_view id, std::int64_t chat, const std::string& reason) {
+    std::lock_guard lock(lanes_mutex);
+    const auto it = lanes.find(chat);
+    if (it == lanes.end()) return;
+    it->second.unreachable.insert_or_assign(std::string(id), SteadyClock{}.now() + options.routing.unreachable_for);
+    it->second.unreachable_reason = reason;
+  }
+
+  bool unreachable_locked(const Lane& lane, std::string_view id) const {
+    const auto it = lane.unreachable.find(id);
+    return it != lane.unreachable.end() && it->second > SteadyClock{}.now();
+  }
+
+  /// Every token of the pool is unreachable for this chat or disabled, and one at least is unreachable.
+  bool no_token_reaches_locked(const Lane& lane) const {
+    bool any_unreachable = false;
+    for (const auto& [id, t] : tokens) {
+      if (unreachable_locked(lane, id)) {
+        any_unreachable = true;
+        continue;
+      }
+      const auto record = pool.snapshot(id);
+      if (!record || record->state != CredentialState::disabled) return false;
+    }
+    return any_unreachable;
+  }
+
+  /// One call through the retry executor: bound to `owner`, or any usable token.
+  /// `reroute_unreachable`: a 403 about this bot marks the pair unreachable and moves the call.
+  void run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler);
+
   boost::asio::any_io_executor io;
   BotPoolOptions options;
   Pool pool;
   async::RetryExecutor<Pool> retry;
   std::map<std::string, std::unique_ptr<Token>, std::less<>> tokens;  // fixed after construction
+
+  std::mutex lanes_mutex;  // guards lanes and lane_recency
+  std::unordered_map<std::int64_t, Lane> lanes;
+  std::list<std::int64_t> lane_recency;  // least recently used first
 };
 
 BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
@@ -201,29 +453,69 @@ std::vector<HealthSnapshot> BotPool::snapshot() const { return impl_->pool.snaps
 
 boost::asio::any_io_executor BotPool::executor() const noexcept { return impl_->io; }
 
+std::optional<std::string> BotPool::chat_token(std::int64_t chat) const {
+  std::lock_guard lock(impl_->lanes_mutex);
+  const auto it = impl_->lanes.find(chat);
+  if (it == impl_->lanes.end() || it->second.token.empty()) return std::nullopt;
+  return it->second.token;
+}
+
 void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler) {
   if (owner && !impl_->tokens.contains(*owner)) {
     return async::detail::post_completion(impl_->io, std::move(handler),
                                                      make_error_code(errc::unknown_credential), BotPoolResult{});
   }
+  if (!owner && method_starts_with(call.method, "getfile")) {
+    BotPoolResult refused;
+    refused.description =
+        "getFile is bound to the bot that owns the file id: use async_get_file(token_id, file_id)";
+    return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+                                          std::move(refused));
+  }
+  if (const auto* media = std::get_if<SendMediaParams>(&call.body);
+      !owner && media && std::holds_alternative<FileId>(media->content)) {
+    BotPoolResult refused;
+    refused.description =
+        "a file id belongs to the bot that received the file: use async_send_media_as(token_id, params)";
+    return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+                                          std::move(refused));
+  }
+  const auto chat = chat_of(call);
+  if (!owner && chat && impl_->options.routing.enabled) {
+    return impl_->enqueue(*chat, Impl::Queued{std::move(call), std::move(handler)});
+  }
+  impl_->run(std::move(call), std::move(owner), false, std::move(handler));
+}
+
+void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler) {
   const auto chat = chat_of(call);
   const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
   const bool edit = method_starts_with(call.method, "edit");
   auto migrated = std::make_shared<std::atomic<std::int64_t>>(0);  // 0: the chat has not moved
   auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = impl_, call = std::move(call), chat, edit, migrated](const Pool::Lease& lease, auto done) {
+      [impl = shared_from_this(), call = std::move(call), chat, edit, reroute_unreachable, migrated](
+          const Pool::Lease& lease, auto done) {
         impl->issue_following_migration(
             lease.id(), call, migrated,
-            [chat, edit, id = lease.id(), done = std::move(done)](BotApiResponse response) mutable {
+            [impl, chat, edit, reroute_unreachable, id = lease.id(),
+             done = std::move(done)](BotApiResponse response) mutable {
               auto outcome = classify(std::move(response), chat.has_value());
               if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
+              if (chat) outcome = impl->widen_flood_scope(id, *chat, std::move(outcome));
+              if (chat && reroute_unreachable && is_unreachable_for_this_bot(outcome)) {
+                // Kept from this chat like a cooldown (so the pool persists it), and the call moves.
+                log(LogLevel::info, "bot token {} cannot reach chat {} ({})", id, *chat, outcome.description());
+                impl->mark_unreachable(id, *chat, outcome.description());
+                outcome = Outcome<nlohmann::json>::flood_wait(impl->options.routing.unreachable_for,
+                                                              CooldownScope::destination, outcome.description());
+              }
               Impl::log_outcome(id, chat, outcome);
               done(std::move(outcome));
             });
       });
   // The retry executor completes on the executor bound here, never inside
   // async_run, so the result can go straight to the handler, without a second post.
-  const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
+  const auto handler_executor = boost::asio::get_associated_executor(handler, io);
   auto finish = boost::asio::bind_executor(
       handler_executor,
       [handler = std::move(handler), migrated](std::error_code ec,
@@ -237,11 +529,32 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
         result.attempts = run.attempts;
         std::move(handler)(ec, std::move(result));
       });
-  impl_->retry.async_run(std::move(attempt),
-                         {.destination = chat ? std::to_string(*chat) : std::string(),
-                          .idempotent = idempotent,
-                          .credential = std::move(owner)},
-                         std::move(finish));
+  retry.async_run(std::move(attempt),
+                  {.destination = chat ? std::to_string(*chat) : std::string(),
+                   .idempotent = idempotent,
+                   .credential = std::move(owner)},
+                  std::move(finish));
+}
+
+}  // namespace floodgate::telegram
+
+namespace floodgate::telegram {
+
+void BotPool::start_download(std::string token_id, std::string file_path, std::filesystem::path destination,
+                             boost::asio::any_completion_handler<DownloadSignature> handler) {
+  Impl::Token* t = impl_->token(token_id);
+  const auto record = impl_->pool.snapshot(token_id);
+  if (!t || !record) {
+    return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::unknown_credential),
+                                          std::uint64_t{0});
+  }
+  if (record->state == CredentialState::disabled) {
+    return async::detail::post_completion(impl_->io, std::move(handler),
+                                          make_error_code(errc::all_credentials_disabled), std::uint64_t{0});
+  }
+  const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
+  t->client.async_download(file_path, std::move(destination),
+                           boost::asio::bind_executor(handler_executor, std::move(handler)));
 }
 
 }  // namespace floodgate::telegram

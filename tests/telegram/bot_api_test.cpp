@@ -4,9 +4,16 @@
 
 #include <boost/asio/use_future.hpp>
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -537,4 +544,454 @@ TEST_CASE("StatusMessage: debounced edits through the owner, latest text wins, f
   auto again = telegram::StatusMessage::create(sim.bots, message, "done", 20ms);
   REQUIRE_FALSE(again->async_finish("done", asio::use_future).get());
   CHECK(again->edits_sent() == 0);
+}
+
+TEST_CASE("StatusMessage: a final text the chat already shows is success (Telegram: message is not modified)") {
+  PoolSim sim;
+  auto [ec, sent] = sim.send(510, "working");
+  REQUIRE_FALSE(ec);
+  const auto message = sent.sent().value();
+  // Another process (or an edit whose answer was lost) already put "done" on screen.
+  auto [edit_ec, edited] = sim.bots.async_edit_message_text(message, "done", asio::use_future).get();
+  REQUIRE_FALSE(edit_ec);
+
+  // This status message believes the chat still shows "working": its final edit is refused
+  // by Telegram as "message is not modified", which means the chat shows what was asked.
+  auto status = telegram::StatusMessage::create(sim.bots, message, "working", 5ms);
+  CHECK_FALSE(status->async_finish("done", asio::use_future).get());
+  CHECK(status->edits_sent() == 1);
+  CHECK(sim.server.messages(510).at(0).text == "done");
+  const auto& owner = message.token_id == "token-a" ? kTokenA : kTokenB;
+  CHECK(sim.server.stats(Secret(owner)).by_method["editmessagetext"] == 2);
+}
+
+TEST_CASE("BotPool: getFile and downloads go only through the bot that owns the file id") {
+  PoolSim sim;
+  const std::string bytes(70000, 'f');
+  const auto file_id = sim.server.add_file(Secret(kTokenB), bytes, "owned-by-b.bin");
+
+  // Without an owner the pool cannot know which bot may use the id: refused at once, nothing sent.
+  auto [free_ec, refused] = sim.bots.async_call("getFile", {{"file_id", file_id}}, asio::use_future).get();
+  CHECK(free_ec == errc::bad_request);
+  CHECK(refused.attempts == 0);
+  CHECK(refused.description.find("async_get_file") != std::string::npos);
+
+  std::string file_path;
+  for (int i = 0; i < 6; ++i) {  // a rotating pool would have tried token-a for some of these
+    auto [ec, file] = sim.bots.async_get_file("token-b", file_id, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    CHECK(file.token_id == "token-b");
+    file_path = file.result.at("file_path").get<std::string>();
+  }
+  const auto dir = std::filesystem::temp_directory_path() / ("floodgate-botpool-file-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto [download_ec, written] = sim.bots.async_download("token-b", file_path, dir / "copy.bin", asio::use_future).get();
+  REQUIRE_FALSE(download_ec);
+  CHECK(written == bytes.size());
+  CHECK(std::filesystem::file_size(dir / "copy.bin") == bytes.size());
+  auto [unknown_ec, none] = sim.bots.async_download("token-z", file_path, dir / "x.bin", asio::use_future).get();
+  CHECK(unknown_ec == errc::unknown_credential);
+  std::filesystem::remove_all(dir);
+
+  // The owner cooling does not send the file id to another bot: the call waits or ends.
+  sim.bots.pool().cooldown("token-b", 30s);
+  auto [cool_ec, cooling] = sim.bots.async_get_file("token-b", file_id, asio::use_future).get();
+  CHECK(cool_ec == errc::all_credentials_cooling);
+  CHECK(sim.server.stats(Secret(kTokenA)).by_method.count("getfile") == 0);
+  CHECK(sim.server.stats(Secret(kTokenB)).by_method["getfile"] == 6);
+}
+
+TEST_CASE("BotPool: 429s in several chats of one token are its overall limit: the whole token cools") {
+  // The server's overall limit (10/s) is below the pool's local one (30/s), and chats have no
+  // limit of their own: every 429 is the token's overall limit, though each names one chat call.
+  BotApiLimits limits = unlimited();
+  limits.overall = Rate{10, 1s};
+  auto run = [&](floodgate::telegram::FloodScope scope) {
+    PoolSim sim(limits);
+    BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}, {"token-b", {Secret(kTokenB)}}},
+                 {.endpoint = sim.server.endpoint(), .retry = PoolSim::fast_retry(), .flood_scope = scope});
+    std::vector<std::future<std::tuple<std::error_code, BotPoolResult>>> calls;
+    for (int chat = 1; chat <= 60; ++chat) {
+      calls.push_back(bots.async_send_message({.chat_id = chat, .text = "news"}, asio::use_future));
+    }
+    int failed = 0;
+    for (auto& call : calls) failed += std::get<0>(call.get()) ? 1 : 0;
+    const auto into_cooldown = sim.server.stats(Secret(kTokenA)).sent_during_cooldown +
+                               sim.server.stats(Secret(kTokenB)).sent_during_cooldown;
+    return std::pair{failed, into_cooldown};
+  };
+
+  const auto [failed, into_cooldown] = run({});
+  CHECK(failed == 0);
+  // Each token learns its overall limit from the second chat's 429: about one request per
+  // 10-message window goes into the cooldown (3 windows per token), never a stream of them.
+  CHECK(into_cooldown <= 8);
+
+  // Kept to the chat (no escalation), the same load runs into the cooldown again and again.
+  const auto scoped = run({.chats = 0});
+  CHECK(scoped.second > 3 * into_cooldown);
+}
+
+namespace {
+
+const std::string kTokenC = "100003:AAHsecret-token-charlie";
+
+/// Three bots with Telegram's documented limits on the simulator and in the pool.
+struct ThreeBots {
+  explicit ThreeBots(BotApiLimits limits = {}, floodgate::telegram::ChatRouting routing = {})
+      : server({.tokens = {Secret(kTokenA), Secret(kTokenB), Secret(kTokenC)}, .limits = limits}) {
+    server.start();
+    http.emplace(io.executor(), floodgate::test::client_options_for(server));
+    bots.emplace(io.executor(), *http,
+                 std::vector<floodgate::Credential<floodgate::BotToken>>{
+                     {"token-a", {Secret(kTokenA)}}, {"token-b", {Secret(kTokenB)}}, {"token-c", {Secret(kTokenC)}}},
+                 floodgate::telegram::BotPoolOptions{
+                     .endpoint = server.endpoint(), .retry = PoolSim::fast_retry(), .routing = routing});
+  }
+  using Future = std::future<std::tuple<std::error_code, BotPoolResult>>;
+  Future send(std::int64_t chat, std::string text) {
+    return bots->async_send_message({.chat_id = chat, .text = std::move(text)}, asio::use_future);
+  }
+  std::uint64_t into_cooldown() const {
+    return server.stats(Secret(kTokenA)).sent_during_cooldown + server.stats(Secret(kTokenB)).sent_during_cooldown +
+           server.stats(Secret(kTokenC)).sent_during_cooldown;
+  }
+  std::uint64_t requests() const {
+    return server.stats(Secret(kTokenA)).requests + server.stats(Secret(kTokenB)).requests +
+           server.stats(Secret(kTokenC)).requests;
+  }
+
+  BotApiServer server;
+  floodgate::test::IoThread io;
+  std::optional<floodgate::net::HttpsClient> http;
+  std::optional<BotPool> bots;
+};
+
+std::string text_of(std::int64_t chat, int n) { return "chat " + std::to_string(chat) + " #" + std::to_string(n); }
+
+/// How often the sender changes along a chat's messages (0: one bot sent them all).
+int sender_changes(const std::vector<floodgate::sim::SimMessage>& messages) {
+  int changes = 0;
+  for (std::size_t i = 1; i < messages.size(); ++i) changes += messages[i].sender_id != messages[i - 1].sender_id;
+  return changes;
+}
+
+}  // namespace
+
+TEST_CASE("BotPool: 30 chats x 4 messages over 3 tokens: each chat gets its 4 in order, from one bot") {
+  // Telegram's limits on both sides. The simulator forgives 300 ms of jitter (its default 50 ms
+  // is for a quiet machine; under sanitizers two requests paced 1 s apart can arrive closer):
+  // a pool limiter with a bigger burst or a faster rate would still earn 429s.
+  BotApiLimits limits;
+  limits.tolerance = 300ms;
+  ThreeBots sim(limits);
+  std::map<std::int64_t, std::vector<ThreeBots::Future>> calls;
+  for (int n = 1; n <= 4; ++n) {
+    for (std::int64_t chat = 1; chat <= 30; ++chat) calls[chat].push_back(sim.send(chat, text_of(chat, n)));
+  }
+  std::map<std::string, int> chats_per_token;
+  for (auto& [chat, futures] : calls) {
+    std::string token;
+    for (auto& future : futures) {
+      auto [ec, result] = future.get();
+      REQUIRE_FALSE(ec);
+      if (token.empty()) token = result.token_id;
+      CHECK(result.token_id == token);  // the caller learns the delivering token: always the chat's
+    }
+    ++chats_per_token[token];
+    CHECK(sim.bots->chat_token(chat) == token);
+    const auto messages = sim.server.messages(chat);
+    REQUIRE(messages.size() == 4);
+    for (int n = 1; n <= 4; ++n) CHECK(messages[n - 1].text == text_of(chat, n));
+    CHECK(sender_changes(messages) == 0);
+  }
+  CHECK(chats_per_token.size() == 3);  // the chats are spread over the tokens
+  CHECK(sim.into_cooldown() == 0);
+  CHECK(sim.server.stats(Secret(kTokenA)).rate_limited + sim.server.stats(Secret(kTokenB)).rate_limited +
+            sim.server.stats(Secret(kTokenC)).rate_limited ==
+        0);  // the pool's limits are the simulator's (Telegram's): no self-inflicted 429
+}
+
+TEST_CASE("BotPool: a token cooling mid-run: its chats move once, order holds") {
+  ThreeBots sim;
+  for (std::int64_t chat = 1; chat <= 30; ++chat) REQUIRE_FALSE(std::get<0>(sim.send(chat, text_of(chat, 1)).get()));
+  const std::string cooling = sim.bots->chat_token(1).value();
+  sim.bots->pool().cooldown(cooling, 60s);  // a long flood wait, say: beyond the policy's max_wait
+
+  std::map<std::int64_t, std::vector<ThreeBots::Future>> calls;
+  for (int n = 2; n <= 4; ++n) {
+    for (std::int64_t chat = 1; chat <= 30; ++chat) calls[chat].push_back(sim.send(chat, text_of(chat, n)));
+  }
+  int moved = 0;
+  for (auto& [chat, futures] : calls) {
+    for (auto& future : futures) {
+      auto [ec, result] = future.get();
+      REQUIRE_FALSE(ec);
+      CHECK(result.token_id != cooling);
+    }
+    const auto messages = sim.server.messages(chat);
+    REQUIRE(messages.size() == 4);
+    for (int n = 1; n <= 4; ++n) CHECK(messages[n - 1].text == text_of(chat, n));
+    const int changes = sender_changes(messages);
+    CHECK(changes <= 1);
+    moved += changes;
+  }
+  CHECK(moved >= 1);  // chat 1's token was the cooling one
+  CHECK(sim.into_cooldown() == 0);
+}
+
+TEST_CASE("BotPool: a user who started only bot B gets every message from bot B") {
+  ThreeBots sim;
+  sim.server.start_bot(Secret(kTokenB), 777);  // declares user 777: the other bots may not write first
+  std::vector<ThreeBots::Future> calls;
+  for (int n = 1; n <= 5; ++n) calls.push_back(sim.send(777, text_of(777, n)));
+  for (auto& call : calls) {
+    auto [ec, result] = call.get();
+    REQUIRE_FALSE(ec);
+    CHECK(result.token_id == "token-b");
+  }
+  const auto messages = sim.server.messages(777);
+  REQUIRE(messages.size() == 5);
+  for (int n = 1; n <= 5; ++n) CHECK(messages[n - 1].text == text_of(777, n));
+  // At most one 403 each taught the pool that bots A and C cannot reach this user.
+  CHECK(sim.server.stats(Secret(kTokenA)).forbidden <= 1);
+  CHECK(sim.server.stats(Secret(kTokenC)).forbidden <= 1);
+  CHECK(sim.server.stats(Secret(kTokenB)).forbidden == 0);
+}
+
+TEST_CASE("BotPool: a user who blocked every bot gets a definite error, and no request loops") {
+  ThreeBots sim;
+  for (const auto& token : {kTokenA, kTokenB, kTokenC}) sim.server.block_bot(Secret(token), 888);
+  auto first = sim.send(888, "one");
+  auto second = sim.send(888, "two");  // queued behind the first
+  auto [ec, result] = first.get();
+  CHECK(ec == errc::bad_request);
+  CHECK(result.description.find("no bot in the pool can reach chat 888") != std::string::npos);
+  CHECK(result.description.find("blocked by the user") != std::string::npos);
+  CHECK(result.attempts == 3);  // one 403 per bot
+  auto [ec2, behind] = second.get();
+  CHECK(ec2 == errc::bad_request);
+  CHECK(sim.requests() == 3);
+
+  // Known now: a later message is refused without a request.
+  auto [ec3, later] = sim.send(888, "three").get();
+  CHECK(ec3 == errc::bad_request);
+  CHECK(later.attempts == 0);
+  CHECK(sim.requests() == 3);
+  // Other chats are not affected.
+  REQUIRE_FALSE(std::get<0>(sim.send(889, "hello").get()));
+}
+
+TEST_CASE("BotPool: a failed message holds back the ones queued behind it, unless they may overtake") {
+  ThreeBots sim;
+  auto bad = sim.send(55, std::string(5000, 'x'));  // over 4096 characters: Telegram refuses it
+  auto held = sim.send(55, "after the bad one");
+  auto independent = sim.bots->async_call("sendMessage", {{"chat_id", 55}, {"text", "independent"}},
+                                   BotPool::CallOptions{.may_overtake = true}, asio::use_future);
+  CHECK(std::get<0>(bad.get()) == errc::bad_request);
+  auto [held_ec, held_result] = held.get();
+  CHECK(held_ec == errc::bad_request);
+  CHECK(held_result.description.find("an earlier call to chat 55 failed") != std::string::npos);
+  CHECK(held_result.attempts == 0);
+  REQUIRE_FALSE(std::get<0>(independent.get()));
+  REQUIRE(sim.server.messages(55).size() == 1);
+  CHECK(sim.server.messages(55).at(0).text == "independent");
+}
+
+TEST_CASE("BotPool: chat affinity is bounded: idle chats beyond max_chats are forgotten") {
+  ThreeBots sim({}, {.max_chats = 4});
+  for (std::int64_t chat = 1; chat <= 10; ++chat) REQUIRE_FALSE(std::get<0>(sim.send(chat, "hi").get()));
+  CHECK_FALSE(sim.bots->chat_token(1));
+  CHECK(sim.bots->chat_token(10));
+}
+
+TEST_CASE("BotPool: every media kind from bytes and from a file; a file id again only through its owner") {
+  PoolSim sim;
+  using telegram::MediaKind;
+  const std::vector<std::pair<MediaKind, std::string>> kinds = {
+      {MediaKind::photo, "photo"},         {MediaKind::video, "video"},     {MediaKind::audio, "audio"},
+      {MediaKind::voice, "voice"},         {MediaKind::animation, "animation"}, {MediaKind::sticker, "sticker"},
+      {MediaKind::document, "document"}};
+  std::int64_t chat = 1200;
+  std::map<std::string, std::pair<std::string, std::string>> file_by_kind;  // kind -> (file id, owner)
+  for (const auto& [kind, name] : kinds) {
+    auto [ec, result] = sim.bots.async_send_media({.chat_id = ++chat, .file_name = name + ".bin",
+                                                   .content = std::string(1000, 'm'), .caption = name, .kind = kind},
+                                                  asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    const auto message = telegram::Message::from_json(result.result);
+    REQUIRE(message);
+    REQUIRE(message->file_id);
+    CHECK(message->text == name);
+    REQUIRE(sim.server.messages(chat).size() == 1);
+    CHECK(sim.server.messages(chat).at(0).media == name);
+    file_by_kind[name] = {*message->file_id, result.token_id};
+  }
+
+  const auto dir = std::filesystem::temp_directory_path() / ("floodgate-botpool-media-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "clip.mp4", std::ios::binary) << std::string(300000, 'v');
+  auto [path_ec, from_path] = sim.bots.async_send_media(
+      {.chat_id = 1300, .file_name = "clip.mp4", .content = dir / "clip.mp4", .kind = MediaKind::video},
+      asio::use_future).get();
+  REQUIRE_FALSE(path_ec);
+  std::filesystem::remove_all(dir);
+  const auto video = telegram::Message::from_json(from_path.result).value();
+  auto [file_ec, file] = sim.bots.async_get_file(from_path.token_id, *video.file_id, asio::use_future).get();
+  REQUIRE_FALSE(file_ec);
+  CHECK(file.result.at("file_size") == 300000);
+
+  // A file id is sent again only by the bot that owns it.
+  const auto [photo_id, owner] = file_by_kind["photo"];
+  const std::string other = owner == "token-a" ? "token-b" : "token-a";
+  auto [free_ec, refused] = sim.bots.async_send_media(
+      {.chat_id = 1301, .content = telegram::FileId{photo_id}, .kind = MediaKind::photo}, asio::use_future).get();
+  CHECK(free_ec == errc::bad_request);
+  CHECK(refused.attempts == 0);
+  auto [owner_ec, again] = sim.bots.async_send_media_as(
+      owner, {.chat_id = 1301, .content = telegram::FileId{photo_id}, .kind = MediaKind::photo}, asio::use_future)
+                               .get();
+  REQUIRE_FALSE(owner_ec);
+  CHECK(again.token_id == owner);
+  CHECK(telegram::Message::from_json(again.result)->file_id == photo_id);
+  // What the pool keeps a rotating call from doing: Telegram refuses another bot's file id.
+  auto [other_ec, wrong] = sim.bots.async_send_media_as(
+      other, {.chat_id = 1301, .content = telegram::FileId{photo_id}, .kind = MediaKind::photo}, asio::use_future)
+                               .get();
+  CHECK(other_ec == errc::bad_request);
+  CHECK(wrong.description.find("wrong file identifier") != std::string::npos);
+}
+
+namespace {
+
+/// `floodgate-sim botapi --plain` in a child process: what it stores does not count in this process.
+class SimProcess {
+ public:
+  explicit SimProcess(const std::vector<std::string>& tokens)
+      : dir_(std::filesystem::temp_directory_path() / ("floodgate-sim-process-" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(dir_);
+    std::vector<std::string> args = {FLOODGATE_SIM_PATH, "botapi", "--plain", "--port-out", (dir_ / "port").string()};
+    for (const auto& token : tokens) {
+      args.push_back("--token");
+      args.push_back(token);
+    }
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    REQUIRE(::posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) == 0);
+    // A process start is real time: poll for the port file it writes once it listens.
+    for (int i = 0; i < 1000 && !std::filesystem::exists(dir_ / "port"); ++i) std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(20ms);  // the file is written whole, but give the writer a moment to close it
+    std::ifstream(dir_ / "port") >> port_;
+    REQUIRE(port_ != 0);
+  }
+  ~SimProcess() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    std::filesystem::remove_all(dir_);
+  }
+  floodgate::net::Endpoint endpoint() const { return {false, "127.0.0.1", port_}; }
+
+ private:
+  std::filesystem::path dir_;
+  pid_t pid_ = 0;
+  std::uint16_t port_ = 0;
+};
+
+/// A line of /proc/self/status ("VmHWM", "VmRSS") in kB.
+std::uint64_t proc_status_kb(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("BotPool: a 50 MB upload streams from disk: peak memory grows far less than the file") {
+  SimProcess sim({kTokenA});
+  floodgate::test::IoThread io;
+  floodgate::net::HttpClientOptions http_options;
+  http_options.allow_plain_http = true;
+  floodgate::net::HttpsClient http(io.executor(), http_options);
+  BotPool bots(io.executor(), http, {{"token-a", {Secret(kTokenA)}}},
+               {.endpoint = sim.endpoint(), .retry = PoolSim::fast_retry()});
+
+  const auto dir = std::filesystem::temp_directory_path() / ("floodgate-botpool-50mb-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  constexpr std::uint64_t kSize = 50ull << 20;
+  {
+    std::ofstream out(dir / "big.bin", std::ios::binary);
+    const std::string megabyte(1 << 20, 'z');
+    for (std::uint64_t written = 0; written < kSize; written += megabyte.size()) out << megabyte;
+  }
+  // Reset the peak ("5" to clear_refs), so the peak measured is this upload's.
+  REQUIRE(static_cast<bool>(std::ofstream("/proc/self/clear_refs") << "5"));
+  const auto before = proc_status_kb("VmRSS");
+  auto [ec, result] = bots.async_send_media(
+      {.chat_id = 42, .file_name = "big.bin", .content = dir / "big.bin", .kind = telegram::MediaKind::document},
+      asio::use_future).get();
+  const auto peak = proc_status_kb("VmHWM");
+  std::filesystem::remove_all(dir);
+  REQUIRE_FALSE(ec);
+  // All of it arrived (getFile would refuse: Telegram serves downloads up to 20 MB only).
+  CHECK(result.result.at("document").at("file_size") == kSize);
+  const auto growth_kb = static_cast<std::int64_t>(peak) - static_cast<std::int64_t>(before);
+  INFO("peak RSS growth " << growth_kb << " kB for a " << (kSize >> 10) << " kB upload");
+  CHECK(before > 0);
+  CHECK(growth_kb < 8 * 1024);  // under 8 MB for 50 MB
+}
+
+namespace {
+
+/// A ChatAffinitySink in memory: what a file or Redis would keep between processes.
+class MemoryAffinitySink : public telegram::ChatAffinitySink {
+ public:
+  std::optional<std::string> find(std::int64_t chat) const override {
+    std::lock_guard lock(mutex_);
+    const auto it = tokens_.find(chat);
+    return it == tokens_.end() ? std::nullopt : std::optional<std::string>(it->second);
+  }
+  void set(std::int64_t chat, std::string_view token_id) override {
+    std::lock_guard lock(mutex_);
+    tokens_[chat] = std::string(token_id);
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return tokens_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::int64_t, std::string> tokens_;
+};
+
+}  // namespace
+
+TEST_CASE("BotPool: chat affinity kept in a ChatAffinitySink holds for a restarted pool") {
+  MemoryAffinitySink sink;
+  ThreeBots sim({}, {.affinity_sink = &sink});
+  std::map<std::int64_t, std::string> first_tokens;
+  for (std::int64_t chat = 1; chat <= 9; ++chat) {
+    auto [ec, result] = sim.send(chat, "before the restart").get();
+    REQUIRE_FALSE(ec);
+    first_tokens[chat] = result.token_id;
+  }
+  CHECK(sink.size() == 9);
+
+  // A new pool (a restarted process) with the same sink: each chat keeps its bot, in whatever
+  // order the chats come back (a fresh pool alone would hand them out afresh).
+  BotPool restarted(sim.io.executor(), *sim.http,
+                    {{"token-a", {Secret(kTokenA)}}, {"token-b", {Secret(kTokenB)}}, {"token-c", {Secret(kTokenC)}}},
+                    {.endpoint = sim.server.endpoint(), .retry = PoolSim::fast_retry(),
+                     .routing = {.affinity_sink = &sink}});
+  for (std::int64_t chat = 9; chat >= 1; --chat) {
+    auto [ec, result] =
+        restarted.async_send_message({.chat_id = chat, .text = "after the restart"}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    CHECK(result.token_id == first_tokens[chat]);
+    CHECK(restarted.chat_token(chat) == first_tokens[chat]);
+  }
 }

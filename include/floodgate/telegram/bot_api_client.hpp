@@ -101,6 +101,9 @@ struct Message {
   std::int64_t chat_id = 0;
   std::string text;  ///< text or caption
   std::optional<std::string> document_file_id;
+  /// The file_id of the message's media of any kind (a photo's largest size);
+  /// it belongs to the bot that sent or received the message.
+  std::optional<std::string> file_id;
 
   /// Nothing if `json` is not a Message (no message_id or chat.id).
   static std::optional<Message> from_json(const nlohmann::json& json);
@@ -129,14 +132,31 @@ struct CopyMessageParams {
   nlohmann::json to_json() const;
 };
 
-/// sendDocument: the file comes from memory (`bytes`) or is streamed from `path`.
-struct SendDocumentParams {
+/// The media a send method carries: sendPhoto, sendVideo, … sendDocument.
+enum class MediaKind { photo, video, audio, voice, animation, sticker, document };
+
+/// A file Telegram already has, named by the file_id one bot received with it.
+/// Only that bot may use it (BotPool: `async_send_media_as`).
+struct FileId {
+  std::string id;
+};
+
+/// send<Kind>: the file comes from memory (`std::string` bytes), is streamed
+/// from a path without being read into memory, or is a `FileId`.
+struct SendMediaParams {
   std::int64_t chat_id = 0;
   std::string file_name;
-  std::variant<std::string, std::filesystem::path> content;
+  std::variant<std::string, std::filesystem::path, FileId> content;
   std::string caption;
+  MediaKind kind = MediaKind::document;
+  nlohmann::json extra = nlohmann::json::object();  ///< any other parameter of the method (parse_mode, duration…)
+
+  /// "sendPhoto", "sendVideo", … "sendDocument".
+  std::string method() const;
   net::MultipartForm to_form() const;
 };
+/// sendDocument's parameters (SendMediaParams with its default kind).
+using SendDocumentParams = SendMediaParams;
 
 class BotApiClient {
  public:
@@ -173,9 +193,14 @@ class BotApiClient {
   auto async_copy_message(const CopyMessageParams& params, CompletionToken&& token) {
     return async_call("copyMessage", params.to_json(), std::forward<CompletionToken>(token));
   }
+  /// Any media kind (`params.kind`); sendDocument by default.
+  template <class CompletionToken>
+  auto async_send_media(const SendMediaParams& params, CompletionToken&& token) {
+    return async_call_form(params.method(), params.to_form(), std::forward<CompletionToken>(token));
+  }
   template <class CompletionToken>
   auto async_send_document(const SendDocumentParams& params, CompletionToken&& token) {
-    return async_call_form("sendDocument", params.to_form(), std::forward<CompletionToken>(token));
+    return async_send_media(params, std::forward<CompletionToken>(token));
   }
   /// getFile: the result's "file_path" is what `async_download` takes.
   template <class CompletionToken>

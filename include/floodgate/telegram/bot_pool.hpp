@@ -10,7 +10,10 @@
 // - a 429 cools that token for exactly `retry_after` seconds (plus the
 //   policy's small upward jitter), for the chat only when the call was
 //   addressed to one (see `classify` in bot_api_client.hpp for the rule), and
-//   the call moves at once to another token; the caller sees one result;
+//   the call moves at once to another token; the caller sees one result.
+//   Telegram does not say which limit a 429 is for: when one token gets 429s
+//   on `FloodScope::chats` different chats within `FloodScope::window`, it is
+//   its overall limit, and the latest 429 cools the whole token;
 // - a 401 disables the token (the pool's snapshot says why) and the call moves on;
 // - a request that never reached the server (connect failed) is retried with
 //   backoff; 400-class errors end the call;
@@ -31,8 +34,14 @@
 //   bots.async_edit_message_text(progress, "50%", handler);   // always through progress.token_id
 //
 // Which calls may move between tokens: sends that create a new message
-// (sendMessage, sendDocument, copyMessage) and reads (getMe, getFile) go to
-// whichever token is usable. A message belongs to the bot that sent it, so
+// (sendMessage, sendDocument, copyMessage) and reads (getMe) go to whichever
+// token is usable. File ids belong to the bot that received them, so getFile
+// and downloads are owner-bound too: `async_get_file(token_id, file_id)` and
+// `async_download(token_id, file_path, destination)`; a getFile through
+// `async_call` (no owner) ends at once with bad_request and no request. Media
+// (`async_send_media`: every kind, from bytes or streamed from a file) may
+// move; media sent again by `FileId` goes only through the bot that owns the
+// id (`async_send_media_as`). A message belongs to the bot that sent it, so
 // edits and deletes are *owner-bound*: `async_call_as(token_id, …)` and
 // `async_edit_message_text(sent, …)` use that token only, never another
 // (leased with `CredentialPool::acquire_id`). They are counted in the pool's
@@ -50,6 +59,32 @@
 // token, and `BotPoolResult::migrated_to_chat_id` tells the caller the new id
 // (the new chat's local limits are not applied to that one follow-up).
 //
+// Chats (`BotPoolOptions::routing`, on by default). Movable calls addressed
+// to a chat (`async_call`, `async_send_message`, …) go through that chat's
+// queue:
+// - order: a chat's calls are sent one after another in the order they were
+//   submitted, across a move to another token too; different chats never wait
+//   for each other. A call that fails ends the calls queued behind it with the
+//   same error (so they can be sent again in order), except those submitted
+//   with `CallOptions::may_overtake`;
+// - affinity: a chat keeps the token that last delivered to it, so one chat's
+//   messages come from one bot. The call is bound to that token while it is
+//   usable (a cooldown within the policy's `max_wait` is waited out) and moves
+//   to another token only when that token cools longer, is disabled, or
+//   cannot reach the chat; the token that delivers becomes the chat's token.
+//   `chat_token(chat)` tells which one it is. Chats idle for `ChatRouting::idle`
+//   are forgotten, and at most `ChatRouting::max_chats` are remembered; a
+//   `ChatAffinitySink` keeps affinity across restarts and processes;
+// - reachability: a 403 that is about one bot ("bot was blocked by the user",
+//   "bot can't initiate conversation with a user", "bot is not a member…",
+//   "bot was kicked…") marks that (token, chat) pair unreachable for
+//   `ChatRouting::unreachable_for`: a scoped cooldown of the pool, so it is
+//   persisted and shared through the pool's CooldownSink like any cooldown,
+//   and the call moves at once to a token that may reach the chat. When no
+//   token can, the call ends with errc::bad_request and a description that
+//   says so (no request is sent for that chat again until a mark expires).
+//   `BotPoolResult::token_id` always names the token that delivered.
+//
 // Every call completes exactly once with `void(std::error_code, BotPoolResult)`.
 // Errors: floodgate::errc (bad_request, all_credentials_cooling,
 // attempts_exhausted, …); `BotPoolResult::description` holds Telegram's words.
@@ -63,9 +98,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <variant>
 #include <vector>
@@ -80,6 +118,44 @@
 
 namespace floodgate::telegram {
 
+/// When chat-addressed 429s mean the token's overall limit (see the header comment).
+struct FloodScope {
+  /// 429s on this many different chats of one token within `window` cool the
+  /// whole token; 0 never escalates (every chat 429 stays scoped to its chat).
+  int chats = 2;
+  std::chrono::milliseconds window{std::chrono::seconds(2)};
+};
+
+/// Where chat affinity lives beyond one BotPool (optional): which token
+/// serves a chat, so a restarted process, or several processes sharing the
+/// sink, keep each chat on its bot. Unreachable pairs need no sink of their
+/// own: they are scoped cooldowns, kept by the pool's CooldownSink.
+/// Called from any thread, outside BotPool's locks; calls should be quick and
+/// must not call back into the pool. Records name tokens by id only.
+class ChatAffinitySink {
+ public:
+  virtual ~ChatAffinitySink() = default;
+  /// The token id that served `chat` last, if known.
+  virtual std::optional<std::string> find(std::int64_t chat) const = 0;
+  /// `token_id` delivered to `chat` and serves it from now on.
+  virtual void set(std::int64_t chat, std::string_view token_id) = 0;
+};
+
+/// How calls addressed to a chat are routed (see the header comment).
+struct ChatRouting {
+  /// Per-chat queues and affinity; false: every call picks any usable token at once.
+  bool enabled = true;
+  /// Chats remembered at most; the least recently used idle one is forgotten first.
+  std::size_t max_chats = 100000;
+  /// A chat with nothing queued for this long is forgotten (its token too).
+  std::chrono::seconds idle{std::chrono::minutes(30)};
+  /// How long a (token, chat) pair stays unreachable after a 403 about that bot.
+  std::chrono::seconds unreachable_for{std::chrono::hours(24)};
+  /// Consulted for a chat the pool does not remember, told when a chat's token
+  /// changes; none: affinity lives as long as the pool. Must outlive the pool.
+  ChatAffinitySink* affinity_sink = nullptr;
+};
+
 struct BotPoolOptions {
   /// The Bot API server; a local simulator's endpoint in tests.
   net::Endpoint endpoint{true, "api.telegram.org", 443};
@@ -87,6 +163,8 @@ struct BotPoolOptions {
   /// Each token's local limits, applied before it sends.
   TelegramBotLimits limits;
   PoolOptions pool;
+  FloodScope flood_scope;
+  ChatRouting routing;
 };
 
 /// A message and the token that sent it: what an owner-bound call needs.
@@ -114,11 +192,14 @@ class BotPool {
  public:
   using Pool = CredentialPool<BotToken>;
   using Signature = void(std::error_code, BotPoolResult);
+  using DownloadSignature = BotApiClient::DownloadSignature;
 
   struct CallOptions {
     /// Repeat the call after a lost answer even though the method is not
     /// idempotent (the caller deduplicates, or a duplicate is harmless).
     bool repeat_if_maybe_applied = false;
+    /// A failure of an earlier call to the same chat does not end this one.
+    bool may_overtake = false;
   };
 
   /// `http` must outlive the pool. Throws floodgate::Error on duplicate ids.
@@ -138,8 +219,8 @@ class BotPool {
   }
   template <class CompletionToken>
   auto async_call(std::string method, nlohmann::json params, CallOptions options, CompletionToken&& token) {
-    return initiate(Call{std::move(method), std::move(params), options.repeat_if_maybe_applied}, {},
-                    std::forward<CompletionToken>(token));
+    return initiate(Call{std::move(method), std::move(params), options.repeat_if_maybe_applied, options.may_overtake},
+                    {}, std::forward<CompletionToken>(token));
   }
   template <class CompletionToken>
   auto async_get_me(CompletionToken&& token) {
@@ -153,9 +234,19 @@ class BotPool {
   auto async_copy_message(const CopyMessageParams& params, CompletionToken&& token) {
     return async_call("copyMessage", params.to_json(), std::forward<CompletionToken>(token));
   }
+  /// A photo, video, audio, voice, animation, sticker or document from bytes or
+  /// streamed from a file. A `FileId` belongs to one bot: use `async_send_media_as`
+  /// (here it ends at once with bad_request, unsent).
+  template <class CompletionToken>
+  auto async_send_media(SendMediaParams params, CompletionToken&& token) {
+    std::string method = params.method();
+    return initiate(Call{std::move(method), std::move(params), false, false}, {},
+                    std::forward<CompletionToken>(token));
+  }
   template <class CompletionToken>
   auto async_send_document(SendDocumentParams params, CompletionToken&& token) {
-    return initiate(Call{"sendDocument", std::move(params), false}, {}, std::forward<CompletionToken>(token));
+    params.kind = MediaKind::document;
+    return async_send_media(std::move(params), std::forward<CompletionToken>(token));
   }
 
   // ---- owner-bound calls: only through `token_id` -------------------------
@@ -168,8 +259,8 @@ class BotPool {
   template <class CompletionToken>
   auto async_call_as(std::string token_id, std::string method, nlohmann::json params, CallOptions options,
                      CompletionToken&& token) {
-    return initiate(Call{std::move(method), std::move(params), options.repeat_if_maybe_applied}, std::move(token_id),
-                    std::forward<CompletionToken>(token));
+    return initiate(Call{std::move(method), std::move(params), options.repeat_if_maybe_applied, false},
+                    std::move(token_id), std::forward<CompletionToken>(token));
   }
   template <class CompletionToken>
   auto async_edit_message_text(const SentMessage& message, std::string text, CompletionToken&& token) {
@@ -178,9 +269,38 @@ class BotPool {
                          std::forward<CompletionToken>(token));
   }
 
+  /// Media through token `token_id` only: how a `FileId` is sent again (by the bot that owns it).
+  template <class CompletionToken>
+  auto async_send_media_as(std::string token_id, SendMediaParams params, CompletionToken&& token) {
+    std::string method = params.method();
+    return initiate(Call{std::move(method), std::move(params), false, false}, std::move(token_id),
+                    std::forward<CompletionToken>(token));
+  }
+  /// getFile through the bot that owns `file_id` (the one that sent or received the file).
+  template <class CompletionToken>
+  auto async_get_file(std::string token_id, std::string file_id, CompletionToken&& token) {
+    return async_call_as(std::move(token_id), "getFile", nlohmann::json{{"file_id", std::move(file_id)}},
+                         std::forward<CompletionToken>(token));
+  }
+  /// Streams `file_path` (from that token's getFile) into `destination` with
+  /// token `token_id`; completes with the bytes written. unknown_credential
+  /// for an id the pool does not hold, all_credentials_disabled for a disabled one.
+  template <class CompletionToken>
+  auto async_download(std::string token_id, std::string file_path, std::filesystem::path destination,
+                      CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, DownloadSignature>(
+        [this](auto handler, std::string id, std::string path, std::filesystem::path to) {
+          start_download(std::move(id), std::move(path), std::move(to),
+                         boost::asio::any_completion_handler<DownloadSignature>(std::move(handler)));
+        },
+        token, std::move(token_id), std::move(file_path), std::move(destination));
+  }
+
   // ---- observation --------------------------------------------------------
 
   Pool& pool() noexcept;
+  /// The token that serves `chat` now (chat affinity), if the chat is remembered.
+  std::optional<std::string> chat_token(std::int64_t chat) const;
   std::vector<HealthSnapshot> snapshot() const;
   /// Where completions run when the handler names no executor of its own.
   boost::asio::any_io_executor executor() const noexcept;
@@ -188,8 +308,9 @@ class BotPool {
   /// One call as the pool replays it on each attempt.
   struct Call {
     std::string method;
-    std::variant<nlohmann::json, SendDocumentParams> body;
+    std::variant<nlohmann::json, SendMediaParams> body;
     bool repeat_if_maybe_applied = false;
+    bool may_overtake = false;
   };
 
  private:
@@ -202,6 +323,8 @@ class BotPool {
         token, std::move(call), std::move(owner));
   }
   void start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler);
+  void start_download(std::string token_id, std::string file_path, std::filesystem::path destination,
+                      boost::asio::any_completion_handler<DownloadSignature> handler);
 
   struct Impl;
   std::shared_ptr<Impl> impl_;
