@@ -129,8 +129,8 @@ asio::awaitable<void> consume(kite::TickerChannel& channel, Consumer& consumer) 
   for (;;) {
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;  // closed by stop()
-    if (const auto* tick = std::get_if<kite::Tick>(&message.message)) {
-      consumer.on_tick(message.api_key_id, tick->instrument_token);
+    if (const auto* ticks = message.ticks()) {
+      for (const kite::Tick& tick : *ticks) consumer.on_tick(message.api_key_id(), tick.instrument_token);
     }
   }
 }

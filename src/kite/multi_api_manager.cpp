@@ -51,12 +51,11 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- messages (called on connection strands, no lock held) ----------------
 
-  void deliver(std::size_t key_index, std::size_t connection, KiteMessage&& message) {
-    if (std::holds_alternative<Tick>(message)) ticks.fetch_add(1, std::memory_order_relaxed);
+  void deliver(std::size_t key_index, TickerMessage&& message) {
+    if (const TickBatch* batch = message.ticks()) ticks.fetch_add(batch->size(), std::memory_order_relaxed);
     Key& key = keys[key_index];
-    TickerMessage tagged{key.id, connection, std::move(message)};
-    if (!key.connection_feeds.empty()) key.connection_feeds[connection]->push(TickerMessage(tagged));
-    unified->push(std::move(tagged));
+    if (!key.connection_feeds.empty()) key.connection_feeds[message.connection()]->push(TickerMessage(message));
+    unified->push(std::move(message));
   }
 
   // ---- placement (mutex held) -------------------------------------------------
@@ -201,6 +200,7 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer health_timer;
   bool started = false;
   bool stopped = false;
+  Clock::time_point started_at{};
 
   std::atomic<std::uint64_t> ticks{0};
   std::atomic<std::uint64_t> failovers{0};
@@ -224,6 +224,7 @@ void MultiApiKiteTickerManager::start() {
     if (m.started || m.stopped) return;
     m.started = true;
     const auto now = Clock::now();
+    m.started_at = now;
     for (auto& key : m.keys) key.not_serving_since = now;
     if (m.settings.health_monitoring) m.schedule_health_check();
   }
@@ -400,6 +401,13 @@ ManagerStats MultiApiKiteTickerManager::get_stats() const {
   out.symbols_moved = m.symbols_moved.load();
   std::lock_guard lock(m.mutex);
   out.unplaced_symbols = m.unplaced.size();
+  if (m.started) out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started_at);
+  return out;
+}
+
+std::vector<HealthSnapshot> MultiApiKiteTickerManager::snapshot() const {
+  std::vector<HealthSnapshot> out;
+  for (const auto& api : get_all_api_stats()) out.push_back(health_snapshot(api));
   return out;
 }
 
@@ -449,8 +457,8 @@ std::unique_ptr<MultiApiKiteTickerManager> MultiApiKiteTickerManager::Builder::b
     key.id = keys_[i].id;
     key.manager = std::make_unique<KiteTickerManager>(
         executor_, keys_[i].id, keys_[i].key, options_,
-        [weak, i](std::size_t connection, KiteMessage&& message) {
-          if (const auto self = weak.lock()) self->deliver(i, connection, std::move(message));
+        [weak, i](TickerMessage&& message) {
+          if (const auto self = weak.lock()) self->deliver(i, std::move(message));
         },
         [weak, i](KeyHealth) {
           if (const auto self = weak.lock()) self->on_key_health_changed(i);

@@ -110,6 +110,11 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
       std::lock_guard lock(error_mutex);
       last_error = reason;
     }
+    if (next == ConnectionState::connected) {
+      connected_since.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    } else {
+      connected_since.store(0, std::memory_order_relaxed);
+    }
     state.store(next);
     if (handlers.on_state && !stopping) handlers.on_state(next, reason);
   }
@@ -395,6 +400,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
       reconnects{0}, failed_attempts{0}, watchdog_timeouts{0};
   std::atomic<std::size_t> failures_in_a_row{0};
   std::atomic<int> last_http_status{0};
+  std::atomic<Clock::rep> connected_since{0};  // Clock ticks since its epoch while connected, else 0
   mutable std::mutex error_mutex;
   std::error_code last_error;
 };
@@ -458,6 +464,10 @@ ConnectionStats KiteTickerConnection::stats() const {
   out.watchdog_timeouts = s.watchdog_timeouts.load();
   out.failures_in_a_row = s.failures_in_a_row.load();
   out.last_http_status = s.last_http_status.load();
+  if (const auto since = s.connected_since.load(std::memory_order_relaxed); since != 0) {
+    out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch() -
+                                                                       Clock::duration(since));
+  }
   std::lock_guard lock(s.error_mutex);
   out.last_error = s.last_error;
   return out;

@@ -35,6 +35,11 @@ struct Placement {
   Mode mode = Mode::quote;
 };
 
+// Idle batches kept per connection: enough for the frames a consumer that
+// keeps up holds at once; beyond it blocks are freed (a stalled consumer's
+// backlog is not kept forever).
+constexpr std::size_t max_idle_batches = 32;
+
 void check_limit(std::string_view what, std::size_t value, std::size_t kite_limit) {
   if (value == 0 || value > kite_limit) {
     throw Error(fmt::format("{} must be between 1 and {} (Kite's limit), not {}", what, kite_limit, value));
@@ -64,12 +69,51 @@ struct KiteTickerManager::Impl {
     return KeyHealth::down;
   }
 
-  void on_connection_state(std::size_t index, ConnectionState state) {
+  // ---- messages and events (on a connection's strand, no lock held) ----------
+
+  void deliver(TickBatch&& batch) {
+    if (options.callbacks.on_ticks) options.callbacks.on_ticks(batch);
+    if (on_message) on_message(TickerMessage{detail::TickBatchPool::of(batch)->shared_source(), std::move(batch)});
+  }
+
+  void deliver_text(std::size_t index, TextMessage&& text) {
+    const MessageSource& source = *sources[index];
+    const TickerCallbacks& callbacks = options.callbacks;
+    if (text.type == TextMessage::Type::order && callbacks.on_order_update) callbacks.on_order_update(source, text.data);
+    if (text.type == TextMessage::Type::error && callbacks.on_error) {
+      callbacks.on_error(source, make_error_code(errc::bad_request),
+                         text.data.is_string() ? text.data.get_ref<const std::string&>() : std::string_view());
+    }
+    if (on_message) on_message(TickerMessage{sources[index], std::move(text)});
+  }
+
+  // The official clients' connection events, from a state change.
+  void report_event(std::size_t index, ConnectionState before, ConnectionState state, std::error_code reason) const {
+    const MessageSource& source = *sources[index];
+    const TickerCallbacks& callbacks = options.callbacks;
+    if (state == ConnectionState::connected) {
+      if (callbacks.on_connect) callbacks.on_connect(source);
+      return;
+    }
+    if (state == ConnectionState::stopped) return;
+    if (before == ConnectionState::connected) {
+      if (callbacks.on_close) callbacks.on_close(source, reason);
+    } else if (reason && callbacks.on_error) {
+      callbacks.on_error(source, reason, "connection attempt failed");
+    }
+    if ((state == ConnectionState::gave_up || state == ConnectionState::auth_failed) && callbacks.on_noreconnect) {
+      callbacks.on_noreconnect(source, reason);
+    }
+  }
+
+  void on_connection_state(std::size_t index, ConnectionState state, std::error_code reason) {
     KeyHealth before, after;
+    ConnectionState previous;
     bool report_auth_failure = false;
     {
       std::lock_guard lock(mutex);
       before = health_locked();
+      previous = connection_states[index];
       connection_states[index] = state;
       if (is_final(state) && !stopped) move_off_locked(index);
       if (state == ConnectionState::auth_failed && !stopped && !auth_failure_reported) {
@@ -78,6 +122,7 @@ struct KiteTickerManager::Impl {
       }
       after = health_locked();
     }
+    report_event(index, previous, state, reason);
     if (before != after && on_health) on_health(after);
     if (report_auth_failure && options.on_auth_failed) options.on_auth_failed(id);
   }
@@ -155,6 +200,7 @@ struct KiteTickerManager::Impl {
   const MessageHandler on_message;
   const HealthHandler on_health;
   std::vector<std::unique_ptr<KiteTickerConnection>> connections;
+  std::vector<std::shared_ptr<const MessageSource>> sources;  // per connection, shared with its pool
 
   mutable std::mutex mutex;
   std::unordered_map<std::uint32_t, Placement> placement;
@@ -162,6 +208,7 @@ struct KiteTickerManager::Impl {
   std::vector<ConnectionState> connection_states;
   bool started = false;
   bool stopped = false;
+  std::chrono::steady_clock::time_point started_at{};
   bool auth_failure_reported = false;  // on_auth_failed called since the last token update
 };
 
@@ -173,23 +220,33 @@ KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std:
   impl_ = std::make_shared<Impl>(std::move(id), std::move(options), std::move(on_message), std::move(on_health));
 
   // The handlers hold the Impl weakly: a connection's strand may still call
-  // one while the manager is being destroyed.
+  // one while the manager is being destroyed. Each connection decodes into its
+  // own pool, which outlives both while a batch of it is held.
   const std::weak_ptr<Impl> weak = impl_;
   for (std::size_t i = 0; i < impl_->options.max_connections; ++i) {
+    auto pool = std::make_shared<detail::TickBatchPool>(MessageSource{impl_->id, i}, max_idle_batches);
+    impl_->sources.push_back(pool->shared_source());
     KiteTickerConnection::Handlers handlers{
         .on_frame =
-            [weak, i](const FrameView& frame) {
+            [weak, pool](const FrameView& frame) {
               const auto impl = weak.lock();
-              if (!impl || !impl->on_message) return;
-              for (const PacketView packet : frame) impl->on_message(i, KiteMessage(packet.decode()));
+              if (!impl) return;
+              auto filling = pool->take();
+              auto& ticks = filling.ticks();
+              for (const PacketView packet : frame) ticks.push_back(packet.decode());
+              impl->deliver(pool->publish(filling));
             },
-        .on_text =
-            [weak, i](TextMessage&& text) {
-              if (const auto impl = weak.lock(); impl && impl->on_message) impl->on_message(i, KiteMessage(std::move(text)));
-            },
+        .on_text = [weak, i](TextMessage&& text) { if (const auto impl = weak.lock()) impl->deliver_text(i, std::move(text)); },
         .on_state =
-            [weak, i](ConnectionState state, std::error_code) {
-              if (const auto impl = weak.lock()) impl->on_connection_state(i, state);
+            [weak, i](ConnectionState state, std::error_code reason) {
+              if (const auto impl = weak.lock()) impl->on_connection_state(i, state, reason);
+            },
+        .on_reconnect =
+            [weak, i](std::size_t failures, std::chrono::milliseconds delay) {
+              const auto impl = weak.lock();
+              if (impl && impl->options.callbacks.on_reconnect) {
+                impl->options.callbacks.on_reconnect(*impl->sources[i], failures, delay);
+              }
             },
     };
     impl_->connections.push_back(std::make_unique<KiteTickerConnection>(
@@ -204,6 +261,7 @@ void KiteTickerManager::start() {
     std::lock_guard lock(impl_->mutex);
     if (impl_->started || impl_->stopped) return;
     impl_->started = true;
+    impl_->started_at = std::chrono::steady_clock::now();
   }
   // idle -> down until a connection is up. Reported here because no connection
   // state change does it for a key whose connections never come up (a key
@@ -336,6 +394,10 @@ ApiStats KiteTickerManager::stats() const {
     std::lock_guard lock(impl_->mutex);
     out.health = impl_->health_locked();
     out.symbols = impl_->placement.size();
+    if (impl_->started) {
+      out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                         impl_->started_at);
+    }
   }
   for (const auto& connection : impl_->connections) {
     out.connections.push_back(connection->stats());
@@ -355,6 +417,38 @@ std::vector<std::vector<std::uint32_t>> KiteTickerManager::distribution() const 
   std::vector<std::vector<std::uint32_t>> out(impl_->connections.size());
   for (const auto& [token, where] : impl_->placement) out[where.connection].push_back(token);
   for (auto& tokens : out) std::sort(tokens.begin(), tokens.end());
+  return out;
+}
+
+HealthSnapshot health_snapshot(const ApiStats& stats) {
+  HealthSnapshot out;
+  out.id = stats.id;
+  std::uint64_t connects = 0;
+  for (const auto& connection : stats.connections) connects += connection.connects;
+  out.successes = connects;
+  out.failures = stats.failed_attempts;
+  out.requests = connects + stats.failed_attempts;
+  out.smoothed_success_rate = out.success_ratio();
+  switch (stats.health) {
+    case KeyHealth::idle:
+    case KeyHealth::live:
+    case KeyHealth::degraded: out.state = CredentialState::ready; break;
+    case KeyHealth::down:
+      out.state = CredentialState::ejected;
+      out.cooldown_until = std::chrono::system_clock::now();
+      break;
+    case KeyHealth::failed:
+    case KeyHealth::stopped: {
+      out.state = CredentialState::disabled;
+      const bool refused = std::any_of(stats.connections.begin(), stats.connections.end(), [](const ConnectionStats& c) {
+        return c.state == ConnectionState::auth_failed;
+      });
+      out.disabled_reason = stats.health == KeyHealth::stopped ? "stopped"
+                            : refused                         ? "access token refused"
+                                                              : "reconnect attempts used up";
+      break;
+    }
+  }
   return out;
 }
 

@@ -88,13 +88,14 @@ struct ManagerStats {
   std::size_t symbols = 0;           ///< placed on a key
   std::size_t unplaced_symbols = 0;  ///< waiting for room after a failover
   std::uint64_t ticks = 0;           ///< decoded from the sockets
-  std::uint64_t messages_delivered = 0;  ///< accepted by the unified channel's buffer
+  std::uint64_t messages_delivered = 0;  ///< accepted by the unified channel's buffer (one per frame or text)
   std::uint64_t messages_dropped = 0;    ///< refused by a full channel, all channels
   std::uint64_t ticks_conflated = 0;     ///< replaced by a newer tick before delivery
   std::uint64_t unknown_packets = 0;     ///< packets of unknown length skipped, all keys
   std::uint64_t reconnects = 0;
   std::uint64_t failovers = 0;       ///< keys whose instruments were moved
   std::uint64_t symbols_moved = 0;   ///< instruments moved by failover
+  std::chrono::milliseconds uptime{0};  ///< since start(); 0 before
 };
 
 class MultiApiKiteTickerManager {
@@ -140,6 +141,11 @@ class MultiApiKiteTickerManager {
   /// Throws floodgate::Error for an unknown id.
   ApiStats get_api_stats(std::string_view api_key_id) const;
   std::vector<ApiStats> get_all_api_stats() const;
+  /// Every key as a health snapshot (see health_snapshot): the status view
+  /// and the Prometheus page of core/format.hpp, like a pool's:
+  ///   floodgate::status_table(manager->snapshot());
+  ///   floodgate::prometheus_text(manager->snapshot(), {.pool = "kite"});
+  std::vector<HealthSnapshot> snapshot() const;
   /// The tokens each key streams, by id, sorted.
   std::map<std::string, std::vector<std::uint32_t>> get_symbol_distribution() const;
 
@@ -201,7 +207,12 @@ class MultiApiKiteTickerManager::Builder {
   Builder& on_auth_failed(std::function<void(const std::string& key_id)> handler) {
     return set(options_.on_auth_failed, std::move(handler));
   }
-  /// Messages buffered per channel (default 65536).
+  /// The official clients' events, for every key (ticker_callbacks.hpp);
+  /// they run beside the channels.
+  Builder& callbacks(TickerCallbacks handlers) { return set(options_.callbacks, std::move(handlers)); }
+  /// Messages (frames or text messages) buffered per channel (default 256).
+  /// A buffered frame holds its ticks: at most capacity x the largest frame
+  /// (3000 ticks of about 400 bytes) per channel.
   Builder& channel_capacity(std::size_t messages) { return set(channel_capacity_, messages); }
   /// Keep the latest tick per instrument instead of dropping when a channel
   /// is full (default off).
@@ -232,7 +243,7 @@ class MultiApiKiteTickerManager::Builder {
   bool health_monitoring_ = true;
   std::chrono::milliseconds health_check_interval_{std::chrono::seconds(5)};
   std::chrono::milliseconds failover_after_{std::chrono::seconds(30)};
-  std::size_t channel_capacity_ = 65536;
+  std::size_t channel_capacity_ = 256;
   bool conflate_ = false;
   bool per_connection_channels_ = false;
 };

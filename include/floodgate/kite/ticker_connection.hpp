@@ -112,6 +112,9 @@ struct ConnectionStats {
   /// The HTTP status of the last failed attempt's reply (403, 429, ...); 0
   /// when it got no HTTP reply at all (refused, reset, timed out, bad TLS).
   int last_http_status = 0;
+  /// How long the current connection has been up (since its first data); 0
+  /// unless connected.
+  std::chrono::milliseconds uptime{0};
 };
 
 class KiteTickerConnection {

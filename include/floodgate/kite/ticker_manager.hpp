@@ -3,11 +3,12 @@
 // Kite lets one API key hold 3 ticker connections of up to 3000 instruments
 // each. `KiteTickerManager` opens those connections when started, spreads
 // subscriptions over them (each new batch goes to the least loaded
-// connections, one subscribe message per connection), and decodes every
-// packet into a `Tick` for the message handler:
+// connections, one subscribe message per connection), and decodes each
+// received frame into one `TickBatch` (pooled storage, no allocation per
+// frame in steady state) for the message handler and `callbacks.on_ticks`:
 //
-//   floodgate::kite::KiteTickerManager manager(io.get_executor(), "API-1", key, {},
-//       [](std::size_t connection, floodgate::kite::KiteMessage&& message) { ... });
+//   floodgate::kite::KiteTickerManager manager(io.get_executor(), "API-1", key,
+//       {.callbacks = {.on_ticks = [](const floodgate::kite::TickBatch& ticks) { ... }}});
 //   manager.start();
 //   manager.subscribe(tokens, floodgate::kite::Mode::full);   // throws CapacityError when full
 //
@@ -27,9 +28,12 @@
 
 #include <floodgate/kite/credentials.hpp>
 #include <floodgate/core/error.hpp>
+#include <floodgate/core/health.hpp>
+#include <floodgate/kite/ticker_callbacks.hpp>
 #include <floodgate/kite/ticker_connection.hpp>
 #include <floodgate/kite/ticker_message.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -55,6 +59,8 @@ struct KiteTickerManagerOptions {
   /// the login flow and hand the new token to update_access_token. Runs on a
   /// connection's strand, no lock held.
   std::function<void(const std::string& key_id)> on_auth_failed;
+  /// The official clients' events (ticker_callbacks.hpp).
+  TickerCallbacks callbacks;
 };
 
 /// A subscription refused because it does not fit. The message names the
@@ -102,19 +108,30 @@ struct ApiStats {
   std::uint64_t watchdog_timeouts = 0;
   std::uint64_t symbols_moved_out = 0;  ///< taken away by failover (multi-API manager)
   std::uint64_t symbols_moved_in = 0;   ///< received from a failed key (multi-API manager)
+  std::chrono::milliseconds uptime{0};  ///< since start(); 0 before
+  /// Per connection: its state, instruments (the distribution), uptime and counters.
   std::vector<ConnectionStats> connections;
 };
 
+/// A key's stats as a credential's health snapshot, so Kite keys show in
+/// floodgate::status_table and floodgate::prometheus_text like any pool's
+/// credentials (core/format.hpp): live and degraded keys are ready, a key
+/// that stopped trying is disabled with the reason, a key that is down (all
+/// its connections reconnecting) is resting until now. Requests count
+/// connection attempts, successes the upgrades, failures the failed attempts.
+HealthSnapshot health_snapshot(const ApiStats& stats);
+
 class KiteTickerManager {
  public:
-  using MessageHandler = std::function<void(std::size_t connection, KiteMessage&&)>;
+  /// One message per received frame (a TickBatch) or server text message.
+  using MessageHandler = std::function<void(TickerMessage&&)>;
   using HealthHandler = std::function<void(KeyHealth)>;
 
   /// Throws floodgate::Error for limits outside Kite's (see the options) and
   /// for what KiteTickerConnection refuses. `id` names the key in stats and
   /// logs and must not be the key itself.
   KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
-                    KiteTickerManagerOptions options, MessageHandler on_message, HealthHandler on_health = {});
+                    KiteTickerManagerOptions options, MessageHandler on_message = {}, HealthHandler on_health = {});
   ~KiteTickerManager();  ///< stop()
   KiteTickerManager(const KiteTickerManager&) = delete;
   KiteTickerManager& operator=(const KiteTickerManager&) = delete;
