@@ -18,6 +18,7 @@
 // of sleeping a fixed time.
 #include <floodgate/core/clock.hpp>
 #include <floodgate/core/error.hpp>
+#include <floodgate/core/format.hpp>
 #include <floodgate/core/log.hpp>
 #include <floodgate/core/secret.hpp>
 #include <floodgate/kite/multi_api_manager.hpp>
@@ -2080,4 +2081,209 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
   for (const auto& text : texts) {
     for (const auto& secret : secrets) CHECK_THAT(text, !Catch::Contains(secret));
   }
+}
+
+// ---- batched delivery, callbacks, health snapshots ------------------------------------------------
+
+TEST_CASE("kite tick batches share pooled storage that is reused, and outlive their pool's owners",
+          "[kite][ticker][batch]") {
+  auto pool = std::make_shared<kite::detail::TickBatchPool>(kite::MessageSource{"API-1", 2}, 2);
+  auto filling = pool->take();
+  filling.ticks().resize(100);
+  filling.ticks()[7].instrument_token = 408065;
+  kite::TickBatch batch = pool->publish(filling);
+  CHECK(batch.size() == 100);
+  CHECK(batch[7].instrument_token == 408065);
+  CHECK(batch.api_key_id() == "API-1");
+  CHECK(batch.connection() == 2);
+  const kite::Tick* storage = batch.begin();
+  {
+    const kite::TickBatch copy = batch;  // a handle, not the ticks
+    CHECK(copy.begin() == storage);
+    batch = {};
+    CHECK(pool->idle() == 0);  // the copy still holds it
+    CHECK(copy.size() == 100);
+  }
+  CHECK(pool->idle() == 1);
+
+  // The next frame gets the same storage, emptied, its capacity kept: no allocation.
+  auto again = pool->take();
+  CHECK(again.ticks().empty());
+  CHECK(again.ticks().capacity() >= 100);
+  CHECK(again.ticks().data() == storage);
+  pool->discard(again);
+  CHECK(pool->idle() == 1);
+
+  // At most max_idle blocks are kept when a backlog drains.
+  {
+    std::vector<kite::TickBatch> backlog;
+    for (int i = 0; i < 4; ++i) backlog.push_back(pool->publish(pool->take()));
+    CHECK(pool->idle() == 0);
+  }
+  CHECK(pool->idle() == 2);
+
+  // A batch keeps its pool (and the key id) alive.
+  kite::TickBatch survivor;
+  {
+    auto short_lived = std::make_shared<kite::detail::TickBatchPool>(kite::MessageSource{"API-9", 0}, 4);
+    auto f = short_lived->take();
+    f.ticks().push_back(kite::Tick{.instrument_token = 256265});
+    survivor = short_lived->publish(f);
+  }
+  CHECK(survivor.size() == 1);
+  CHECK(survivor[0].instrument_token == 256265);
+  CHECK(survivor.api_key_id() == "API-9");
+}
+
+TEST_CASE("kite manager delivers one batch per frame with all its ticks, to on_ticks and the handler",
+          "[kite][ticker][batch]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  std::mutex mutex;
+  std::vector<std::size_t> callback_sizes, handler_sizes;
+  std::optional<kite::TickBatch> kept;
+  const auto tokens = nse_tokens(25);
+  {
+    IoThreads io;
+    auto options = manager_options(server, 1, 100);
+    options.callbacks.on_ticks = [&](const kite::TickBatch& ticks) {
+      std::lock_guard lock(mutex);
+      callback_sizes.push_back(ticks.size());
+      if (!kept) kept = ticks;  // held past the manager's end
+    };
+    kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options,
+                                    [&](kite::TickerMessage&& message) {
+                                      std::lock_guard lock(mutex);
+                                      if (const auto* ticks = message.ticks()) {
+                                        CHECK(message.api_key_id() == "API-1");
+                                        CHECK(message.connection() == 0);
+                                        CHECK(&ticks->api_key_id() == &message.api_key_id());  // interned
+                                        handler_sizes.push_back(ticks->size());
+                                      }
+                                    });
+    manager.start();
+    manager.subscribe(tokens, Mode::quote);
+    REQUIRE(eventually([&] {
+      std::lock_guard lock(mutex);
+      return handler_sizes.size() >= 20;
+    }));
+    manager.stop();
+  }
+  std::lock_guard lock(mutex);
+  // The simulator sends every subscribed instrument in each frame: one
+  // message per frame, never one per tick.
+  const auto frames = server.stats().frames_sent;
+  CHECK(handler_sizes.size() <= frames);
+  CHECK(std::all_of(handler_sizes.begin(), handler_sizes.end(), [](std::size_t n) { return n == 25; }));
+  CHECK(callback_sizes.size() == handler_sizes.size());
+  REQUIRE(kept);
+  CHECK(kept->size() == 25);
+  CHECK(kept->api_key_id() == "API-1");
+  std::set<std::uint32_t> seen;
+  for (const auto& tick : *kept) seen.insert(tick.instrument_token);
+  CHECK(seen == std::set<std::uint32_t>(tokens.begin(), tokens.end()));
+}
+
+TEST_CASE("kite manager raises the official clients' events with their meanings", "[kite][ticker][callbacks]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  std::mutex mutex;
+  std::vector<std::string> events;
+  const auto note = [&](std::string event) {
+    std::lock_guard lock(mutex);
+    events.push_back(std::move(event));
+  };
+  const auto saw = [&](const std::string& event) {
+    std::lock_guard lock(mutex);
+    return std::count(events.begin(), events.end(), event);
+  };
+  auto options = manager_options(server, 1, 100);
+  options.callbacks = {
+      .on_ticks = [&](const kite::TickBatch&) { note("ticks"); },
+      .on_connect = [&](const kite::MessageSource& s) { note(fmt::format("connect {}#{}", s.api_key_id, s.connection)); },
+      .on_close = [&](const kite::MessageSource&, std::error_code reason) { note(reason ? "close" : "close without reason"); },
+      .on_reconnect =
+          [&](const kite::MessageSource&, std::size_t attempt, std::chrono::milliseconds delay) {
+            note(fmt::format("reconnect {}{}", attempt, delay >= 20ms ? "" : " too soon"));
+          },
+      .on_noreconnect =
+          [&](const kite::MessageSource&, std::error_code reason) {
+            note(reason == floodgate::errc::auth_failed ? "noreconnect auth" : "noreconnect");
+          },
+      .on_order_update =
+          [&](const kite::MessageSource&, const nlohmann::json& order) {
+            note(fmt::format("order {}", order.value("order_id", "?")));
+          },
+      .on_error =
+          [&](const kite::MessageSource&, std::error_code reason, std::string_view message) {
+            note(reason == floodgate::errc::bad_request ? fmt::format("server error {}", message) : "error");
+          },
+  };
+  IoThreads io;
+  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options);
+  manager.start();
+  manager.subscribe(nse_tokens(3), Mode::ltp);
+  REQUIRE(eventually([&] { return saw("connect API-1#0") == 1 && saw("ticks") > 2; }));
+
+  server.send_text_message(key_a, R"({"type":"order","data":{"order_id":"151220000000000"}})");
+  server.send_text_message(key_a, R"({"type":"error","data":"Invalid mode"})");
+  CHECK(eventually([&] { return saw("order 151220000000000") == 1 && saw("server error Invalid mode") == 1; }));
+
+  // Lost after it was up: on_close, then on_reconnect(1, pause), then up again.
+  server.drop_connections(key_a);
+  CHECK(eventually([&] { return saw("close") == 1 && saw("reconnect 1") == 1 && saw("connect API-1#0") == 2; }));
+
+  // Refused: the attempt's error, then no more reconnects.
+  server.set_access_token(key_a, Secret("tok-a-rotated-4242"));
+  CHECK(eventually([&] { return saw("noreconnect auth") == 1; }));
+  CHECK(saw("close") == 2);
+  CHECK(saw("error") >= 1);
+  manager.stop();
+  std::lock_guard lock(mutex);
+  CHECK(std::find(events.begin(), events.end(), "close without reason") == events.end());
+  CHECK(std::find(events.begin(), events.end(), "reconnect 1 too soon") == events.end());
+}
+
+TEST_CASE("kite keys show in the status table and Prometheus text like a pool's credentials, with uptime",
+          "[kite][ticker][multi]") {
+  KiteTickerServer server(multi_server_options());
+  server.set_key_enabled(api_keys[1].api_key, false);  // API-2 is refused
+  server.start();
+  IoThreads io;
+  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) { b.max_connections_per_api(2); });
+  manager->start();
+  manager->subscribe_symbols(nse_tokens(4));
+  REQUIRE(eventually([&] {
+    return manager->get_api_stats("API-1").health == kite::KeyHealth::live &&
+           manager->get_api_stats("API-2").health == kite::KeyHealth::failed;
+  }));
+  std::this_thread::sleep_for(30ms);  // uptime is measured on the real clock the sockets run on
+
+  const auto snapshots = manager->snapshot();
+  REQUIRE(snapshots.size() == 2);
+  CHECK(snapshots[0].id == "API-1");
+  CHECK(snapshots[0].state == floodgate::CredentialState::ready);
+  CHECK(snapshots[0].successes == 2);  // two connections up
+  CHECK(snapshots[1].state == floodgate::CredentialState::disabled);
+  CHECK(snapshots[1].disabled_reason == "access token refused");
+
+  const auto table = floodgate::status_table(snapshots);
+  CHECK_THAT(table, Catch::Contains("✅ API-1: Ready"));
+  CHECK_THAT(table, Catch::Contains("⛔ API-2: Disabled (access token refused)"));
+  const auto metrics = floodgate::prometheus_text(snapshots, {.pool = "kite"});
+  CHECK_THAT(metrics, Catch::Contains("floodgate_up{credential=\"API-1\",pool=\"kite\"} 1"));
+  CHECK_THAT(metrics, Catch::Contains("floodgate_disabled{credential=\"API-2\",pool=\"kite\"} 1"));
+  CHECK_THAT(metrics, !Catch::Contains("kitekey") && !Catch::Contains("tok-"));
+
+  // Uptime, and the per-connection distribution of instruments.
+  const auto api1 = manager->get_api_stats("API-1");
+  CHECK(api1.uptime >= 30ms);
+  REQUIRE(api1.connections.size() == 2);
+  for (const auto& connection : api1.connections) {
+    CHECK(connection.uptime >= 30ms);
+    CHECK(connection.subscriptions == 2);
+  }
+  CHECK(manager->get_api_stats("API-2").connections.at(0).uptime == 0ms);
+  CHECK(manager->get_stats().uptime >= 30ms);
+  manager->stop();
 }
