@@ -22,7 +22,7 @@
 // readers), not the simulator's, during the measured window.
 //
 //   bench_kite_end_to_end [--reader manager|plain] [--instruments 9000] [--keys 1] [--rate 10]
-//                         [--seconds 10] [--mode quote] [--tls]
+//                         [--seconds 10] [--mode quote] [--tls] [--io-threads 2]
 //
 // --rate is frames per second per connection; a rate above what the loop can
 // carry saturates it (the simulator then skips frames for a slow client).
@@ -104,6 +104,7 @@ struct Options {
   std::chrono::seconds seconds{10};
   kite::Mode mode = kite::Mode::quote;
   bool tls = false;
+  int io_threads = 2;  ///< the manager's io_context threads
 };
 
 double number(std::string_view text) {
@@ -129,6 +130,7 @@ Options parse(int argc, char** argv) {
       if (value != "manager" && value != "plain") throw floodgate::Error("--reader is manager or plain");
       o.plain_reader = value == "plain";
     } else if (flag == "--instruments") o.instruments = static_cast<std::size_t>(number(value));
+    else if (flag == "--io-threads") o.io_threads = static_cast<int>(number(value));
     else if (flag == "--keys") o.keys = static_cast<std::size_t>(number(value));
     else if (flag == "--rate") o.rate = number(value);
     else if (flag == "--seconds") o.seconds = std::chrono::seconds(static_cast<long>(number(value)));
@@ -304,7 +306,7 @@ int main(int argc, char** argv) try {
     manager = builder.build();
     latencies.push_back(std::make_unique<Latencies>());
     asio::co_spawn(io, consume(manager->channel(), received, *latencies.back()), asio::detached);
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < options.io_threads; ++i) {
       threads.emplace_back([&io] {
         client_thread = true;
         io.run();
@@ -347,7 +349,7 @@ int main(int argc, char** argv) try {
   const Latencies& latency = *latencies[0];
 
   fmt::print("reader {}: {} instruments over {} key(s), {} connections, mode {}, {}, offered {} frames/s per connection\n",
-             options.plain_reader ? "plain" : "manager", options.instruments, options.keys, connections,
+             options.plain_reader ? "plain" : fmt::format("manager ({} I/O threads)", options.io_threads), options.instruments, options.keys, connections,
              kite::to_string(options.mode), options.tls ? "wss" : "ws", options.rate);
   fmt::print("  simulator sent   {:>12.0f} ticks/s ({} frames skipped for a slow client)\n", sent / wall, skipped);
   fmt::print("  consumer got     {:>12.0f} ticks/s ({:.1f} % of sent), {:.0f} frames/s\n", got / wall,

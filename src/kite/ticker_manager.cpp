@@ -435,7 +435,10 @@ HealthSnapshot health_snapshot(const ApiStats& stats) {
     case KeyHealth::degraded: out.state = CredentialState::ready; break;
     case KeyHealth::down:
       out.state = CredentialState::ejected;
-      out.cooldown_until = std::chrono::system_clock::now();
+      out.cooldown_until = std::chrono::system_clock::now();  // its connections are dialling: no later bound
+      for (const auto& connection : stats.connections) {
+        out.ejections = std::max(out.ejections, static_cast<std::uint32_t>(connection.failures_in_a_row));
+      }
       break;
     case KeyHealth::failed:
     case KeyHealth::stopped: {
