@@ -4,7 +4,7 @@
 // Two readers on the same socket load (same simulator settings, same
 // instruments, same connections):
 //
-// - `--reader manager` (default): MultiApiKiteTickerManager, the consumer
+// - `--reader manager` (default): MultiKeyTickerManager, the consumer
 //   reading the unified channel with co_await and draining the buffer with
 //   try_receive after each wake-up.
 // - `--reader plain`: one thread per connection, a blocking Beast WebSocket
@@ -246,9 +246,9 @@ void plain_reader(const floodgate::sim::KiteTickerServer& server, std::string ap
   // The server closed the connection at the end of the run.
 }
 
-std::uint64_t manager_frames(const kite::MultiApiKiteTickerManager& manager) {
+std::uint64_t manager_frames(const kite::MultiKeyTickerManager& manager) {
   std::uint64_t frames = 0;
-  for (const auto& api : manager.get_all_api_stats()) {
+  for (const auto& api : manager.all_key_stats()) {
     for (const auto& connection : api.connections) frames += connection.frames;
   }
   return frames;
@@ -279,7 +279,7 @@ int main(int argc, char** argv) try {
   std::vector<std::unique_ptr<Latencies>> latencies;
   std::vector<std::thread> threads;
   asio::io_context io;
-  std::unique_ptr<kite::MultiApiKiteTickerManager> manager;
+  std::unique_ptr<kite::MultiKeyTickerManager> manager;
   std::size_t connections = 0;
 
   if (options.plain_reader) {
@@ -296,14 +296,20 @@ int main(int argc, char** argv) try {
       ++connections;
     }
   } else {
-    auto builder = kite::MultiApiKiteTickerManager::builder(io.get_executor());
-    builder.url(server.url()).allow_plain_ws(!options.tls).default_mode(options.mode);
-    if (certificates) builder.tls_context(floodgate::net::make_client_tls_context({.ca_pem = certificates->ca_pem}));
-    for (std::size_t n = 1; n <= options.keys; ++n) {
-      builder.add_api_key(fmt::format("API-{}", n), floodgate::Secret(fmt::format("benchkey{}", n)),
-                          floodgate::Secret(fmt::format("bench-token-{}", n)));
+    kite::MultiKeyTickerManagerOptions manager_options{
+        .per_key = {.connection = {.url = server.url(), .allow_plain_ws = !options.tls}},
+        .default_mode = options.mode,
+    };
+    if (certificates) {
+      manager_options.per_key.connection.tls =
+          floodgate::net::make_client_tls_context({.ca_pem = certificates->ca_pem});
     }
-    manager = builder.build();
+    for (std::size_t n = 1; n <= options.keys; ++n) {
+      manager_options.keys.push_back({fmt::format("API-{}", n),
+                                      {floodgate::Secret(fmt::format("benchkey{}", n)),
+                                       floodgate::Secret(fmt::format("bench-token-{}", n))}});
+    }
+    manager = std::make_unique<kite::MultiKeyTickerManager>(io.get_executor(), std::move(manager_options));
     latencies.push_back(std::make_unique<Latencies>());
     asio::co_spawn(io, consume(manager->channel(), received, *latencies.back()), asio::detached);
     for (int i = 0; i < options.io_threads; ++i) {
@@ -313,7 +319,7 @@ int main(int argc, char** argv) try {
       });
     }
     manager->start();
-    manager->subscribe_symbols(tokens);
+    manager->subscribe(tokens);
   }
   const auto frames_now = [&] { return manager ? manager_frames(*manager) : received.frames.load(); };
 
@@ -325,7 +331,7 @@ int main(int argc, char** argv) try {
   const auto skipped_before = server.stats().frames_skipped;
   const auto received_before = received.ticks.load();
   const auto frames_before = frames_now();
-  const auto dropped_before = manager ? manager->get_stats().messages_dropped : 0;
+  const auto dropped_before = manager ? manager->stats().messages_dropped : 0;
   const double cpu_before = cpu_seconds();
   const auto start = Clock::now();
   measuring = true;
@@ -337,10 +343,10 @@ int main(int argc, char** argv) try {
   const auto skipped = server.stats().frames_skipped - skipped_before;
   const auto got = received.ticks.load() - received_before;
   const auto frames = frames_now() - frames_before;
-  const auto dropped = manager ? manager->get_stats().messages_dropped - dropped_before : 0;
+  const auto dropped = manager ? manager->stats().messages_dropped - dropped_before : 0;
 
   if (manager) {
-    connections = manager->get_stats().connections_open;
+    connections = manager->stats().connections_open;
     manager->stop();
   }
   server.stop();  // ends the plain readers' reads too

@@ -1,4 +1,4 @@
-// KiteTickerManager: the placement of tokens on one key's connections, under a
+// TickerManager: the placement of tokens on one key's connections, under a
 // mutex, plus a mirror of each connection's state from which the key's health
 // is derived. The connections do the I/O; their methods only post, so calling
 // them under the mutex keeps the order of concurrent calls without blocking.
@@ -48,8 +48,8 @@ void check_limit(std::string_view what, std::size_t value, std::size_t kite_limi
 
 }  // namespace
 
-struct KiteTickerManager::Impl {
-  Impl(std::string key_id, KiteTickerManagerOptions opts, MessageHandler message_handler,
+struct TickerManager::Impl {
+  Impl(std::string key_id, TickerManagerOptions opts, MessageHandler message_handler,
        HealthHandler health_handler)
       : id(std::move(key_id)),
         options(std::move(opts)),
@@ -156,7 +156,7 @@ struct KiteTickerManager::Impl {
   std::size_t least_loaded_live() const {
     std::size_t best = load.size();
     for (std::size_t i = 0; i < load.size(); ++i) {
-      if (load[i] >= options.max_symbols_per_connection || is_final(connection_states[i])) continue;
+      if (load[i] >= options.max_instruments_per_connection || is_final(connection_states[i])) continue;
       if (best == load.size() || load[i] < load[best]) best = i;
     }
     return best;
@@ -168,12 +168,12 @@ struct KiteTickerManager::Impl {
     std::size_t best = least_loaded_live();
     if (best != load.size()) return best;
     for (std::size_t i = 0; i < load.size(); ++i) {
-      if (load[i] < options.max_symbols_per_connection && (best == load.size() || load[i] < load[best])) best = i;
+      if (load[i] < options.max_instruments_per_connection && (best == load.size() || load[i] < load[best])) best = i;
     }
     return best;
   }
 
-  std::size_t capacity() const { return options.max_connections * options.max_symbols_per_connection; }
+  std::size_t capacity() const { return options.max_connections * options.max_instruments_per_connection; }
 
   // For each of `tokens` that is subscribed: `update(placement iterator)`,
   // then one `send(connection, batch)` per connection with the batch of its
@@ -196,10 +196,10 @@ struct KiteTickerManager::Impl {
   }
 
   const std::string id;
-  const KiteTickerManagerOptions options;
+  const TickerManagerOptions options;
   const MessageHandler on_message;
   const HealthHandler on_health;
-  std::vector<std::unique_ptr<KiteTickerConnection>> connections;
+  std::vector<std::unique_ptr<TickerConnection>> connections;
   std::vector<std::shared_ptr<const MessageSource>> sources;  // per connection, shared with its pool
 
   mutable std::mutex mutex;
@@ -212,11 +212,11 @@ struct KiteTickerManager::Impl {
   bool auth_failure_reported = false;  // on_auth_failed called since the last token update
 };
 
-KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
-                                     KiteTickerManagerOptions options, MessageHandler on_message,
+TickerManager::TickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+                                     TickerManagerOptions options, MessageHandler on_message,
                                      HealthHandler on_health) {
   check_limit("max_connections", options.max_connections, kite_max_connections_per_key);
-  check_limit("max_symbols_per_connection", options.max_symbols_per_connection, kite_max_instruments_per_connection);
+  check_limit("max_instruments_per_connection", options.max_instruments_per_connection, kite_max_instruments_per_connection);
   impl_ = std::make_shared<Impl>(std::move(id), std::move(options), std::move(on_message), std::move(on_health));
 
   // The handlers hold the Impl weakly: a connection's strand may still call
@@ -226,7 +226,7 @@ KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std:
   for (std::size_t i = 0; i < impl_->options.max_connections; ++i) {
     auto pool = std::make_shared<detail::TickBatchPool>(MessageSource{impl_->id, i}, max_idle_batches);
     impl_->sources.push_back(pool->shared_source());
-    KiteTickerConnection::Handlers handlers{
+    TickerConnection::Handlers handlers{
         .on_frame =
             [weak, pool](const FrameView& frame) {
               const auto impl = weak.lock();
@@ -249,14 +249,14 @@ KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std:
               }
             },
     };
-    impl_->connections.push_back(std::make_unique<KiteTickerConnection>(
+    impl_->connections.push_back(std::make_unique<TickerConnection>(
         executor, fmt::format("{}#{}", impl_->id, i), key, impl_->options.connection, std::move(handlers)));
   }
 }
 
-KiteTickerManager::~KiteTickerManager() { stop(); }
+TickerManager::~TickerManager() { stop(); }
 
-void KiteTickerManager::start() {
+void TickerManager::start() {
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->started || impl_->stopped) return;
@@ -270,7 +270,7 @@ void KiteTickerManager::start() {
   for (auto& connection : impl_->connections) connection->start();
 }
 
-void KiteTickerManager::stop() {
+void TickerManager::stop() {
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->stopped) return;
@@ -280,7 +280,7 @@ void KiteTickerManager::stop() {
   if (impl_->on_health) impl_->on_health(KeyHealth::stopped);
 }
 
-void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mode) {
+void TickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   if (m.stopped) throw Error(fmt::format("{}: cannot subscribe after stop()", m.id));
@@ -300,7 +300,7 @@ void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mo
   if (fresh.size() > free) {
     throw CapacityError(fmt::format("{} cannot take {} more instruments: {} connections x {} = {}, {} subscribed, {} free",
                                     m.id, fresh.size(), m.options.max_connections,
-                                    m.options.max_symbols_per_connection, m.capacity(), m.placement.size(), free),
+                                    m.options.max_instruments_per_connection, m.capacity(), m.placement.size(), free),
                         fresh.size(), free);
   }
 
@@ -318,7 +318,7 @@ void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mo
   }
 }
 
-std::size_t KiteTickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
+std::size_t TickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   return m.for_subscribed(
@@ -327,22 +327,22 @@ std::size_t KiteTickerManager::unsubscribe(std::span<const std::uint32_t> tokens
         --m.load[placed->second.connection];
         m.placement.erase(placed);
       },
-      [](KiteTickerConnection& connection, std::vector<std::uint32_t> batch) {
+      [](TickerConnection& connection, std::vector<std::uint32_t> batch) {
         connection.unsubscribe(std::move(batch));
       });
 }
 
-std::size_t KiteTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
+std::size_t TickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   return m.for_subscribed(
       tokens, [mode](auto placed) { placed->second.mode = mode; },
-      [mode](KiteTickerConnection& connection, std::vector<std::uint32_t> batch) {
+      [mode](TickerConnection& connection, std::vector<std::uint32_t> batch) {
         connection.set_mode(std::move(batch), mode);
       });
 }
 
-void KiteTickerManager::update_access_token(Secret access_token) {
+void TickerManager::update_access_token(Secret access_token) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   m.auth_failure_reported = false;
@@ -350,7 +350,7 @@ void KiteTickerManager::update_access_token(Secret access_token) {
   for (auto& connection : m.connections) connection->update_access_token(access_token);
 }
 
-std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
+std::vector<std::pair<std::uint32_t, Mode>> TickerManager::release_all() {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   std::vector<std::pair<std::uint32_t, Mode>> released;
@@ -369,31 +369,31 @@ std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
   return released;
 }
 
-bool KiteTickerManager::is_subscribed(std::uint32_t token) const {
+bool TickerManager::is_subscribed(std::uint32_t token) const {
   std::lock_guard lock(impl_->mutex);
   return impl_->placement.contains(token);
 }
 
-std::size_t KiteTickerManager::symbol_count() const {
+std::size_t TickerManager::instrument_count() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->placement.size();
 }
 
-std::size_t KiteTickerManager::capacity() const noexcept { return impl_->capacity(); }
+std::size_t TickerManager::capacity() const noexcept { return impl_->capacity(); }
 
-KeyHealth KiteTickerManager::health() const {
+KeyHealth TickerManager::health() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->health_locked();
 }
 
-ApiStats KiteTickerManager::stats() const {
-  ApiStats out;
+KeyStats TickerManager::stats() const {
+  KeyStats out;
   out.id = impl_->id;
   out.capacity = impl_->capacity();
   {
     std::lock_guard lock(impl_->mutex);
     out.health = impl_->health_locked();
-    out.symbols = impl_->placement.size();
+    out.instruments = impl_->placement.size();
     if (impl_->started) {
       out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                          impl_->started_at);
@@ -412,7 +412,7 @@ ApiStats KiteTickerManager::stats() const {
   return out;
 }
 
-std::vector<std::vector<std::uint32_t>> KiteTickerManager::distribution() const {
+std::vector<std::vector<std::uint32_t>> TickerManager::distribution() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<std::vector<std::uint32_t>> out(impl_->connections.size());
   for (const auto& [token, where] : impl_->placement) out[where.connection].push_back(token);
@@ -420,7 +420,7 @@ std::vector<std::vector<std::uint32_t>> KiteTickerManager::distribution() const 
   return out;
 }
 
-HealthSnapshot health_snapshot(const ApiStats& stats) {
+HealthSnapshot health_snapshot(const KeyStats& stats) {
   HealthSnapshot out;
   out.id = stats.id;
   std::uint64_t connects = 0;
@@ -455,6 +455,6 @@ HealthSnapshot health_snapshot(const ApiStats& stats) {
   return out;
 }
 
-const std::string& KiteTickerManager::id() const noexcept { return impl_->id; }
+const std::string& TickerManager::id() const noexcept { return impl_->id; }
 
 }  // namespace floodgate::kite
