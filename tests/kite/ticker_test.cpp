@@ -10,7 +10,9 @@
 // (option checks, round-robin and manual placement, channels, failover of a
 // refused, a down and an accept-and-drop key, token refresh with
 // on_auth_failed, stop, slow consumers with and without conflation, and no
-// secret in any log line, stat or error text).
+// secret in any log line, stat or error text), then batched delivery (pooled
+// TickBatch storage, one batch per frame), the official clients' events, and
+// keys in the status table and Prometheus text.
 //
 // Every timing is short (ticks every 20 ms, heartbeats every 100 ms, a
 // watchdog of 300 ms where it is under test and 1 s elsewhere, reconnects
@@ -2289,7 +2291,7 @@ TEST_CASE("kite keys show in the status table and Prometheus text like a pool's 
   REQUIRE(snapshots.size() == 2);
   CHECK(snapshots[0].id == "API-1");
   CHECK(snapshots[0].state == floodgate::CredentialState::ready);
-  CHECK(snapshots[0].successes == 2);  // two connections up
+  CHECK(snapshots[0].successes >= 2);  // two connections up (more if one was replaced meanwhile)
   CHECK(snapshots[1].state == floodgate::CredentialState::disabled);
   CHECK(snapshots[1].disabled_reason == "access token refused");
 
@@ -2301,14 +2303,15 @@ TEST_CASE("kite keys show in the status table and Prometheus text like a pool's 
   CHECK_THAT(metrics, Catch::Contains("floodgate_disabled{credential=\"API-2\",pool=\"kite\"} 1"));
   CHECK_THAT(metrics, !Catch::Contains("kitekey") && !Catch::Contains("tok-"));
 
-  // Uptime, and the per-connection distribution of instruments.
+  // Uptime, and the per-connection distribution of instruments (all four on
+  // API-1 once API-2's have failed over).
+  CHECK(eventually([&] {
+    const auto connections = manager->key_stats("API-1").connections;
+    return connections.size() == 2 && connections[0].subscriptions == 2 && connections[1].subscriptions == 2;
+  }));
   const auto api1 = manager->key_stats("API-1");
   CHECK(api1.uptime >= 30ms);
-  REQUIRE(api1.connections.size() == 2);
-  for (const auto& connection : api1.connections) {
-    CHECK(connection.uptime >= 30ms);
-    CHECK(connection.subscriptions == 2);
-  }
+  for (const auto& connection : api1.connections) CHECK(connection.uptime >= 30ms);
   CHECK(manager->key_stats("API-2").connections.at(0).uptime == 0ms);
   CHECK(manager->stats().uptime >= 30ms);
   manager->stop();
