@@ -2047,12 +2047,12 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
     IoThreads io;
     auto keys = test_keys(3);
     keys[1].payload.access_token = Secret(wrong_token);
-    auto connection = settings_for(server);
-    connection.watchdog_timeout = 400ms;
+    auto connection_settings = settings_for(server);
+    connection_settings.watchdog_timeout = 400ms;
     auto manager = std::make_unique<kite::MultiKeyTickerManager>(
         io.executor(), Options{.keys = std::move(keys),
                                .per_key = {.max_connections = 1, .max_instruments_per_connection = 20,
-                                           .connection = connection},
+                                           .connection = connection_settings},
                                .health_check_interval = 50ms,
                                .failover_after = 2s});
     reader.start(manager->channel());
