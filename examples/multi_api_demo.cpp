@@ -15,7 +15,7 @@
 // With credentials in the environment it connects to wss://ws.kite.trade and
 // subscribes the instrument tokens given with --tokens.
 //
-//   multi_api_demo [--duration S] [--symbols N] [--rate R] [--tokens T1,T2,...]
+//   multi_api_demo [--duration S] [--instruments N] [--rate R] [--tokens T1,T2,...]
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -52,7 +52,7 @@ namespace {
 
 struct Options {
   std::chrono::seconds duration{20};
-  std::size_t symbols = 6000;
+  std::size_t instruments = 6000;
   double rate = 5;  // simulator tick frames per second per connection
   std::vector<std::uint32_t> tokens;
 };
@@ -71,15 +71,15 @@ Options parse_options(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
     if (flag == "--help") {
-      fmt::print("usage: multi_api_demo [--duration S] [--symbols N] [--rate R] [--tokens T1,T2,...]\n");
+      fmt::print("usage: multi_api_demo [--duration S] [--instruments N] [--rate R] [--tokens T1,T2,...]\n");
       std::exit(0);
     }
     if (i + 1 >= argc) throw floodgate::Error(fmt::format("{} needs a value", flag));
     const std::string_view value = argv[++i];
     if (flag == "--duration") {
       options.duration = std::chrono::seconds(parse_number(value, flag));
-    } else if (flag == "--symbols") {
-      options.symbols = parse_number(value, flag);
+    } else if (flag == "--instruments") {
+      options.instruments = parse_number(value, flag);
     } else if (flag == "--rate") {
       options.rate = static_cast<double>(parse_number(value, flag));
     } else if (flag == "--tokens") {
@@ -129,29 +129,29 @@ asio::awaitable<void> consume(kite::TickerChannel& channel, Consumer& consumer) 
   for (;;) {
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;  // closed by stop()
-    if (const auto* tick = std::get_if<kite::Tick>(&message.message)) {
-      consumer.on_tick(message.api_key_id, tick->instrument_token);
+    if (const auto* ticks = message.ticks()) {
+      for (const kite::Tick& tick : *ticks) consumer.on_tick(message.api_key_id(), tick.instrument_token);
     }
   }
 }
 
-void print_table(const kite::MultiApiKiteTickerManager& manager, std::map<std::string, std::uint64_t>& last_ticks,
+void print_table(const kite::MultiKeyTickerManager& manager, std::map<std::string, std::uint64_t>& last_ticks,
                  double seconds, double elapsed) {
-  fmt::print("\n t={:5.1f}s  {:<7} {:<9} {:>5} {:>8} {:>9} {:>10} {:>9} {:>9}\n", elapsed, "key", "health", "conns",
-             "symbols", "ticks/s", "reconnects", "moved in", "moved out");
-  for (const auto& api : manager.get_all_api_stats()) {
+  fmt::print("\n t={:5.1f}s  {:<7} {:<9} {:>5} {:>11} {:>9} {:>10} {:>9} {:>9}\n", elapsed, "key", "health", "conns",
+             "instruments", "ticks/s", "reconnects", "moved in", "moved out");
+  for (const auto& api : manager.all_key_stats()) {
     const auto open = std::count_if(api.connections.begin(), api.connections.end(), [](const auto& c) {
       return c.state == kite::ConnectionState::connected;
     });
     const double rate = static_cast<double>(api.ticks - last_ticks[api.id]) / seconds;
     last_ticks[api.id] = api.ticks;
-    fmt::print("           {:<7} {:<9} {:>2}/{:<2} {:>8} {:>9.0f} {:>10} {:>9} {:>9}\n", api.id,
-               kite::to_string(api.health), open, api.connections.size(), api.symbols, rate, api.reconnects,
-               api.symbols_moved_in, api.symbols_moved_out);
+    fmt::print("           {:<7} {:<9} {:>2}/{:<2} {:>11} {:>9.0f} {:>10} {:>9} {:>9}\n", api.id,
+               kite::to_string(api.health), open, api.connections.size(), api.instruments, rate, api.reconnects,
+               api.instruments_moved_in, api.instruments_moved_out);
   }
-  const auto stats = manager.get_stats();
-  fmt::print("           unplaced {}  dropped {}  failovers {}  moved {}\n", stats.unplaced_symbols,
-             stats.messages_dropped, stats.failovers, stats.symbols_moved);
+  const auto stats = manager.stats();
+  fmt::print("           unplaced {}  dropped {}  failovers {}  moved {}\n", stats.unplaced_instruments,
+             stats.messages_dropped, stats.failovers, stats.instruments_moved);
 }
 
 }  // namespace
@@ -162,11 +162,11 @@ int main(int argc, char** argv) try {
   const bool simulated = real_keys.empty();
 
   asio::io_context io;
-  auto builder = kite::MultiApiKiteTickerManager::builder(io.get_executor());
-  builder.max_connections_per_api(3)
-      .max_symbols_per_connection(3000)
-      .default_mode(kite::Mode::quote)
-      .enable_health_monitoring(true);
+  kite::MultiKeyTickerManagerOptions manager_options{
+      .keys = real_keys,
+      .per_key = {.max_connections = 3, .max_instruments_per_connection = 3000},
+      .default_mode = kite::Mode::quote,
+  };
 
   std::optional<floodgate::sim::KiteTickerServer> server;
   std::vector<std::uint32_t> tokens = options.tokens;
@@ -183,37 +183,37 @@ int main(int argc, char** argv) try {
     }
     server.emplace(std::move(sim));
     server->start();
-    builder.url(server->url())
-        .tls_context(floodgate::net::make_client_tls_context({.ca_pem = certificates.ca_pem}))
-        .health_check_interval(500ms)
-        .failover_after(3s)
-        .reconnect_policy({.floor = 200ms, .cap = 2s, .max_attempts = 20});
+    manager_options.per_key.connection = {
+        .url = server->url(),
+        .tls = floodgate::net::make_client_tls_context({.ca_pem = certificates.ca_pem}),
+        .reconnect = {.floor = 200ms, .cap = 2s, .max_attempts = 20},
+    };
+    manager_options.health_check_interval = 500ms;
+    manager_options.failover_after = 3s;
     for (int n = 1; n <= 3; ++n) {
-      builder.add_api_key(fmt::format("API-{}", n), floodgate::Secret(sim_keys[n - 1]),
-                          floodgate::Secret(fmt::format("demo-access-token-{}", n)));
+      manager_options.keys.push_back({fmt::format("API-{}", n),
+                                      {floodgate::Secret(sim_keys[n - 1]),
+                                       floodgate::Secret(fmt::format("demo-access-token-{}", n))}});
     }
     if (tokens.empty()) {
-      for (std::uint32_t i = 0; i < options.symbols; ++i) tokens.push_back((100'000 + i) << 8 | 1);  // NSE tokens
+      for (std::uint32_t i = 0; i < options.instruments; ++i) tokens.push_back((100'000 + i) << 8 | 1);  // NSE tokens
     }
     fmt::print("simulator: {} with 3 API keys, {} tick frames/s per connection\n", server->url(), options.rate);
   } else {
-    for (const auto& credential : real_keys) {
-      builder.add_api_key(credential.id, credential.payload.api_key, credential.payload.access_token);
-    }
     if (tokens.empty()) throw floodgate::Error("with real credentials, name the instruments: --tokens T1,T2,...");
     fmt::print("connecting {} API keys to wss://ws.kite.trade\n", real_keys.size());
   }
 
-  auto manager = builder.build();
+  auto manager = std::make_unique<kite::MultiKeyTickerManager>(io.get_executor(), std::move(manager_options));
   Consumer consumer;
   asio::co_spawn(io, consume(manager->channel(), consumer), asio::detached);
   std::vector<std::thread> threads;
   for (int i = 0; i < 2; ++i) threads.emplace_back([&io] { io.run(); });
 
   manager->start();
-  manager->subscribe_symbols(tokens);
+  manager->subscribe(tokens);
   fmt::print("subscribed {} instruments; distribution:", tokens.size());
-  for (const auto& [id, on_key] : manager->get_symbol_distribution()) fmt::print(" {} {}", id, on_key.size());
+  for (const auto& [id, on_key] : manager->distribution()) fmt::print(" {} {}", id, on_key.size());
   fmt::print("\n");
 
   const auto start = Clock::now();
@@ -240,7 +240,7 @@ int main(int argc, char** argv) try {
   }
 
   const std::size_t streaming = consumer.streaming(tokens, 3s);
-  const auto stats = manager->get_stats();
+  const auto stats = manager->stats();
   manager->stop();
   for (auto& thread : threads) thread.join();
   if (server) server->stop();
@@ -253,8 +253,8 @@ int main(int argc, char** argv) try {
     fmt::print("  {:<6} {:>10} ticks ({:4.1f} %)\n", id, ticks, total ? 100.0 * static_cast<double>(ticks) / total : 0);
   }
   fmt::print("  ticks received {}, dropped {}, reconnects {}, failovers {}, instruments moved {}, unplaced {}\n",
-             total, stats.messages_dropped, stats.reconnects, stats.failovers, stats.symbols_moved,
-             stats.unplaced_symbols);
+             total, stats.messages_dropped, stats.reconnects, stats.failovers, stats.instruments_moved,
+             stats.unplaced_instruments);
   fmt::print("  instruments streaming in the last 3 s: {} of {}{}\n", streaming, tokens.size(),
              streaming == tokens.size() ? " (all)" : "  <-- some instruments stopped streaming");
   return streaming == tokens.size() ? 0 : 1;

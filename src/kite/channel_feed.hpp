@@ -3,10 +3,11 @@
 //
 // The sockets must never wait for a consumer, so `push` never blocks: it
 // `try_send`s into the channel's buffer, and when that is full the message is
-// either dropped and counted, or (conflation on) held in a LatestValueQueue
-// that keeps the newest tick per instrument. Held messages go out first,
-// before newer ones, as soon as there is room: at the next push or at the
-// latest after `flush_interval`.
+// either dropped and counted, or (conflation on) its ticks are held in a
+// LatestValueQueue that keeps the newest tick per instrument. Held ticks go
+// out first, before newer messages, as soon as there is room (at the next push
+// or at the latest after `flush_interval`), rebuilt into batches in the pool
+// of the connection they came from.
 #pragma once
 
 #include <floodgate/kite/latest_value_queue.hpp>
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace floodgate::kite::detail {
 
@@ -36,15 +38,17 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
       return;
     }
     std::lock_guard lock(mutex_);
-    if (held_.empty() && channel_.try_send(boost::system::error_code{}, std::move(message))) {
+    if (held_.empty() && !pending_ && channel_.try_send(boost::system::error_code{}, std::move(message))) {
       count(delivered_);
       return;
     }
-    const auto* tick = std::get_if<Tick>(&message.message);
-    const auto pushed = tick ? held_.push(tick->instrument_token, std::move(message))
-                             : held_.push_unkeyed(std::move(message));
-    if (pushed == Held::Pushed::replaced) count(conflated_);
-    if (pushed == Held::Pushed::refused) count(dropped_);
+    if (const TickBatch* batch = message.ticks()) {
+      for (std::uint32_t i = 0; i < batch->size(); ++i) {
+        tally(held_.push((*batch)[i].instrument_token, Held{*batch, i, {}}));
+      }
+    } else {
+      tally(held_.push_unkeyed(Held{{}, 0, std::move(message)}));
+    }
     flush_locked();
   }
 
@@ -61,16 +65,50 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
   std::uint64_t conflated() const noexcept { return conflated_.load(std::memory_order_relaxed); }
 
  private:
-  using Held = LatestValueQueue<std::uint32_t, TickerMessage>;
+  // One held tick (batch[index]) or one held text message.
+  struct Held {
+    TickBatch batch;
+    std::uint32_t index = 0;
+    TickerMessage text;
+  };
+  using HeldQueue = LatestValueQueue<std::uint32_t, Held>;
 
   static void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
-  void flush_locked() {
-    while (!held_.empty() && channel_.try_send(boost::system::error_code{}, std::move(held_.front()))) {
+  void tally(HeldQueue::Pushed pushed) {
+    if (pushed == HeldQueue::Pushed::replaced) count(conflated_);
+    if (pushed == HeldQueue::Pushed::refused) count(dropped_);
+  }
+
+  // The next message out of held_: a text message, or the run of held ticks
+  // at the front that came from one connection, as one batch.
+  TickerMessage take_held() {
+    Held& front = held_.front();
+    if (!front.batch) {
+      TickerMessage text = std::move(front.text);
       held_.pop();
+      return text;
+    }
+    const auto pool = detail::TickBatchPool::of(front.batch);
+    auto filling = pool->take();
+    while (!held_.empty() && held_.front().batch && detail::TickBatchPool::of(held_.front().batch) == pool) {
+      filling.ticks().push_back(held_.front().batch[held_.front().index]);
+      held_.pop();
+    }
+    return TickerMessage{pool->shared_source(), pool->publish(filling)};
+  }
+
+  void flush_locked() {
+    for (;;) {
+      if (!pending_) {
+        if (held_.empty()) break;
+        pending_ = take_held();
+      }
+      if (!channel_.try_send(boost::system::error_code{}, std::move(*pending_))) break;
+      pending_.reset();
       count(delivered_);
     }
-    if (held_.empty() || timer_armed_ || closed_) return;
+    if ((held_.empty() && !pending_) || timer_armed_ || closed_) return;
     timer_armed_ = true;
     flush_timer_.expires_after(flush_interval);
     flush_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -81,8 +119,9 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
   }
 
   TickerChannel channel_;
-  std::mutex mutex_;  // held_ and the timer (conflation only)
-  Held held_;
+  std::mutex mutex_;  // held_, pending_ and the timer (conflation only)
+  HeldQueue held_;
+  std::optional<TickerMessage> pending_;  // taken from held_, refused by a full channel: goes out first
   const bool conflate_;
   boost::asio::steady_timer flush_timer_;
   bool timer_armed_ = false;

@@ -1,6 +1,6 @@
-// MultiApiKiteTickerManager: which key streams which instrument (under one
+// MultiKeyTickerManager: which key streams which instrument (under one
 // mutex), failover, health checks, and the channels. Lock order: this
-// manager's mutex, then a KiteTickerManager's; the per-key managers call back
+// manager's mutex, then a TickerManager's; the per-key managers call back
 // (on_health, on_message) without holding theirs, so the order never inverts.
 #include <floodgate/kite/multi_api_manager.hpp>
 
@@ -22,10 +22,10 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using detail::ChannelFeed;
 
-struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
+struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
   struct Key {
     std::string id;
-    std::unique_ptr<KiteTickerManager> manager;
+    std::unique_ptr<TickerManager> manager;
     std::vector<std::shared_ptr<ChannelFeed>> connection_feeds;  // empty unless enabled
     // Guarded by Impl::mutex:
     KeyHealth health = KeyHealth::idle;
@@ -51,12 +51,11 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- messages (called on connection strands, no lock held) ----------------
 
-  void deliver(std::size_t key_index, std::size_t connection, KiteMessage&& message) {
-    if (std::holds_alternative<Tick>(message)) ticks.fetch_add(1, std::memory_order_relaxed);
+  void deliver(std::size_t key_index, TickerMessage&& message) {
+    if (const TickBatch* batch = message.ticks()) ticks.fetch_add(batch->size(), std::memory_order_relaxed);
     Key& key = keys[key_index];
-    TickerMessage tagged{key.id, connection, std::move(message)};
-    if (!key.connection_feeds.empty()) key.connection_feeds[connection]->push(TickerMessage(tagged));
-    unified->push(std::move(tagged));
+    if (!key.connection_feeds.empty()) key.connection_feeds[message.connection()]->push(TickerMessage(message));
+    unified->push(std::move(message));
   }
 
   // ---- placement (mutex held) -------------------------------------------------
@@ -122,7 +121,7 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
     }
     key.moved_out += released.size();
     failovers.fetch_add(1);
-    symbols_moved.fetch_add(released.size() - waiting);
+    instruments_moved.fetch_add(released.size() - waiting);
     log(LogLevel::warning, "Kite key {} {}: moved {} of its {} instruments to other keys, {} wait for room", key.id,
         why, released.size() - waiting, released.size(), waiting);
   }
@@ -138,7 +137,7 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
       for (const auto token : left_over) unplaced[token] = mode;
       placed += tokens.size() - left_over.size();
     }
-    symbols_moved.fetch_add(placed);
+    instruments_moved.fetch_add(placed);
     if (placed > 0) log(LogLevel::info, "Kite: placed {} waiting instruments, {} still wait", placed, unplaced.size());
   }
 
@@ -201,36 +200,32 @@ struct MultiApiKiteTickerManager::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer health_timer;
   bool started = false;
   bool stopped = false;
+  Clock::time_point started_at{};
 
   std::atomic<std::uint64_t> ticks{0};
   std::atomic<std::uint64_t> failovers{0};
-  std::atomic<std::uint64_t> symbols_moved{0};
+  std::atomic<std::uint64_t> instruments_moved{0};
 };
 
 // ---- the manager ---------------------------------------------------------------
 
-MultiApiKiteTickerManager::MultiApiKiteTickerManager(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MultiKeyTickerManager::~MultiKeyTickerManager() { stop(); }
 
-MultiApiKiteTickerManager::~MultiApiKiteTickerManager() { stop(); }
-
-MultiApiKiteTickerManager::Builder MultiApiKiteTickerManager::builder(asio::any_io_executor executor) {
-  return Builder(std::move(executor));
-}
-
-void MultiApiKiteTickerManager::start() {
+void MultiKeyTickerManager::start() {
   Impl& m = *impl_;
   {
     std::lock_guard lock(m.mutex);
     if (m.started || m.stopped) return;
     m.started = true;
     const auto now = Clock::now();
+    m.started_at = now;
     for (auto& key : m.keys) key.not_serving_since = now;
     if (m.settings.health_monitoring) m.schedule_health_check();
   }
   for (auto& key : m.keys) key.manager->start();
 }
 
-void MultiApiKiteTickerManager::stop() {
+void MultiKeyTickerManager::stop() {
   Impl& m = *impl_;
   {
     std::lock_guard lock(m.mutex);
@@ -245,13 +240,13 @@ void MultiApiKiteTickerManager::stop() {
   m.unified->close();
 }
 
-void MultiApiKiteTickerManager::subscribe_symbols(std::span<const std::uint32_t> tokens, std::optional<Mode> mode) {
+void MultiKeyTickerManager::subscribe(std::span<const std::uint32_t> tokens, std::optional<Mode> mode) {
   Impl& m = *impl_;
   const Mode wanted = mode.value_or(m.settings.default_mode);
   std::lock_guard lock(m.mutex);
   if (m.settings.strategy == DistributionStrategy::manual) {
-    throw Error("subscribe_symbols places instruments automatically, but this manager uses manual distribution: "
-                "use subscribe_symbols_to_api");
+    throw Error("subscribe places instruments automatically, but this manager uses manual distribution: "
+                "use subscribe_on");
   }
   if (m.stopped) throw Error("cannot subscribe after stop()");
 
@@ -284,7 +279,7 @@ void MultiApiKiteTickerManager::subscribe_symbols(std::span<const std::uint32_t>
   m.place(fresh, wanted, [&](std::size_t k) { return m.can_take_new(k); }, false);
 }
 
-void MultiApiKiteTickerManager::subscribe_symbols_to_api(std::string_view api_key_id,
+void MultiKeyTickerManager::subscribe_on(std::string_view api_key_id,
                                                          std::span<const std::uint32_t> tokens,
                                                          std::optional<Mode> mode) {
   Impl& m = *impl_;
@@ -305,7 +300,7 @@ void MultiApiKiteTickerManager::subscribe_symbols_to_api(std::string_view api_ke
   }
 }
 
-std::size_t MultiApiKiteTickerManager::unsubscribe_symbols(std::span<const std::uint32_t> tokens) {
+std::size_t MultiKeyTickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   std::map<std::size_t, std::vector<std::uint32_t>> by_key;
@@ -323,7 +318,7 @@ std::size_t MultiApiKiteTickerManager::unsubscribe_symbols(std::span<const std::
   return removed;
 }
 
-std::size_t MultiApiKiteTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
+std::size_t MultiKeyTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   std::map<std::size_t, std::vector<std::uint32_t>> by_key;
@@ -340,16 +335,16 @@ std::size_t MultiApiKiteTickerManager::change_mode(std::span<const std::uint32_t
   return changed;
 }
 
-void MultiApiKiteTickerManager::update_access_token(std::string_view api_key_id, Secret access_token) {
+void MultiKeyTickerManager::update_access_token(std::string_view api_key_id, Secret access_token) {
   impl_->keys[impl_->key_index(api_key_id)].manager->update_access_token(std::move(access_token));
 }
 
-TickerChannel& MultiApiKiteTickerManager::channel() noexcept { return impl_->unified->channel(); }
+TickerChannel& MultiKeyTickerManager::channel() noexcept { return impl_->unified->channel(); }
 
-TickerChannel& MultiApiKiteTickerManager::connection_channel(std::string_view api_key_id, std::size_t connection) {
+TickerChannel& MultiKeyTickerManager::connection_channel(std::string_view api_key_id, std::size_t connection) {
   auto& key = impl_->keys[impl_->key_index(api_key_id)];
   if (key.connection_feeds.empty()) {
-    throw Error("per-connection channels are off; enable them with Builder::per_connection_channels(true)");
+    throw Error("per-connection channels are off; enable them with options.per_connection_channels");
   }
   if (connection >= key.connection_feeds.size()) {
     throw Error(fmt::format("key {} has connections 0 to {}, not {}", key.id, key.connection_feeds.size() - 1,
@@ -358,28 +353,28 @@ TickerChannel& MultiApiKiteTickerManager::connection_channel(std::string_view ap
   return key.connection_feeds[connection]->channel();
 }
 
-ApiStats MultiApiKiteTickerManager::get_api_stats(std::string_view api_key_id) const {
+KeyStats MultiKeyTickerManager::key_stats(std::string_view api_key_id) const {
   const auto& key = impl_->keys[impl_->key_index(api_key_id)];
-  ApiStats stats = key.manager->stats();
+  KeyStats stats = key.manager->stats();
   std::lock_guard lock(impl_->mutex);
-  stats.symbols_moved_out = key.moved_out;
-  stats.symbols_moved_in = key.moved_in;
+  stats.instruments_moved_out = key.moved_out;
+  stats.instruments_moved_in = key.moved_in;
   return stats;
 }
 
-std::vector<ApiStats> MultiApiKiteTickerManager::get_all_api_stats() const {
-  std::vector<ApiStats> all;
-  for (const auto& key : impl_->keys) all.push_back(get_api_stats(key.id));
+std::vector<KeyStats> MultiKeyTickerManager::all_key_stats() const {
+  std::vector<KeyStats> all;
+  for (const auto& key : impl_->keys) all.push_back(key_stats(key.id));
   return all;
 }
 
-ManagerStats MultiApiKiteTickerManager::get_stats() const {
+ManagerStats MultiKeyTickerManager::stats() const {
   const Impl& m = *impl_;
   ManagerStats out;
-  out.api_keys = m.keys.size();
-  for (const auto& api : get_all_api_stats()) {
-    if (is_serving(api.health)) ++out.api_keys_serving;
-    out.symbols += api.symbols;
+  out.keys = m.keys.size();
+  for (const auto& api : all_key_stats()) {
+    if (is_serving(api.health)) ++out.keys_serving;
+    out.instruments += api.instruments;
     out.reconnects += api.reconnects;
     out.unknown_packets += api.unknown_packets;
     out.connections_open += static_cast<std::size_t>(
@@ -397,13 +392,20 @@ ManagerStats MultiApiKiteTickerManager::get_stats() const {
     }
   }
   out.failovers = m.failovers.load();
-  out.symbols_moved = m.symbols_moved.load();
+  out.instruments_moved = m.instruments_moved.load();
   std::lock_guard lock(m.mutex);
-  out.unplaced_symbols = m.unplaced.size();
+  out.unplaced_instruments = m.unplaced.size();
+  if (m.started) out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m.started_at);
   return out;
 }
 
-std::map<std::string, std::vector<std::uint32_t>> MultiApiKiteTickerManager::get_symbol_distribution() const {
+std::vector<HealthSnapshot> MultiKeyTickerManager::snapshot() const {
+  std::vector<HealthSnapshot> out;
+  for (const auto& api : all_key_stats()) out.push_back(health_snapshot(api));
+  return out;
+}
+
+std::map<std::string, std::vector<std::uint32_t>> MultiKeyTickerManager::distribution() const {
   std::map<std::string, std::vector<std::uint32_t>> out;
   for (const auto& key : impl_->keys) {
     auto& tokens = out[key.id];
@@ -415,54 +417,44 @@ std::map<std::string, std::vector<std::uint32_t>> MultiApiKiteTickerManager::get
   return out;
 }
 
-// ---- the builder -------------------------------------------------------------------
-
-MultiApiKiteTickerManager::Builder::Builder(asio::any_io_executor executor) : executor_(std::move(executor)) {}
-
-MultiApiKiteTickerManager::Builder& MultiApiKiteTickerManager::Builder::add_api_key(std::string id, Secret api_key,
-                                                                                    Secret access_token) {
-  keys_.push_back({std::move(id), KiteKey{std::move(api_key), std::move(access_token)}});
-  return *this;
-}
-
-
-std::unique_ptr<MultiApiKiteTickerManager> MultiApiKiteTickerManager::Builder::build() {
-  if (keys_.empty()) throw Error("a Kite ticker manager needs at least one API key (add_api_key)");
+MultiKeyTickerManager::MultiKeyTickerManager(asio::any_io_executor executor, MultiKeyTickerManagerOptions options) {
+  if (options.keys.empty()) throw Error("a Kite ticker manager needs at least one API key (options.keys)");
   std::unordered_set<std::string> ids;
-  for (const auto& key : keys_) {
+  for (const auto& key : options.keys) {
     if (key.id.empty()) throw Error("a Kite API key id must not be empty");
     if (!ids.insert(key.id).second) throw Error(fmt::format("duplicate Kite API key id '{}'", key.id));
   }
-  if (channel_capacity_ == 0) throw Error("channel_capacity must be at least 1");
-  if (health_monitoring_ && health_check_interval_.count() <= 0) {
+  if (options.channel_capacity == 0) throw Error("channel_capacity must be at least 1");
+  if (options.health_monitoring && options.health_check_interval.count() <= 0) {
     throw Error("health_check_interval must be positive");
   }
 
-  auto impl = std::make_shared<Impl>(
-      executor_,
-      Impl::Settings{strategy_, default_mode_, health_monitoring_, health_check_interval_, failover_after_},
-      channel_capacity_, conflate_);
-  impl->keys.reserve(keys_.size());
-  const std::weak_ptr<Impl> weak = impl;
-  for (std::size_t i = 0; i < keys_.size(); ++i) {
+  impl_ = std::make_shared<Impl>(executor,
+                                 Impl::Settings{options.distribution, options.default_mode, options.health_monitoring,
+                                                options.health_check_interval, options.failover_after},
+                                 options.channel_capacity, options.conflate_ticks);
+  Impl& m = *impl_;
+  m.keys.reserve(options.keys.size());
+  const std::weak_ptr<Impl> weak = impl_;
+  for (std::size_t i = 0; i < options.keys.size(); ++i) {
     Impl::Key key;
-    key.id = keys_[i].id;
-    key.manager = std::make_unique<KiteTickerManager>(
-        executor_, keys_[i].id, keys_[i].key, options_,
-        [weak, i](std::size_t connection, KiteMessage&& message) {
-          if (const auto self = weak.lock()) self->deliver(i, connection, std::move(message));
+    key.id = options.keys[i].id;
+    key.manager = std::make_unique<TickerManager>(
+        executor, options.keys[i].id, options.keys[i].payload, options.per_key,
+        [weak, i](TickerMessage&& message) {
+          if (const auto self = weak.lock()) self->deliver(i, std::move(message));
         },
         [weak, i](KeyHealth) {
           if (const auto self = weak.lock()) self->on_key_health_changed(i);
         });
-    if (per_connection_channels_) {
-      for (std::size_t c = 0; c < options_.max_connections; ++c) {
-        key.connection_feeds.push_back(std::make_shared<ChannelFeed>(executor_, channel_capacity_, conflate_));
+    if (options.per_connection_channels) {
+      for (std::size_t c = 0; c < options.per_key.max_connections; ++c) {
+        key.connection_feeds.push_back(
+            std::make_shared<ChannelFeed>(executor, options.channel_capacity, options.conflate_ticks));
       }
     }
-    impl->keys.push_back(std::move(key));
+    m.keys.push_back(std::move(key));
   }
-  return std::unique_ptr<MultiApiKiteTickerManager>(new MultiApiKiteTickerManager(std::move(impl)));
 }
 
 }  // namespace floodgate::kite

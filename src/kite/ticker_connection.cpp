@@ -1,4 +1,4 @@
-// KiteTickerConnection: one coroutine per connection runs the whole life
+// TickerConnection: one coroutine per connection runs the whole life
 // cycle (dial, subscribe, read, watch, back off, dial again) on a strand. The
 // public methods only post to that strand, so all connection state below is
 // touched by one thread at a time; the counters are atomics so that stats()
@@ -84,8 +84,8 @@ std::shared_ptr<asio::ssl::context> shared_default_tls() {
 
 }  // namespace
 
-struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
-  State(asio::any_io_executor executor, std::string label_text, KiteKey key_value, KiteConnectionSettings config,
+struct TickerConnection::State : std::enable_shared_from_this<State> {
+  State(asio::any_io_executor executor, std::string label_text, KiteKey key_value, ConnectionSettings config,
         Handlers callbacks)
       : strand(asio::make_strand(executor)),
         label(std::move(label_text)),
@@ -109,6 +109,11 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
     if (reason) {
       std::lock_guard lock(error_mutex);
       last_error = reason;
+    }
+    if (next == ConnectionState::connected) {
+      connected_since.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    } else {
+      connected_since.store(0, std::memory_order_relaxed);
     }
     state.store(next);
     if (handlers.on_state && !stopping) handlers.on_state(next, reason);
@@ -367,7 +372,7 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
   const std::string label;
   KiteKey key;  // strand-only: update_access_token replaces the token
   std::uint64_t token_generation = 0;  // strand-only: counts token updates
-  const KiteConnectionSettings settings;
+  const ConnectionSettings settings;
   const Handlers handlers;
   const net::Endpoint endpoint;
   const std::shared_ptr<asio::ssl::context> tls;
@@ -395,26 +400,27 @@ struct KiteTickerConnection::State : std::enable_shared_from_this<State> {
       reconnects{0}, failed_attempts{0}, watchdog_timeouts{0};
   std::atomic<std::size_t> failures_in_a_row{0};
   std::atomic<int> last_http_status{0};
+  std::atomic<Clock::rep> connected_since{0};  // Clock ticks since its epoch while connected, else 0
   mutable std::mutex error_mutex;
   std::error_code last_error;
 };
 
-KiteTickerConnection::KiteTickerConnection(asio::any_io_executor executor, std::string label, KiteKey key,
-                                           KiteConnectionSettings settings, Handlers handlers)
+TickerConnection::TickerConnection(asio::any_io_executor executor, std::string label, KiteKey key,
+                                           ConnectionSettings settings, Handlers handlers)
     : label_(label),
       state_(std::make_shared<State>(std::move(executor), std::move(label), std::move(key), std::move(settings),
                                      std::move(handlers))) {}
 
-KiteTickerConnection::~KiteTickerConnection() { stop(); }
+TickerConnection::~TickerConnection() { stop(); }
 
-void KiteTickerConnection::start() {
+void TickerConnection::start() {
   asio::post(state_->strand, [state = state_] {
     if (state->stopping || state->state.load() != ConnectionState::idle) return;
     state->launch();
   });
 }
 
-void KiteTickerConnection::update_access_token(Secret access_token) {
+void TickerConnection::update_access_token(Secret access_token) {
   if (!is_url_safe(access_token.reveal())) {
     throw Error(fmt::format("{}: the access token may hold only letters, digits and -_.~", label_));
   }
@@ -423,25 +429,25 @@ void KiteTickerConnection::update_access_token(Secret access_token) {
   });
 }
 
-void KiteTickerConnection::stop() {
+void TickerConnection::stop() {
   asio::post(state_->strand, [state = state_] { state->stop(); });
 }
 
-void KiteTickerConnection::subscribe(std::vector<std::uint32_t> tokens, Mode mode) {
+void TickerConnection::subscribe(std::vector<std::uint32_t> tokens, Mode mode) {
   asio::post(state_->strand, [state = state_, tokens = std::move(tokens), mode]() mutable {
     state->subscribe(std::move(tokens), mode);
   });
 }
 
-void KiteTickerConnection::unsubscribe(std::vector<std::uint32_t> tokens) {
+void TickerConnection::unsubscribe(std::vector<std::uint32_t> tokens) {
   asio::post(state_->strand, [state = state_, tokens = std::move(tokens)] { state->unsubscribe(tokens); });
 }
 
-void KiteTickerConnection::set_mode(std::vector<std::uint32_t> tokens, Mode mode) {
+void TickerConnection::set_mode(std::vector<std::uint32_t> tokens, Mode mode) {
   asio::post(state_->strand, [state = state_, tokens = std::move(tokens), mode] { state->set_mode(tokens, mode); });
 }
 
-ConnectionStats KiteTickerConnection::stats() const {
+ConnectionStats TickerConnection::stats() const {
   const State& s = *state_;
   ConnectionStats out;
   out.state = s.state.load();
@@ -458,6 +464,10 @@ ConnectionStats KiteTickerConnection::stats() const {
   out.watchdog_timeouts = s.watchdog_timeouts.load();
   out.failures_in_a_row = s.failures_in_a_row.load();
   out.last_http_status = s.last_http_status.load();
+  if (const auto since = s.connected_since.load(std::memory_order_relaxed); since != 0) {
+    out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch() -
+                                                                       Clock::duration(since));
+  }
   std::lock_guard lock(s.error_mutex);
   out.last_error = s.last_error;
   return out;

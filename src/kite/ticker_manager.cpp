@@ -1,4 +1,4 @@
-// KiteTickerManager: the placement of tokens on one key's connections, under a
+// TickerManager: the placement of tokens on one key's connections, under a
 // mutex, plus a mirror of each connection's state from which the key's health
 // is derived. The connections do the I/O; their methods only post, so calling
 // them under the mutex keeps the order of concurrent calls without blocking.
@@ -35,6 +35,11 @@ struct Placement {
   Mode mode = Mode::quote;
 };
 
+// Idle batches kept per connection: enough for the frames a consumer that
+// keeps up holds at once; beyond it blocks are freed (a stalled consumer's
+// backlog is not kept forever).
+constexpr std::size_t max_idle_batches = 32;
+
 void check_limit(std::string_view what, std::size_t value, std::size_t kite_limit) {
   if (value == 0 || value > kite_limit) {
     throw Error(fmt::format("{} must be between 1 and {} (Kite's limit), not {}", what, kite_limit, value));
@@ -43,8 +48,8 @@ void check_limit(std::string_view what, std::size_t value, std::size_t kite_limi
 
 }  // namespace
 
-struct KiteTickerManager::Impl {
-  Impl(std::string key_id, KiteTickerManagerOptions opts, MessageHandler message_handler,
+struct TickerManager::Impl {
+  Impl(std::string key_id, TickerManagerOptions opts, MessageHandler message_handler,
        HealthHandler health_handler)
       : id(std::move(key_id)),
         options(std::move(opts)),
@@ -64,12 +69,51 @@ struct KiteTickerManager::Impl {
     return KeyHealth::down;
   }
 
-  void on_connection_state(std::size_t index, ConnectionState state) {
+  // ---- messages and events (on a connection's strand, no lock held) ----------
+
+  void deliver(TickBatch&& batch) {
+    if (options.callbacks.on_ticks) options.callbacks.on_ticks(batch);
+    if (on_message) on_message(TickerMessage{detail::TickBatchPool::of(batch)->shared_source(), std::move(batch)});
+  }
+
+  void deliver_text(std::size_t index, TextMessage&& text) {
+    const MessageSource& source = *sources[index];
+    const TickerCallbacks& callbacks = options.callbacks;
+    if (text.type == TextMessage::Type::order && callbacks.on_order_update) callbacks.on_order_update(source, text.data);
+    if (text.type == TextMessage::Type::error && callbacks.on_error) {
+      callbacks.on_error(source, make_error_code(errc::bad_request),
+                         text.data.is_string() ? text.data.get_ref<const std::string&>() : std::string_view());
+    }
+    if (on_message) on_message(TickerMessage{sources[index], std::move(text)});
+  }
+
+  // The official clients' connection events, from a state change.
+  void report_event(std::size_t index, ConnectionState before, ConnectionState state, std::error_code reason) const {
+    const MessageSource& source = *sources[index];
+    const TickerCallbacks& callbacks = options.callbacks;
+    if (state == ConnectionState::connected) {
+      if (callbacks.on_connect) callbacks.on_connect(source);
+      return;
+    }
+    if (state == ConnectionState::stopped) return;
+    if (before == ConnectionState::connected) {
+      if (callbacks.on_close) callbacks.on_close(source, reason);
+    } else if (reason && callbacks.on_error) {
+      callbacks.on_error(source, reason, "connection attempt failed");
+    }
+    if ((state == ConnectionState::gave_up || state == ConnectionState::auth_failed) && callbacks.on_noreconnect) {
+      callbacks.on_noreconnect(source, reason);
+    }
+  }
+
+  void on_connection_state(std::size_t index, ConnectionState state, std::error_code reason) {
     KeyHealth before, after;
+    ConnectionState previous;
     bool report_auth_failure = false;
     {
       std::lock_guard lock(mutex);
       before = health_locked();
+      previous = connection_states[index];
       connection_states[index] = state;
       if (is_final(state) && !stopped) move_off_locked(index);
       if (state == ConnectionState::auth_failed && !stopped && !auth_failure_reported) {
@@ -78,6 +122,7 @@ struct KiteTickerManager::Impl {
       }
       after = health_locked();
     }
+    report_event(index, previous, state, reason);
     if (before != after && on_health) on_health(after);
     if (report_auth_failure && options.on_auth_failed) options.on_auth_failed(id);
   }
@@ -111,7 +156,7 @@ struct KiteTickerManager::Impl {
   std::size_t least_loaded_live() const {
     std::size_t best = load.size();
     for (std::size_t i = 0; i < load.size(); ++i) {
-      if (load[i] >= options.max_symbols_per_connection || is_final(connection_states[i])) continue;
+      if (load[i] >= options.max_instruments_per_connection || is_final(connection_states[i])) continue;
       if (best == load.size() || load[i] < load[best]) best = i;
     }
     return best;
@@ -123,12 +168,12 @@ struct KiteTickerManager::Impl {
     std::size_t best = least_loaded_live();
     if (best != load.size()) return best;
     for (std::size_t i = 0; i < load.size(); ++i) {
-      if (load[i] < options.max_symbols_per_connection && (best == load.size() || load[i] < load[best])) best = i;
+      if (load[i] < options.max_instruments_per_connection && (best == load.size() || load[i] < load[best])) best = i;
     }
     return best;
   }
 
-  std::size_t capacity() const { return options.max_connections * options.max_symbols_per_connection; }
+  std::size_t capacity() const { return options.max_connections * options.max_instruments_per_connection; }
 
   // For each of `tokens` that is subscribed: `update(placement iterator)`,
   // then one `send(connection, batch)` per connection with the batch of its
@@ -151,10 +196,11 @@ struct KiteTickerManager::Impl {
   }
 
   const std::string id;
-  const KiteTickerManagerOptions options;
+  const TickerManagerOptions options;
   const MessageHandler on_message;
   const HealthHandler on_health;
-  std::vector<std::unique_ptr<KiteTickerConnection>> connections;
+  std::vector<std::unique_ptr<TickerConnection>> connections;
+  std::vector<std::shared_ptr<const MessageSource>> sources;  // per connection, shared with its pool
 
   mutable std::mutex mutex;
   std::unordered_map<std::uint32_t, Placement> placement;
@@ -162,48 +208,60 @@ struct KiteTickerManager::Impl {
   std::vector<ConnectionState> connection_states;
   bool started = false;
   bool stopped = false;
+  std::chrono::steady_clock::time_point started_at{};
   bool auth_failure_reported = false;  // on_auth_failed called since the last token update
 };
 
-KiteTickerManager::KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
-                                     KiteTickerManagerOptions options, MessageHandler on_message,
+TickerManager::TickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+                                     TickerManagerOptions options, MessageHandler on_message,
                                      HealthHandler on_health) {
   check_limit("max_connections", options.max_connections, kite_max_connections_per_key);
-  check_limit("max_symbols_per_connection", options.max_symbols_per_connection, kite_max_instruments_per_connection);
+  check_limit("max_instruments_per_connection", options.max_instruments_per_connection, kite_max_instruments_per_connection);
   impl_ = std::make_shared<Impl>(std::move(id), std::move(options), std::move(on_message), std::move(on_health));
 
   // The handlers hold the Impl weakly: a connection's strand may still call
-  // one while the manager is being destroyed.
+  // one while the manager is being destroyed. Each connection decodes into its
+  // own pool, which outlives both while a batch of it is held.
   const std::weak_ptr<Impl> weak = impl_;
   for (std::size_t i = 0; i < impl_->options.max_connections; ++i) {
-    KiteTickerConnection::Handlers handlers{
+    auto pool = std::make_shared<detail::TickBatchPool>(MessageSource{impl_->id, i}, max_idle_batches);
+    impl_->sources.push_back(pool->shared_source());
+    TickerConnection::Handlers handlers{
         .on_frame =
-            [weak, i](const FrameView& frame) {
+            [weak, pool](const FrameView& frame) {
               const auto impl = weak.lock();
-              if (!impl || !impl->on_message) return;
-              for (const PacketView packet : frame) impl->on_message(i, KiteMessage(packet.decode()));
+              if (!impl) return;
+              auto filling = pool->take();
+              auto& ticks = filling.ticks();
+              for (const PacketView packet : frame) ticks.push_back(packet.decode());
+              impl->deliver(pool->publish(filling));
             },
-        .on_text =
-            [weak, i](TextMessage&& text) {
-              if (const auto impl = weak.lock(); impl && impl->on_message) impl->on_message(i, KiteMessage(std::move(text)));
-            },
+        .on_text = [weak, i](TextMessage&& text) { if (const auto impl = weak.lock()) impl->deliver_text(i, std::move(text)); },
         .on_state =
-            [weak, i](ConnectionState state, std::error_code) {
-              if (const auto impl = weak.lock()) impl->on_connection_state(i, state);
+            [weak, i](ConnectionState state, std::error_code reason) {
+              if (const auto impl = weak.lock()) impl->on_connection_state(i, state, reason);
+            },
+        .on_reconnect =
+            [weak, i](std::size_t failures, std::chrono::milliseconds delay) {
+              const auto impl = weak.lock();
+              if (impl && impl->options.callbacks.on_reconnect) {
+                impl->options.callbacks.on_reconnect(*impl->sources[i], failures, delay);
+              }
             },
     };
-    impl_->connections.push_back(std::make_unique<KiteTickerConnection>(
+    impl_->connections.push_back(std::make_unique<TickerConnection>(
         executor, fmt::format("{}#{}", impl_->id, i), key, impl_->options.connection, std::move(handlers)));
   }
 }
 
-KiteTickerManager::~KiteTickerManager() { stop(); }
+TickerManager::~TickerManager() { stop(); }
 
-void KiteTickerManager::start() {
+void TickerManager::start() {
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->started || impl_->stopped) return;
     impl_->started = true;
+    impl_->started_at = std::chrono::steady_clock::now();
   }
   // idle -> down until a connection is up. Reported here because no connection
   // state change does it for a key whose connections never come up (a key
@@ -212,7 +270,7 @@ void KiteTickerManager::start() {
   for (auto& connection : impl_->connections) connection->start();
 }
 
-void KiteTickerManager::stop() {
+void TickerManager::stop() {
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->stopped) return;
@@ -222,7 +280,7 @@ void KiteTickerManager::stop() {
   if (impl_->on_health) impl_->on_health(KeyHealth::stopped);
 }
 
-void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mode) {
+void TickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   if (m.stopped) throw Error(fmt::format("{}: cannot subscribe after stop()", m.id));
@@ -242,7 +300,7 @@ void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mo
   if (fresh.size() > free) {
     throw CapacityError(fmt::format("{} cannot take {} more instruments: {} connections x {} = {}, {} subscribed, {} free",
                                     m.id, fresh.size(), m.options.max_connections,
-                                    m.options.max_symbols_per_connection, m.capacity(), m.placement.size(), free),
+                                    m.options.max_instruments_per_connection, m.capacity(), m.placement.size(), free),
                         fresh.size(), free);
   }
 
@@ -260,7 +318,7 @@ void KiteTickerManager::subscribe(std::span<const std::uint32_t> tokens, Mode mo
   }
 }
 
-std::size_t KiteTickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
+std::size_t TickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   return m.for_subscribed(
@@ -269,22 +327,22 @@ std::size_t KiteTickerManager::unsubscribe(std::span<const std::uint32_t> tokens
         --m.load[placed->second.connection];
         m.placement.erase(placed);
       },
-      [](KiteTickerConnection& connection, std::vector<std::uint32_t> batch) {
+      [](TickerConnection& connection, std::vector<std::uint32_t> batch) {
         connection.unsubscribe(std::move(batch));
       });
 }
 
-std::size_t KiteTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
+std::size_t TickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   return m.for_subscribed(
       tokens, [mode](auto placed) { placed->second.mode = mode; },
-      [mode](KiteTickerConnection& connection, std::vector<std::uint32_t> batch) {
+      [mode](TickerConnection& connection, std::vector<std::uint32_t> batch) {
         connection.set_mode(std::move(batch), mode);
       });
 }
 
-void KiteTickerManager::update_access_token(Secret access_token) {
+void TickerManager::update_access_token(Secret access_token) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   m.auth_failure_reported = false;
@@ -292,7 +350,7 @@ void KiteTickerManager::update_access_token(Secret access_token) {
   for (auto& connection : m.connections) connection->update_access_token(access_token);
 }
 
-std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
+std::vector<std::pair<std::uint32_t, Mode>> TickerManager::release_all() {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   std::vector<std::pair<std::uint32_t, Mode>> released;
@@ -311,31 +369,35 @@ std::vector<std::pair<std::uint32_t, Mode>> KiteTickerManager::release_all() {
   return released;
 }
 
-bool KiteTickerManager::is_subscribed(std::uint32_t token) const {
+bool TickerManager::is_subscribed(std::uint32_t token) const {
   std::lock_guard lock(impl_->mutex);
   return impl_->placement.contains(token);
 }
 
-std::size_t KiteTickerManager::symbol_count() const {
+std::size_t TickerManager::instrument_count() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->placement.size();
 }
 
-std::size_t KiteTickerManager::capacity() const noexcept { return impl_->capacity(); }
+std::size_t TickerManager::capacity() const noexcept { return impl_->capacity(); }
 
-KeyHealth KiteTickerManager::health() const {
+KeyHealth TickerManager::health() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->health_locked();
 }
 
-ApiStats KiteTickerManager::stats() const {
-  ApiStats out;
+KeyStats TickerManager::stats() const {
+  KeyStats out;
   out.id = impl_->id;
   out.capacity = impl_->capacity();
   {
     std::lock_guard lock(impl_->mutex);
     out.health = impl_->health_locked();
-    out.symbols = impl_->placement.size();
+    out.instruments = impl_->placement.size();
+    if (impl_->started) {
+      out.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                         impl_->started_at);
+    }
   }
   for (const auto& connection : impl_->connections) {
     out.connections.push_back(connection->stats());
@@ -350,7 +412,7 @@ ApiStats KiteTickerManager::stats() const {
   return out;
 }
 
-std::vector<std::vector<std::uint32_t>> KiteTickerManager::distribution() const {
+std::vector<std::vector<std::uint32_t>> TickerManager::distribution() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<std::vector<std::uint32_t>> out(impl_->connections.size());
   for (const auto& [token, where] : impl_->placement) out[where.connection].push_back(token);
@@ -358,6 +420,41 @@ std::vector<std::vector<std::uint32_t>> KiteTickerManager::distribution() const 
   return out;
 }
 
-const std::string& KiteTickerManager::id() const noexcept { return impl_->id; }
+HealthSnapshot health_snapshot(const KeyStats& stats) {
+  HealthSnapshot out;
+  out.id = stats.id;
+  std::uint64_t connects = 0;
+  for (const auto& connection : stats.connections) connects += connection.connects;
+  out.successes = connects;
+  out.failures = stats.failed_attempts;
+  out.requests = connects + stats.failed_attempts;
+  out.smoothed_success_rate = out.success_ratio();
+  switch (stats.health) {
+    case KeyHealth::idle:
+    case KeyHealth::live:
+    case KeyHealth::degraded: out.state = CredentialState::ready; break;
+    case KeyHealth::down:
+      out.state = CredentialState::ejected;
+      out.cooldown_until = std::chrono::system_clock::now();  // its connections are dialling: no later bound
+      for (const auto& connection : stats.connections) {
+        out.ejections = std::max(out.ejections, static_cast<std::uint32_t>(connection.failures_in_a_row));
+      }
+      break;
+    case KeyHealth::failed:
+    case KeyHealth::stopped: {
+      out.state = CredentialState::disabled;
+      const bool refused = std::any_of(stats.connections.begin(), stats.connections.end(), [](const ConnectionStats& c) {
+        return c.state == ConnectionState::auth_failed;
+      });
+      out.disabled_reason = stats.health == KeyHealth::stopped ? "stopped"
+                            : refused                         ? "access token refused"
+                                                              : "reconnect attempts used up";
+      break;
+    }
+  }
+  return out;
+}
+
+const std::string& TickerManager::id() const noexcept { return impl_->id; }
 
 }  // namespace floodgate::kite

@@ -176,14 +176,12 @@ struct ServerCore {
 
 // Deterministic, plausible market data for a token: a price that wanders
 // around a base derived from the token, with a full book around it.
-kite::Tick simulated_tick(std::uint32_t token, std::uint64_t sequence) {
+kite::Tick simulated_tick(std::uint32_t token, std::uint64_t sequence, std::chrono::sys_seconds now) {
   const bool currency = kite::segment_of(token) == kite::Segment::cds || kite::segment_of(token) == kite::Segment::bcd;
   const double base = currency ? 70.0 + static_cast<double>((token >> 8) % 20)
                                : 100.0 + static_cast<double>((token >> 8) % 4900);
   const double step = currency ? 0.0025 : 0.05;
   const auto wiggle = static_cast<double>(static_cast<std::int64_t>((sequence * 7919 + token) % 41) - 20);
-  const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
-
   kite::Tick tick;
   tick.instrument_token = token;
   tick.last_price = base + wiggle * step;
@@ -406,8 +404,9 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       encoder_.clear();
     };
     encoder_.clear();
+    const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
     for (const auto& [token, mode] : subscriptions_) {
-      encoder_.add(simulated_tick(token, sequence_), mode);
+      encoder_.add(simulated_tick(token, sequence_, now), mode);
       if (encoder_.packet_count() == std::numeric_limits<std::uint16_t>::max()) flush();
     }
     if (encoder_.packet_count() > 0) flush();
@@ -440,7 +439,8 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void write_front() {
-    const Outgoing& front = queue_.front();
+    Outgoing& front = queue_.front();
+    if (front.kind == Outgoing::Kind::ticks && server_.options.stamp_send_time) stamp_send_time(front.bytes);
     ws_.binary(front.kind != Outgoing::Kind::text);
     ws_.async_write(asio::buffer(front.bytes), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->finish();
@@ -448,6 +448,26 @@ class Session final : public SessionControl, public std::enable_shared_from_this
       self->queue_.pop_front();
       if (!self->queue_.empty()) self->write_front();
     });
+  }
+
+  // Writes the steady clock's nanoseconds into every quote and full packet:
+  // the high half as total_buy_quantity, the low half as total_sell_quantity.
+  static void stamp_send_time(std::vector<std::byte>& frame) {
+    const auto nanos = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+    const auto put_u32 = [](std::byte* at, std::uint32_t value) {
+      for (int i = 0; i < 4; ++i) at[i] = static_cast<std::byte>(value >> (24 - 8 * i));
+    };
+    std::size_t at = 2;  // after the packet count
+    while (at + 2 <= frame.size()) {
+      const std::size_t length = std::to_integer<std::size_t>(frame[at]) << 8 | std::to_integer<std::size_t>(frame[at + 1]);
+      at += 2;
+      if (length >= kite::quote_packet_size && at + length <= frame.size()) {
+        put_u32(&frame[at + 20], static_cast<std::uint32_t>(nanos >> 32));
+        put_u32(&frame[at + 24], static_cast<std::uint32_t>(nanos));
+      }
+      at += length;
+    }
   }
 
   void count_sent(const Outgoing& frame) {

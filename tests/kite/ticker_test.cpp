@@ -1,16 +1,18 @@
 // The Kite ticker client side against sim::KiteTickerServer over real sockets
 // on 127.0.0.1: the reconnect backoff (pure, its schedule in virtual time, and
-// against a server that accepts and drops), KiteTickerConnection (subscribe /
+// against a server that accepts and drops), TickerConnection (subscribe /
 // mode / unsubscribe, reconnect restoring every subscription and mode, the
 // liveness watchdog, 403 and 429 on the upgrade, no HTTP status without a
 // reply, malformed frames, packets of unknown length, hostile text messages,
 // a new access token after expiry, stop, wss with the simulator's run-time
-// CA), KiteTickerManager (connections per key, spreading and batching,
-// capacity errors, mode changes, release) and MultiApiKiteTickerManager
-// (builder checks, round-robin and manual placement, channels, failover of a
+// CA), TickerManager (connections per key, spreading and batching,
+// capacity errors, mode changes, release) and MultiKeyTickerManager
+// (option checks, round-robin and manual placement, channels, failover of a
 // refused, a down and an accept-and-drop key, token refresh with
 // on_auth_failed, stop, slow consumers with and without conflation, and no
-// secret in any log line, stat or error text).
+// secret in any log line, stat or error text), then batched delivery (pooled
+// TickBatch storage, one batch per frame), the official clients' events, and
+// keys in the status table and Prometheus text.
 //
 // Every timing is short (ticks every 20 ms, heartbeats every 100 ms, a
 // watchdog of 300 ms where it is under test and 1 s elsewhere, reconnects
@@ -18,6 +20,7 @@
 // of sleeping a fixed time.
 #include <floodgate/core/clock.hpp>
 #include <floodgate/core/error.hpp>
+#include <floodgate/core/format.hpp>
 #include <floodgate/core/log.hpp>
 #include <floodgate/core/secret.hpp>
 #include <floodgate/kite/multi_api_manager.hpp>
@@ -178,7 +181,7 @@ class IoThreads {
 /// What a connection's handlers saw, readable from the test thread.
 class Recorder {
  public:
-  kite::KiteTickerConnection::Handlers handlers() {
+  kite::TickerConnection::Handlers handlers() {
     return {
         .on_frame =
             [this](const kite::FrameView& frame) {
@@ -230,8 +233,8 @@ class Recorder {
   std::vector<ConnectionState> states_;
 };
 
-kite::KiteConnectionSettings settings_for(const KiteTickerServer& server) {
-  kite::KiteConnectionSettings settings;
+kite::ConnectionSettings settings_for(const KiteTickerServer& server) {
+  kite::ConnectionSettings settings;
   settings.url = server.url();
   settings.allow_plain_ws = true;
   settings.connect_timeout = 2s;
@@ -244,7 +247,7 @@ floodgate::KiteKey kite_key(const char* api_key, const char* access_token) {
   return {Secret(api_key), Secret(access_token)};
 }
 
-bool is_connected(const kite::KiteTickerConnection& connection) {
+bool is_connected(const kite::TickerConnection& connection) {
   return connection.stats().state == ConnectionState::connected;
 }
 
@@ -369,14 +372,14 @@ TEST_CASE("kite reconnect backoff: accept-then-drop backs off like a refusal and
   }
 }
 
-// ---- KiteTickerConnection ----------------------------------------------------------------------
+// ---- TickerConnection ----------------------------------------------------------------------
 
 TEST_CASE("kite connection subscribes, streams each mode and unsubscribes", "[kite][ticker]") {
   KiteTickerServer server(server_options());
   server.start();
   Recorder recorder;
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                         recorder.handlers());
   // Subscribed before the start: sent once the connection is up.
   connection.subscribe({nse_token}, Mode::full);
@@ -446,7 +449,7 @@ TEST_CASE("kite connection reconnects after a drop and restores every subscripti
   server.start();
   Recorder recorder;
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                         recorder.handlers());
   connection.start();
   const auto full = nse_tokens(40, 1000), quote = nse_tokens(40, 2000), ltp = nse_tokens(40, 3000);
@@ -502,7 +505,7 @@ TEST_CASE("kite connection watchdog replaces a silent connection and resubscribe
   IoThreads io;
   auto settings = settings_for(server);
   settings.watchdog_timeout = 300ms;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
                                         recorder.handlers());
   connection.start();
   REQUIRE(eventually([&] { return is_connected(connection); }));
@@ -543,7 +546,7 @@ TEST_CASE("kite connection stops for good on 403 instead of retrying", "[kite][t
   server.start();
   Recorder recorder;
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, "wrong-token-0000"),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, "wrong-token-0000"),
                                         settings_for(server), recorder.handlers());
   connection.subscribe(nse_tokens(3), Mode::quote);
   connection.start();
@@ -573,7 +576,7 @@ TEST_CASE("kite connection backs off a server that accepts and drops, and gives 
   std::vector<std::pair<std::size_t, std::chrono::milliseconds>> announced;  // (failures, pause)
   std::vector<std::chrono::steady_clock::time_point> dials;
   std::vector<ConnectionState> states;
-  kite::KiteTickerConnection::Handlers handlers{
+  kite::TickerConnection::Handlers handlers{
       .on_state =
           [&](ConnectionState state, std::error_code) {
             std::lock_guard lock(mutex);
@@ -589,7 +592,7 @@ TEST_CASE("kite connection backs off a server that accepts and drops, and gives 
   auto settings = settings_for(server);
   settings.reconnect = {.floor = 20ms, .cap = 160ms, .max_attempts = 6};
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, handlers);
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, handlers);
   connection.subscribe(nse_tokens(3), Mode::quote);
   connection.start();
 
@@ -636,14 +639,14 @@ TEST_CASE("kite connection reports no HTTP status for an attempt that got no HTT
   accept_next();
   std::thread server_thread([&] { server_io.run(); });
 
-  kite::KiteConnectionSettings settings;
+  kite::ConnectionSettings settings;
   settings.url = fmt::format("ws://127.0.0.1:{}", acceptor.local_endpoint().port());
   settings.allow_plain_ws = true;
   settings.connect_timeout = 2s;
   settings.reconnect = {.floor = 10ms, .cap = 10ms, .max_attempts = 2};
   {
     IoThreads io;
-    kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, {});
+    kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, {});
     connection.start();
     REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::gave_up; }));
     const auto stats = connection.stats();
@@ -662,7 +665,7 @@ TEST_CASE("kite connection refused after its token expired comes back with a new
   server.start();
   Recorder recorder;
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                         recorder.handlers());
   const auto full = nse_tokens(5, 1000), ltp = nse_tokens(5, 2000);
   connection.subscribe(full, Mode::full);
@@ -705,15 +708,15 @@ TEST_CASE("kite connection reports 429 as too many connections and gets in once 
   server.start();
   Recorder recorder;
   IoThreads io;
-  std::vector<std::unique_ptr<kite::KiteTickerConnection>> holders;
+  std::vector<std::unique_ptr<kite::TickerConnection>> holders;
   for (int i = 0; i < 3; ++i) {
-    holders.push_back(std::make_unique<kite::KiteTickerConnection>(
-        io.executor(), "holder", kite_key(key_a, token_a), settings_for(server), kite::KiteTickerConnection::Handlers{}));
+    holders.push_back(std::make_unique<kite::TickerConnection>(
+        io.executor(), "holder", kite_key(key_a, token_a), settings_for(server), kite::TickerConnection::Handlers{}));
     holders.back()->start();
   }
   REQUIRE(eventually([&] { return server.key_stats(key_a).connections == 3; }));
 
-  kite::KiteTickerConnection fourth(io.executor(), "A#3", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection fourth(io.executor(), "A#3", kite_key(key_a, token_a), settings_for(server),
                                     recorder.handlers());
   fourth.subscribe({nse_token}, Mode::ltp);
   fourth.start();
@@ -739,7 +742,7 @@ TEST_CASE("kite connection counts malformed frames and keeps streaming", "[kite]
   server.start();
   Recorder recorder;
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                         recorder.handlers());
   connection.start();
   const auto tokens = nse_tokens(3);
@@ -781,7 +784,7 @@ TEST_CASE("kite connection skips packets of unknown length, delivers the rest, w
   server.start();
   Recorder recorder;
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                         recorder.handlers());
   connection.start();
   REQUIRE(eventually([&] { return is_connected(connection); }));
@@ -849,7 +852,7 @@ TEST_CASE("kite connection survives hostile text messages and logs only an excer
   auto handlers = recorder.handlers();
   handlers.on_text = [&](kite::TextMessage&&) { ++texts; };
   IoThreads io;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                         handlers);
   connection.subscribe({nse_token}, Mode::ltp);
   connection.start();
@@ -890,7 +893,7 @@ TEST_CASE("kite connection stop means stop", "[kite][ticker]") {
   IoThreads io;
 
   SECTION("while connected, even when the server drops at the same moment") {
-    kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+    kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                           recorder.handlers());
     connection.start();
     connection.subscribe(nse_tokens(3), Mode::quote);
@@ -916,7 +919,7 @@ TEST_CASE("kite connection stop means stop", "[kite][ticker]") {
     auto settings = settings_for(server);
     settings.reconnect.floor = 300ms;
     settings.reconnect.cap = 300ms;
-    kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
+    kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
                                           recorder.handlers());
     connection.start();
     REQUIRE(eventually([&] { return is_connected(connection); }));
@@ -930,7 +933,7 @@ TEST_CASE("kite connection stop means stop", "[kite][ticker]") {
 
   SECTION("by destroying the connection") {
     {
-      kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
+      kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings_for(server),
                                             recorder.handlers());
       connection.start();
       REQUIRE(eventually([&] { return server.key_stats(key_a).connections == 1; }));
@@ -954,7 +957,7 @@ TEST_CASE("kite connection over wss verifies the simulator's certificate", "[kit
     auto settings = settings_for(server);
     settings.allow_plain_ws = false;
     settings.tls = floodgate::net::make_client_tls_context({.ca_pem = certs.ca_pem});
-    kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
+    kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
                                           recorder.handlers());
     connection.start();
     connection.subscribe({nse_token}, Mode::full);
@@ -971,7 +974,7 @@ TEST_CASE("kite connection over wss verifies the simulator's certificate", "[kit
     auto settings = settings_for(server);
     settings.tls = floodgate::net::make_client_tls_context({.ca_pem = other.ca_pem});
     settings.reconnect.max_attempts = 3;
-    kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
+    kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings,
                                           recorder.handlers());
     connection.start();
     REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::gave_up; }));
@@ -993,7 +996,7 @@ TEST_CASE("kite connection refuses plain ws unless allowed, and unusable keys", 
   auto settings = settings_for(server);
   settings.allow_plain_ws = false;
   settings.reconnect.max_attempts = 1;
-  kite::KiteTickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, recorder.handlers());
+  kite::TickerConnection connection(io.executor(), "A#0", kite_key(key_a, token_a), settings, recorder.handlers());
   connection.start();
   REQUIRE(eventually([&] { return connection.stats().state == ConnectionState::gave_up; }));
   CHECK(connection.stats().last_error == floodgate::net::errc::insecure_scheme);
@@ -1001,35 +1004,37 @@ TEST_CASE("kite connection refuses plain ws unless allowed, and unusable keys", 
 
   // A token that cannot go into a URL query is refused up front, without showing it.
   try {
-    kite::KiteTickerConnection bad(io.executor(), "A#1", kite_key(key_a, "secret token&x=1"), settings_for(server),
+    kite::TickerConnection bad(io.executor(), "A#1", kite_key(key_a, "secret token&x=1"), settings_for(server),
                                    {});
     FAIL("expected floodgate::Error");
   } catch (const floodgate::Error& e) {
     CHECK_THAT(e.what(), !Catch::Contains("secret token"));
   }
-  CHECK_THROWS_AS(kite::KiteTickerConnection(io.executor(), "A#2", kite_key(key_a, token_a),
+  CHECK_THROWS_AS(kite::TickerConnection(io.executor(), "A#2", kite_key(key_a, token_a),
                                              {.url = "ftp://example.com"}, {}),
                   floodgate::Error);
 }
 
-// ---- KiteTickerManager -------------------------------------------------------------------------
+// ---- TickerManager -------------------------------------------------------------------------
 
 namespace {
 
-kite::KiteTickerManagerOptions manager_options(const KiteTickerServer& server, std::size_t connections,
+kite::TickerManagerOptions manager_options(const KiteTickerServer& server, std::size_t connections,
                                                std::size_t per_connection) {
-  return {.max_connections = connections, .max_symbols_per_connection = per_connection,
+  return {.max_connections = connections, .max_instruments_per_connection = per_connection,
           .connection = settings_for(server)};
 }
 
 /// Counts the manager's messages per connection index, and ticks per token.
 class ManagerRecorder {
  public:
-  kite::KiteTickerManager::MessageHandler handler() {
-    return [this](std::size_t connection, kite::KiteMessage&& message) {
+  kite::TickerManager::MessageHandler handler() {
+    return [this](kite::TickerMessage&& message) {
       std::lock_guard lock(mutex_);
-      ++per_connection_[connection];
-      if (const auto* tick = std::get_if<kite::Tick>(&message)) last_[tick->instrument_token] = *tick;
+      ++per_connection_[message.connection()];
+      if (const auto* ticks = message.ticks()) {
+        for (const auto& tick : *ticks) last_[tick.instrument_token] = tick;
+      }
     };
   }
   std::set<std::size_t> connections_seen() const {
@@ -1059,7 +1064,7 @@ TEST_CASE("kite manager opens 3 connections per key and spreads batches evenly",
   std::vector<kite::KeyHealth> healths;
   std::mutex healths_mutex;
   IoThreads io;
-  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), manager_options(server, 3, 100),
+  kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), manager_options(server, 3, 100),
                                   recorder.handler(), [&](kite::KeyHealth health) {
                                     std::lock_guard lock(healths_mutex);
                                     healths.push_back(health);
@@ -1077,7 +1082,7 @@ TEST_CASE("kite manager opens 3 connections per key and spreads batches evenly",
   const auto requests_before = server.stats().requests_received;
   const auto first = nse_tokens(150, 1000);
   manager.subscribe(first, Mode::ltp);
-  CHECK(manager.symbol_count() == 150);
+  CHECK(manager.instrument_count() == 150);
   auto distribution = manager.distribution();
   REQUIRE(distribution.size() == 3);
   for (const auto& tokens : distribution) CHECK(tokens.size() == 50);
@@ -1115,7 +1120,7 @@ TEST_CASE("kite manager opens 3 connections per key and spreads batches evenly",
   const auto stats = manager.stats();
   CHECK(stats.id == "API-1");
   CHECK(stats.health == kite::KeyHealth::live);
-  CHECK(stats.symbols == 210);
+  CHECK(stats.instruments == 210);
   CHECK(stats.capacity == 300);
   CHECK(stats.connections.size() == 3);
   CHECK(stats.ticks > 0);
@@ -1126,7 +1131,7 @@ TEST_CASE("kite manager refuses a batch that does not fit, whole, naming the num
   server.start();
   ManagerRecorder recorder;
   IoThreads io;
-  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), manager_options(server, 3, 100),
+  kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), manager_options(server, 3, 100),
                                   recorder.handler());
   manager.start();
   const auto held = nse_tokens(210, 1000);
@@ -1149,7 +1154,7 @@ TEST_CASE("kite manager refuses a batch that does not fit, whole, naming the num
     CHECK_THAT(what, !Catch::Contains(token_a) && !Catch::Contains(key_a));
   }
   // Nothing of the refused batch was placed or sent.
-  CHECK(manager.symbol_count() == 210);
+  CHECK(manager.instrument_count() == 210);
   for (const auto token : refused) CHECK_FALSE(manager.is_subscribed(token));
   CHECK(holds_for([&] { return server.stats().requests_received == requests; }, 100ms));
   CHECK(server.key_stats(key_a).subscriptions == 210);
@@ -1158,20 +1163,20 @@ TEST_CASE("kite manager refuses a batch that does not fit, whole, naming the num
   std::vector<std::uint32_t> mixed(refused.begin(), refused.begin() + 90);
   mixed.insert(mixed.end(), held.begin(), held.begin() + 10);
   manager.subscribe(mixed, Mode::quote);
-  CHECK(manager.symbol_count() == 300);
+  CHECK(manager.instrument_count() == 300);
   CHECK(manager.spare_capacity() == 0);
   CHECK(eventually([&] { return server.key_stats(key_a).subscriptions == 300; }));
   CHECK_THROWS_AS(manager.subscribe(std::vector<std::uint32_t>{refused.back()}, Mode::quote), kite::CapacityError);
   CHECK_NOTHROW(manager.subscribe(held, Mode::quote));  // nothing new: fits in a full manager
 
   // Limits outside Kite's are refused when the manager is built.
-  CHECK_THROWS_AS(kite::KiteTickerManager(io.executor(), "X", kite_key(key_a, token_a),
+  CHECK_THROWS_AS(kite::TickerManager(io.executor(), "X", kite_key(key_a, token_a),
                                           manager_options(server, 4, 100), {}),
                   floodgate::Error);
-  CHECK_THROWS_AS(kite::KiteTickerManager(io.executor(), "X", kite_key(key_a, token_a),
+  CHECK_THROWS_AS(kite::TickerManager(io.executor(), "X", kite_key(key_a, token_a),
                                           manager_options(server, 0, 100), {}),
                   floodgate::Error);
-  CHECK_THROWS_AS(kite::KiteTickerManager(io.executor(), "X", kite_key(key_a, token_a),
+  CHECK_THROWS_AS(kite::TickerManager(io.executor(), "X", kite_key(key_a, token_a),
                                           manager_options(server, 1, 3001), {}),
                   floodgate::Error);
 }
@@ -1181,7 +1186,7 @@ TEST_CASE("kite manager changes modes, unsubscribes and releases everything", "[
   server.start();
   ManagerRecorder recorder;
   IoThreads io;
-  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), manager_options(server, 3, 100),
+  kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), manager_options(server, 3, 100),
                                   recorder.handler());
   manager.start();
   const auto tokens = nse_tokens(30);
@@ -1203,18 +1208,18 @@ TEST_CASE("kite manager changes modes, unsubscribes and releases everything", "[
   manager.subscribe(std::vector<std::uint32_t>{tokens.back()}, Mode::ltp);
   expected.back().second = Mode::ltp;
   REQUIRE(eventually([&] { return server_subscriptions(server, key_a) == sorted(expected); }));
-  CHECK(manager.symbol_count() == 30);
+  CHECK(manager.instrument_count() == 30);
 
   const std::vector<std::uint32_t> dropped{tokens[0], tokens[15], tokens[16], 9999 << 8 | 1};
   CHECK(manager.unsubscribe(dropped) == 3);
-  CHECK(manager.symbol_count() == 27);
+  CHECK(manager.instrument_count() == 27);
   CHECK_FALSE(manager.is_subscribed(tokens[15]));
   std::erase_if(expected, [&](const auto& s) { return s.first == tokens[0] || s.first == tokens[15] || s.first == tokens[16]; });
   REQUIRE(eventually([&] { return server_subscriptions(server, key_a) == sorted(expected); }));
 
   const auto released = manager.release_all();
   CHECK(released == sorted(expected));  // every token with its mode
-  CHECK(manager.symbol_count() == 0);
+  CHECK(manager.instrument_count() == 0);
   CHECK(manager.spare_capacity() == 300);
   CHECK(eventually([&] { return server.key_stats(key_a).subscriptions == 0; }));
   CHECK(server.key_stats(key_a).connections == 3);  // the connections stay open
@@ -1233,7 +1238,7 @@ TEST_CASE("kite manager health follows its connections", "[kite][ticker]") {
   IoThreads io;
   auto options = manager_options(server, 2, 100);
   options.connection.reconnect = {.floor = 300ms, .cap = 300ms, .max_attempts = 0};
-  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
+  kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
   manager.start();
   REQUIRE(eventually([&] { return manager.health() == kite::KeyHealth::live; }));
   server.drop_connections(key_a, 1);
@@ -1245,7 +1250,7 @@ TEST_CASE("kite manager health follows its connections", "[kite][ticker]") {
   CHECK(eventually([&] { return manager.health() == kite::KeyHealth::failed; }));
   CHECK(manager.stats().failed_attempts == 2);
 
-  kite::KiteTickerManager wrong(io.executor(), "API-2", kite_key(key_b, "not-the-token"), options, {});
+  kite::TickerManager wrong(io.executor(), "API-2", kite_key(key_b, "not-the-token"), options, {});
   wrong.start();
   CHECK(eventually([&] { return wrong.health() == kite::KeyHealth::failed; }));
 }
@@ -1256,12 +1261,12 @@ TEST_CASE("kite manager moves a connection's instruments to its siblings when it
   ManagerRecorder recorder;
   IoThreads io;
   // A connection of someone else's holds the key's first slot; the manager takes the other two.
-  kite::KiteTickerConnection early(io.executor(), "early", kite_key(key_a, token_a), settings_for(server), {});
+  kite::TickerConnection early(io.executor(), "early", kite_key(key_a, token_a), settings_for(server), {});
   early.start();
   REQUIRE(eventually([&] { return is_connected(early); }));
   auto options = manager_options(server, 2, 100);
   options.connection.reconnect = {.floor = 400ms, .cap = 400ms, .max_attempts = 2};
-  kite::KiteTickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
+  kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options, recorder.handler());
   manager.start();
   REQUIRE(eventually([&] { return manager.health() == kite::KeyHealth::live; }));
   const auto tokens = nse_tokens(60);
@@ -1273,7 +1278,7 @@ TEST_CASE("kite manager moves a connection's instruments to its siblings when it
   REQUIRE(server.drop_connections(key_a, 1) == 1);
   auto late_settings = settings_for(server);
   late_settings.reconnect = {.floor = 5ms, .cap = 10ms, .max_attempts = 0};
-  kite::KiteTickerConnection late(io.executor(), "late", kite_key(key_a, token_a), late_settings, {});
+  kite::TickerConnection late(io.executor(), "late", kite_key(key_a, token_a), late_settings, {});
   late.start();
   REQUIRE(eventually([&] { return is_connected(late); }));
 
@@ -1287,7 +1292,7 @@ TEST_CASE("kite manager moves a connection's instruments to its siblings when it
   const auto distribution = manager.distribution();
   CHECK(((distribution[0].size() == 60 && distribution[1].empty()) ||
          (distribution[1].size() == 60 && distribution[0].empty())));
-  CHECK(manager.symbol_count() == 60);
+  CHECK(manager.instrument_count() == 60);
   // The surviving connection streams all 60 in their mode.
   CHECK(eventually([&] {
     for (const auto& connection : server.connections(key_a)) {
@@ -1297,7 +1302,7 @@ TEST_CASE("kite manager moves a connection's instruments to its siblings when it
   }));
 }
 
-// ---- MultiApiKiteTickerManager ------------------------------------------------------------------
+// ---- MultiKeyTickerManager ------------------------------------------------------------------
 
 namespace {
 
@@ -1317,26 +1322,30 @@ floodgate::sim::KiteTickerServerOptions multi_server_options() {
   return options;
 }
 
-using Builder = kite::MultiApiKiteTickerManager::Builder;
+using Options = kite::MultiKeyTickerManagerOptions;
+
+/// The first `key_count` test keys.
+std::vector<floodgate::Credential<floodgate::KiteKey>> test_keys(std::size_t key_count) {
+  std::vector<floodgate::Credential<floodgate::KiteKey>> keys;
+  for (std::size_t i = 0; i < key_count; ++i) {
+    keys.push_back({api_keys[i].id, {Secret(api_keys[i].api_key), Secret(api_keys[i].token)}});
+  }
+  return keys;
+}
 
 /// A manager on the first `key_count` test keys with the short test timings;
 /// `customize` sets the rest.
-std::unique_ptr<kite::MultiApiKiteTickerManager> make_multi(asio::any_io_executor executor,
-                                                            const KiteTickerServer& server, std::size_t key_count,
-                                                            const std::function<void(Builder&)>& customize = {}) {
-  auto builder = kite::MultiApiKiteTickerManager::builder(std::move(executor));
-  for (std::size_t i = 0; i < key_count; ++i) {
-    builder.add_api_key(api_keys[i].id, Secret(api_keys[i].api_key), Secret(api_keys[i].token));
-  }
-  builder.url(server.url())
-      .allow_plain_ws(true)
-      .connection_timeout(2s)
-      .watchdog_timeout(1s)
-      .reconnect_policy({.floor = 20ms, .cap = 100ms, .max_attempts = 0})
-      .health_check_interval(50ms)
-      .failover_after(2s);  // tests of failover by time set less; a slow start must not trigger it
-  if (customize) customize(builder);
-  return builder.build();
+std::unique_ptr<kite::MultiKeyTickerManager> make_multi(asio::any_io_executor executor,
+                                                        const KiteTickerServer& server, std::size_t key_count,
+                                                        const std::function<void(Options&)>& customize = {}) {
+  Options options{
+      .keys = test_keys(key_count),
+      .per_key = {.connection = settings_for(server)},
+      .health_check_interval = 50ms,
+      .failover_after = 2s,  // tests of failover by time set less; a slow start must not trigger it
+  };
+  if (customize) customize(options);
+  return std::make_unique<kite::MultiKeyTickerManager>(std::move(executor), std::move(options));
 }
 
 /// Reads a channel with completion callbacks until it is closed, and keeps
@@ -1402,10 +1411,13 @@ class ChannelReader {
           return;
         }
         ++messages_;
-        connections_.insert(message.connection);
-        if (const auto* tick = std::get_if<kite::Tick>(&message.message)) {
-          ++counts_[{message.api_key_id, tick->instrument_token}];
-          ticks_[tick->instrument_token].push_back(*tick);
+        connections_.insert(message.connection());
+        if (const auto* ticks = message.ticks()) {
+          CHECK(ticks->api_key_id() == message.api_key_id());
+          for (const auto& tick : *ticks) {
+            ++counts_[{message.api_key_id(), tick.instrument_token}];
+            ticks_[tick.instrument_token].push_back(tick);
+          }
         }
       }
       receive_next();
@@ -1422,7 +1434,7 @@ class ChannelReader {
 };
 
 /// Stops `manager` and waits until `reader` saw its channel close.
-void stop_and_drain(kite::MultiApiKiteTickerManager& manager, const ChannelReader& reader) {
+void stop_and_drain(kite::MultiKeyTickerManager& manager, const ChannelReader& reader) {
   manager.stop();
   CHECK(eventually([&] { return reader.closed(); }));
 }
@@ -1441,9 +1453,9 @@ std::vector<std::uint32_t> tokens_in(const Subscriptions& subscriptions) {
 }
 
 /// The server streams to each key exactly the tokens the manager placed there.
-bool server_matches_distribution(const KiteTickerServer& server, const kite::MultiApiKiteTickerManager& manager,
+bool server_matches_distribution(const KiteTickerServer& server, const kite::MultiKeyTickerManager& manager,
                                  std::size_t key_count) {
-  const auto distribution = manager.get_symbol_distribution();
+  const auto distribution = manager.distribution();
   const auto view = server_view(server, key_count);
   for (const auto& [id, subscriptions] : view) {
     const auto it = distribution.find(id);
@@ -1455,31 +1467,39 @@ bool server_matches_distribution(const KiteTickerServer& server, const kite::Mul
 
 }  // namespace
 
-TEST_CASE("kite multi manager builder refuses unusable settings", "[kite][ticker][multi]") {
+TEST_CASE("kite multi manager refuses unusable options", "[kite][ticker][multi]") {
   IoThreads io;
-  const auto with_keys = [&](std::initializer_list<const char*> ids) {
-    auto builder = kite::MultiApiKiteTickerManager::builder(io.executor());
-    for (const char* id : ids) builder.add_api_key(id, Secret("kitekey-1"), Secret("tok-1-0d9c7e55aa"));
-    return builder;
+  const auto with_keys = [](std::initializer_list<const char*> ids) {
+    Options options;
+    for (const char* id : ids) options.keys.push_back({id, {Secret("kitekey-1"), Secret("tok-1-0d9c7e55aa")}});
+    return options;
   };
-  CHECK_THROWS_AS(kite::MultiApiKiteTickerManager::builder(io.executor()).build(), floodgate::Error);
+  const auto build = [&](Options options) { return kite::MultiKeyTickerManager(io.executor(), std::move(options)); };
+  CHECK_THROWS_AS(build({}), floodgate::Error);
   try {
-    with_keys({"API-1", "API-2", "API-1"}).build();
+    build(with_keys({"API-1", "API-2", "API-1"}));
     FAIL("expected floodgate::Error for a duplicate id");
   } catch (const floodgate::Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("API-1") && !Catch::Contains("tok-1") && !Catch::Contains("kitekey"));
   }
-  CHECK_THROWS_AS(with_keys({"API-1"}).max_connections_per_api(0).build(), floodgate::Error);
-  CHECK_THROWS_AS(with_keys({"API-1"}).max_connections_per_api(4).build(), floodgate::Error);
-  CHECK_THROWS_AS(with_keys({"API-1"}).max_symbols_per_connection(0).build(), floodgate::Error);
-  CHECK_THROWS_AS(with_keys({"API-1"}).max_symbols_per_connection(3001).build(), floodgate::Error);
-  CHECK_THROWS_AS(with_keys({"API-1"}).channel_capacity(0).build(), floodgate::Error);
+  const auto with = [&](const std::function<void(Options&)>& change) {
+    auto options = with_keys({"API-1"});
+    change(options);
+    return options;
+  };
+  CHECK_THROWS_AS(build(with([](Options& o) { o.per_key.max_connections = 0; })), floodgate::Error);
+  CHECK_THROWS_AS(build(with([](Options& o) { o.per_key.max_connections = 4; })), floodgate::Error);
+  CHECK_THROWS_AS(build(with([](Options& o) { o.per_key.max_instruments_per_connection = 0; })), floodgate::Error);
+  CHECK_THROWS_AS(build(with([](Options& o) { o.per_key.max_instruments_per_connection = 3001; })), floodgate::Error);
+  CHECK_THROWS_AS(build(with([](Options& o) { o.channel_capacity = 0; })), floodgate::Error);
+  CHECK_THROWS_AS(build(with([](Options& o) { o.keys[0].id.clear(); })), floodgate::Error);
 
-  auto manager = with_keys({"API-1", "API-2"}).max_connections_per_api(3).max_symbols_per_connection(3000).build();
-  REQUIRE(manager);
-  CHECK(manager->get_stats().api_keys == 2);
-  CHECK(manager->get_api_stats("API-2").capacity == 9000);
-  CHECK_THROWS_AS(manager->get_api_stats("API-9"), floodgate::Error);
+  auto manager = std::make_unique<kite::MultiKeyTickerManager>(
+      io.executor(), Options{.keys = with_keys({"API-1", "API-2"}).keys,
+                             .per_key = {.max_connections = 3, .max_instruments_per_connection = 3000}});
+  CHECK(manager->stats().keys == 2);
+  CHECK(manager->key_stats("API-2").capacity == 9000);
+  CHECK_THROWS_AS(manager->key_stats("API-9"), floodgate::Error);
   CHECK_THROWS_AS(manager->connection_channel("API-1", 0), floodgate::Error);  // not enabled
 }
 
@@ -1487,16 +1507,18 @@ TEST_CASE("kite multi manager spreads instruments round-robin over keys and conn
   KiteTickerServer server(multi_server_options());
   server.start();
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 3, [](Builder& b) {
-    b.max_connections_per_api(2).max_symbols_per_connection(50).default_mode(Mode::ltp);
+  auto manager = make_multi(io.executor(), server, 3, [](Options& o) {
+    o.per_key.max_connections = 2;
+    o.per_key.max_instruments_per_connection = 50;
+    o.default_mode = Mode::ltp;
   });
   manager->start();
-  REQUIRE(eventually([&] { return manager->get_stats().connections_open == 6; }));
-  CHECK(manager->get_stats().api_keys_serving == 3);
+  REQUIRE(eventually([&] { return manager->stats().connections_open == 6; }));
+  CHECK(manager->stats().keys_serving == 3);
 
   const auto first = nse_tokens(90, 1000);
-  manager->subscribe_symbols(first);
-  auto distribution = manager->get_symbol_distribution();
+  manager->subscribe(first);
+  auto distribution = manager->distribution();
   REQUIRE(distribution.size() == 3);
   for (const auto& [id, tokens] : distribution) {
     INFO(id);
@@ -1506,9 +1528,9 @@ TEST_CASE("kite multi manager spreads instruments round-robin over keys and conn
   for (const auto& [id, subscriptions] : server_view(server, 3)) {
     for (const auto& [token, mode] : subscriptions) CHECK(mode == Mode::ltp);  // the default mode
   }
-  const auto api = manager->get_api_stats("API-2");
+  const auto api = manager->key_stats("API-2");
   CHECK(api.id == "API-2");
-  CHECK(api.symbols == 30);
+  CHECK(api.instruments == 30);
   CHECK(api.capacity == 100);
   REQUIRE(api.connections.size() == 2);
   CHECK(api.connections[0].subscriptions == 15);  // and within a key, over its connections
@@ -1516,8 +1538,8 @@ TEST_CASE("kite multi manager spreads instruments round-robin over keys and conn
 
   // A second batch in another mode keeps the keys even.
   const auto second = nse_tokens(30, 2000);
-  manager->subscribe_symbols(second, Mode::full);
-  for (const auto& [id, tokens] : manager->get_symbol_distribution()) CHECK(tokens.size() == 40);
+  manager->subscribe(second, Mode::full);
+  for (const auto& [id, tokens] : manager->distribution()) CHECK(tokens.size() == 40);
   REQUIRE(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
   CHECK(eventually([&] {
     std::size_t full = 0;
@@ -1537,24 +1559,24 @@ TEST_CASE("kite multi manager spreads instruments round-robin over keys and conn
     }
     return quote == 5;
   }));
-  CHECK(manager->unsubscribe_symbols(some) == 5);
-  CHECK(manager->get_stats().symbols == 115);
+  CHECK(manager->unsubscribe(some) == 5);
+  CHECK(manager->stats().instruments == 115);
   REQUIRE(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
 
   // 300 places, 115 taken: 186 new instruments are refused whole.
   const auto too_many = nse_tokens(186, 5000);
   try {
-    manager->subscribe_symbols(too_many);
+    manager->subscribe(too_many);
     FAIL("expected CapacityError");
   } catch (const kite::CapacityError& e) {
     CHECK(e.requested() == 186);
     CHECK(e.available() == 185);
     CHECK_THAT(e.what(), Catch::Contains("186") && Catch::Contains("185"));
   }
-  CHECK(manager->get_stats().symbols == 115);
+  CHECK(manager->stats().instruments == 115);
   CHECK(holds_for([&] { return server_matches_distribution(server, *manager, 3); }, 100ms));
-  manager->subscribe_symbols(std::span(too_many).first(185));
-  CHECK(manager->get_stats().symbols == 300);
+  manager->subscribe(std::span(too_many).first(185));
+  CHECK(manager->stats().instruments == 300);
   CHECK(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
 }
 
@@ -1562,40 +1584,42 @@ TEST_CASE("kite multi manager in manual mode places only where told", "[kite][ti
   KiteTickerServer server(multi_server_options());
   server.start();
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) {
-    b.distribution_strategy(kite::DistributionStrategy::manual).max_connections_per_api(1).max_symbols_per_connection(20);
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.distribution = kite::DistributionStrategy::manual;
+    o.per_key.max_connections = 1;
+    o.per_key.max_instruments_per_connection = 20;
   });
   manager->start();
   const auto tokens = nse_tokens(10);
   try {
-    manager->subscribe_symbols(tokens);
+    manager->subscribe(tokens);
     FAIL("expected floodgate::Error");
   } catch (const kite::CapacityError&) {
-    FAIL("a manual manager must refuse subscribe_symbols as such, not for capacity");
+    FAIL("a manual manager must refuse subscribe as such, not for capacity");
   } catch (const floodgate::Error& e) {
-    CHECK_THAT(e.what(), Catch::Contains("subscribe_symbols_to_api"));
+    CHECK_THAT(e.what(), Catch::Contains("subscribe_on"));
   }
-  manager->subscribe_symbols_to_api("API-2", tokens, Mode::full);
-  CHECK(manager->get_symbol_distribution()["API-2"] == tokens);
-  CHECK(manager->get_symbol_distribution()["API-1"].empty());
+  manager->subscribe_on("API-2", tokens, Mode::full);
+  CHECK(manager->distribution()["API-2"] == tokens);
+  CHECK(manager->distribution()["API-1"].empty());
   CHECK(eventually([&] { return server_subscriptions(server, api_keys[1].api_key) == with_mode(tokens, Mode::full); }));
   CHECK(server_subscriptions(server, api_keys[0].api_key).empty());
 
-  CHECK_THROWS_AS(manager->subscribe_symbols_to_api("API-9", tokens), floodgate::Error);
+  CHECK_THROWS_AS(manager->subscribe_on("API-9", tokens), floodgate::Error);
   try {
-    manager->subscribe_symbols_to_api("API-1", std::vector<std::uint32_t>{tokens[3]});
+    manager->subscribe_on("API-1", std::vector<std::uint32_t>{tokens[3]});
     FAIL("expected floodgate::Error: the token is on API-2");
   } catch (const floodgate::Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("API-2"));
   }
-  CHECK_THROWS_AS(manager->subscribe_symbols_to_api("API-1", nse_tokens(21, 3000)), kite::CapacityError);
-  CHECK(manager->get_symbol_distribution()["API-1"].empty());
+  CHECK_THROWS_AS(manager->subscribe_on("API-1", nse_tokens(21, 3000)), kite::CapacityError);
+  CHECK(manager->distribution()["API-1"].empty());
 
   // No failover in manual mode: the caller placed them, the caller moves them.
   server.set_key_enabled(api_keys[1].api_key, false);
-  REQUIRE(eventually([&] { return manager->get_api_stats("API-2").health == kite::KeyHealth::failed; }));
-  CHECK(holds_for([&] { return manager->get_symbol_distribution()["API-2"] == tokens; }, 400ms));
-  CHECK(manager->get_stats().failovers == 0);
+  REQUIRE(eventually([&] { return manager->key_stats("API-2").health == kite::KeyHealth::failed; }));
+  CHECK(holds_for([&] { return manager->distribution()["API-2"] == tokens; }, 400ms));
+  CHECK(manager->stats().failovers == 0);
   manager->stop();
 }
 
@@ -1605,16 +1629,18 @@ TEST_CASE("kite multi manager delivers tagged ticks through co_await and per-con
   server.start();
   ChannelReader per_connection;
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) {
-    b.max_connections_per_api(2).per_connection_channels(true).default_mode(Mode::quote);
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.per_key.max_connections = 2;
+    o.per_connection_channels = true;
+    o.default_mode = Mode::quote;
   });
   CHECK_THROWS_AS(manager->connection_channel("API-1", 2), floodgate::Error);
   CHECK_THROWS_AS(manager->connection_channel("API-7", 0), floodgate::Error);
   per_connection.start(manager->connection_channel("API-1", 1));
   manager->start();
   const auto tokens = nse_tokens(20);
-  manager->subscribe_symbols(tokens);
-  const auto distribution = manager->get_symbol_distribution();
+  manager->subscribe(tokens);
+  const auto distribution = manager->distribution();
 
   // The unified channel, read by a coroutine, until every token came from
   // the key it was placed on.
@@ -1625,8 +1651,8 @@ TEST_CASE("kite multi manager delivers tagged ticks through co_await and per-con
         while (source.size() < tokens.size()) {
           auto [ec, message] = co_await manager->channel().async_receive(asio::as_tuple(asio::use_awaitable));
           if (ec) break;
-          if (const auto* tick = std::get_if<kite::Tick>(&message.message)) {
-            source[tick->instrument_token] = message.api_key_id;
+          if (const auto* ticks = message.ticks()) {
+            for (const auto& tick : *ticks) source[tick.instrument_token] = message.api_key_id();
           }
         }
         co_return source;
@@ -1642,7 +1668,7 @@ TEST_CASE("kite multi manager delivers tagged ticks through co_await and per-con
   }
 
   // API-1's second connection's channel carries that connection's ticks only.
-  const auto api1 = manager->get_api_stats("API-1");
+  const auto api1 = manager->key_stats("API-1");
   REQUIRE(api1.connections.size() == 2);
   REQUIRE(eventually([&] { return per_connection.tokens_of("API-1").size() == api1.connections[1].subscriptions; }));
   CHECK(per_connection.ids() == std::set<std::string>{"API-1"});
@@ -1659,19 +1685,19 @@ TEST_CASE("kite multi manager fails over a key whose access is denied", "[kite][
   server.start();
   ChannelReader reader;
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 3, [](Builder& b) { b.max_connections_per_api(2); });
+  auto manager = make_multi(io.executor(), server, 3, [](Options& o) { o.per_key.max_connections = 2; });
   reader.start(manager->channel());
   manager->start();
   const auto tokens = nse_tokens(60);
-  manager->subscribe_symbols(tokens, Mode::full);
+  manager->subscribe(tokens, Mode::full);
   REQUIRE(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
-  const auto moving = manager->get_symbol_distribution().at("API-2");
+  const auto moving = manager->distribution().at("API-2");
   REQUIRE(moving.size() == 20);
   REQUIRE(eventually([&] { return reader.count("API-2", moving.front()) > 0; }));
 
   server.set_key_enabled(api_keys[1].api_key, false);  // drops its connections; reconnects get 403
-  REQUIRE(eventually([&] { return manager->get_stats().failovers == 1; }));
-  const auto distribution = manager->get_symbol_distribution();
+  REQUIRE(eventually([&] { return manager->stats().failovers == 1; }));
+  const auto distribution = manager->distribution();
   CHECK(distribution.at("API-2").empty());
   CHECK(distribution.at("API-1").size() == 30);  // spread evenly over the other two
   CHECK(distribution.at("API-3").size() == 30);
@@ -1688,20 +1714,20 @@ TEST_CASE("kite multi manager fails over a key whose access is denied", "[kite][
     INFO("token " << token);
     CHECK(eventually([&] { return reader.count("API-1", token) + reader.count("API-3", token) > 0; }));
   }
-  const auto stats = manager->get_stats();
-  CHECK(stats.symbols_moved == 20);
-  CHECK(stats.unplaced_symbols == 0);
-  CHECK(stats.symbols == 60);
-  CHECK(stats.api_keys_serving == 2);
+  const auto stats = manager->stats();
+  CHECK(stats.instruments_moved == 20);
+  CHECK(stats.unplaced_instruments == 0);
+  CHECK(stats.instruments == 60);
+  CHECK(stats.keys_serving == 2);
   // (Under load the key may first be failed over as down for too long,
   // before its second connection has been refused too.)
-  CHECK(eventually([&] { return manager->get_api_stats("API-2").health == kite::KeyHealth::failed; }));
-  const auto api2 = manager->get_api_stats("API-2");
-  CHECK(api2.symbols_moved_out == 20);
-  CHECK(manager->get_api_stats("API-1").symbols_moved_in + manager->get_api_stats("API-3").symbols_moved_in == 20);
+  CHECK(eventually([&] { return manager->key_stats("API-2").health == kite::KeyHealth::failed; }));
+  const auto api2 = manager->key_stats("API-2");
+  CHECK(api2.instruments_moved_out == 20);
+  CHECK(manager->key_stats("API-1").instruments_moved_in + manager->key_stats("API-3").instruments_moved_in == 20);
   // New instruments avoid the failed key.
-  manager->subscribe_symbols(nse_tokens(10, 7000));
-  CHECK(manager->get_symbol_distribution().at("API-2").empty());
+  manager->subscribe(nse_tokens(10, 7000));
+  CHECK(manager->distribution().at("API-2").empty());
   stop_and_drain(*manager, reader);
 }
 
@@ -1715,41 +1741,41 @@ TEST_CASE("kite multi manager fails over a key that stays down past failover_aft
 
   // Another client holds API-2's place: every attempt of the manager gets
   // 429, so the key is down, but its access is not denied.
-  kite::KiteTickerConnection intruder(io.executor(), "intruder", kite_key(api_keys[1].api_key, api_keys[1].token),
+  kite::TickerConnection intruder(io.executor(), "intruder", kite_key(api_keys[1].api_key, api_keys[1].token),
                                       settings_for(server), {});
   intruder.start();
   REQUIRE(eventually([&] { return server.key_stats(api_keys[1].api_key).connections == 1; }));
 
-  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) {
-    b.max_connections_per_api(1)
-        .max_symbols_per_connection(30)
-        .failover_after(500ms)
-        .reconnect_policy({.floor = 50ms, .cap = 50ms, .max_attempts = 0});
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.per_key.max_connections = 1;
+    o.per_key.max_instruments_per_connection = 30;
+    o.failover_after = 500ms;
+    o.per_key.connection.reconnect = {.floor = 50ms, .cap = 50ms, .max_attempts = 0};
   });
   reader.start(manager->channel());
   const auto started_at = std::chrono::steady_clock::now();
   manager->start();
   const auto tokens = nse_tokens(20);
-  manager->subscribe_symbols(tokens);  // placed evenly: a key that is down may still come up
-  const auto moving = manager->get_symbol_distribution().at("API-2");
+  manager->subscribe(tokens);  // placed evenly: a key that is down may still come up
+  const auto moving = manager->distribution().at("API-2");
   REQUIRE(moving.size() == 10);
 
-  REQUIRE(eventually([&] { return manager->get_api_stats("API-2").connections.at(0).last_http_status == 429; }));
-  REQUIRE(eventually([&] { return manager->get_stats().failovers == 1; }));
+  REQUIRE(eventually([&] { return manager->key_stats("API-2").connections.at(0).last_http_status == 429; }));
+  REQUIRE(eventually([&] { return manager->stats().failovers == 1; }));
   CHECK(std::chrono::steady_clock::now() - started_at >= 490ms);  // not before failover_after
-  CHECK(manager->get_api_stats("API-2").health == kite::KeyHealth::down);  // still trying
-  CHECK(manager->get_api_stats("API-2").symbols_moved_out == 10);
-  CHECK(manager->get_api_stats("API-1").symbols_moved_in == 10);
-  CHECK(manager->get_stats().symbols_moved == 10);
-  CHECK(manager->get_symbol_distribution().at("API-1") == tokens);
+  CHECK(manager->key_stats("API-2").health == kite::KeyHealth::down);  // still trying
+  CHECK(manager->key_stats("API-2").instruments_moved_out == 10);
+  CHECK(manager->key_stats("API-1").instruments_moved_in == 10);
+  CHECK(manager->stats().instruments_moved == 10);
+  CHECK(manager->distribution().at("API-1") == tokens);
   CHECK(eventually([&] { return server_subscriptions(server, api_keys[0].api_key) == with_mode(tokens, Mode::quote); }));
   for (const auto token : moving) CHECK(eventually([&] { return reader.count("API-1", token) > 0; }));
 
   // Once the place is free the key comes up and takes new work.
   intruder.stop();
-  REQUIRE(eventually([&] { return manager->get_api_stats("API-2").health == kite::KeyHealth::live; }));
-  manager->subscribe_symbols(nse_tokens(10, 3000));
-  CHECK(manager->get_symbol_distribution().at("API-2").size() == 10);
+  REQUIRE(eventually([&] { return manager->key_stats("API-2").health == kite::KeyHealth::live; }));
+  manager->subscribe(nse_tokens(10, 3000));
+  CHECK(manager->distribution().at("API-2").size() == 10);
   CHECK(eventually([&] { return server_matches_distribution(server, *manager, 2); }));
   stop_and_drain(*manager, reader);
 }
@@ -1763,25 +1789,25 @@ TEST_CASE("kite multi manager fails over a key whose connections are accepted an
   server.set_drop_on_accept(api_keys[1].api_key, true);
   ChannelReader reader;
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) {
-    b.max_connections_per_api(1)
-        .max_symbols_per_connection(30)
-        .failover_after(400ms)
-        // Redials far more often than failover_after: every upgrade is a chance to look "up".
-        .reconnect_policy({.floor = 10ms, .cap = 40ms, .max_attempts = 0});
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.per_key.max_connections = 1;
+    o.per_key.max_instruments_per_connection = 30;
+    o.failover_after = 400ms;
+    // Redials far more often than failover_after: every upgrade is a chance to look "up".
+    o.per_key.connection.reconnect = {.floor = 10ms, .cap = 40ms, .max_attempts = 0};
   });
   reader.start(manager->channel());
   manager->start();
   const auto tokens = nse_tokens(20);
-  manager->subscribe_symbols(tokens);
-  REQUIRE(manager->get_symbol_distribution().at("API-2").size() == 10);
+  manager->subscribe(tokens);
+  REQUIRE(manager->distribution().at("API-2").size() == 10);
 
-  REQUIRE(eventually([&] { return manager->get_stats().failovers == 1; }));
-  const auto api2 = manager->get_api_stats("API-2");
+  REQUIRE(eventually([&] { return manager->stats().failovers == 1; }));
+  const auto api2 = manager->key_stats("API-2");
   CHECK(api2.health == kite::KeyHealth::down);
   CHECK(api2.connections.at(0).connects >= 2);  // it was accepted, again and again
-  CHECK(api2.symbols_moved_out == 10);
-  CHECK(manager->get_symbol_distribution().at("API-1") == tokens);
+  CHECK(api2.instruments_moved_out == 10);
+  CHECK(manager->distribution().at("API-1") == tokens);
   for (const auto token : tokens) CHECK(eventually([&] { return reader.count("API-1", token) > 0; }));
   stop_and_drain(*manager, reader);
 }
@@ -1794,8 +1820,10 @@ TEST_CASE("kite managers: a 403 after token expiry, on_auth_failed, update_acces
   IoThreads io;
   std::mutex mutex;
   std::vector<std::string> refused;  // on_auth_failed calls
-  auto manager = make_multi(io.executor(), server, 1, [&](Builder& b) {
-    b.max_connections_per_api(2).max_symbols_per_connection(20).on_auth_failed([&](const std::string& id) {
+  auto manager = make_multi(io.executor(), server, 1, [&](Options& o) {
+    o.per_key.max_connections = 2;
+    o.per_key.max_instruments_per_connection = 20;
+    o.per_key.on_auth_failed = ([&](const std::string& id) {
       std::lock_guard lock(mutex);
       refused.push_back(id);
     });
@@ -1803,9 +1831,9 @@ TEST_CASE("kite managers: a 403 after token expiry, on_auth_failed, update_acces
   reader.start(manager->channel());
   manager->start();
   const auto full = nse_tokens(10, 1000), quote = nse_tokens(10, 2000), ltp = nse_tokens(10, 3000);
-  manager->subscribe_symbols(full, Mode::full);
-  manager->subscribe_symbols(quote);
-  manager->subscribe_symbols(ltp, Mode::ltp);
+  manager->subscribe(full, Mode::full);
+  manager->subscribe(quote);
+  manager->subscribe(ltp, Mode::ltp);
   Subscriptions expected = with_mode(full, Mode::full);
   for (const auto& s : with_mode(quote, Mode::quote)) expected.push_back(s);
   for (const auto& s : with_mode(ltp, Mode::ltp)) expected.push_back(s);
@@ -1814,7 +1842,7 @@ TEST_CASE("kite managers: a 403 after token expiry, on_auth_failed, update_acces
   REQUIRE(eventually([&] { return server_subscriptions(server, key.api_key) == expected; }));
 
   server.set_access_token(key.api_key, Secret("tok-1-renewed-5150"));
-  REQUIRE(eventually([&] { return manager->get_api_stats("API-1").health == kite::KeyHealth::failed; }));
+  REQUIRE(eventually([&] { return manager->key_stats("API-1").health == kite::KeyHealth::failed; }));
   CHECK(holds_for(
       [&] {
         std::lock_guard lock(mutex);
@@ -1822,12 +1850,12 @@ TEST_CASE("kite managers: a 403 after token expiry, on_auth_failed, update_acces
       },
       200ms));
   // No key can take them: they wait.
-  CHECK(eventually([&] { return manager->get_stats().unplaced_symbols == 30; }));
+  CHECK(eventually([&] { return manager->stats().unplaced_instruments == 30; }));
 
   manager->update_access_token("API-1", Secret("tok-1-renewed-5150"));
-  REQUIRE(eventually([&] { return manager->get_api_stats("API-1").health == kite::KeyHealth::live; }));
+  REQUIRE(eventually([&] { return manager->key_stats("API-1").health == kite::KeyHealth::live; }));
   CHECK(eventually([&] { return server_subscriptions(server, key.api_key) == expected; }));
-  CHECK(eventually([&] { return manager->get_stats().unplaced_symbols == 0; }));
+  CHECK(eventually([&] { return manager->stats().unplaced_instruments == 0; }));
   for (const auto token : {full.back(), quote.back(), ltp.back()}) {
     const auto before = reader.count("API-1", token);
     CHECK(eventually([&] { return reader.count("API-1", token) > before + 2; }));
@@ -1851,29 +1879,32 @@ TEST_CASE("kite multi manager parks what fits nowhere and places it when room ap
   server.start();
   IoThreads io;
   auto manager = make_multi(io.executor(), server, 2,
-                            [](Builder& b) { b.max_connections_per_api(1).max_symbols_per_connection(15); });
+                            [](Options& o) {
+                              o.per_key.max_connections = 1;
+                              o.per_key.max_instruments_per_connection = 15;
+                            });
   manager->start();
   const auto tokens = nse_tokens(20);
-  manager->subscribe_symbols(tokens);
-  const auto on_api1 = manager->get_symbol_distribution().at("API-1");
+  manager->subscribe(tokens);
+  const auto on_api1 = manager->distribution().at("API-1");
   REQUIRE(on_api1.size() == 10);
-  REQUIRE(eventually([&] { return manager->get_stats().api_keys_serving == 2; }));
+  REQUIRE(eventually([&] { return manager->stats().keys_serving == 2; }));
 
   server.set_key_enabled(api_keys[1].api_key, false);
-  REQUIRE(eventually([&] { return manager->get_stats().failovers == 1; }));
-  auto stats = manager->get_stats();
-  CHECK(stats.symbols_moved == 5);  // API-1 had room for 5 of the 10
-  CHECK(stats.unplaced_symbols == 5);
-  CHECK(stats.symbols == 15);
-  CHECK(manager->get_symbol_distribution().at("API-1").size() == 15);
+  REQUIRE(eventually([&] { return manager->stats().failovers == 1; }));
+  auto stats = manager->stats();
+  CHECK(stats.instruments_moved == 5);  // API-1 had room for 5 of the 10
+  CHECK(stats.unplaced_instruments == 5);
+  CHECK(stats.instruments == 15);
+  CHECK(manager->distribution().at("API-1").size() == 15);
 
   // Room appears on API-1: the waiting instruments follow at the next check.
-  CHECK(manager->unsubscribe_symbols(std::span(on_api1).first(5)) == 5);
-  REQUIRE(eventually([&] { return manager->get_stats().unplaced_symbols == 0; }));
-  stats = manager->get_stats();
-  CHECK(stats.symbols_moved == 10);
-  CHECK(stats.symbols == 15);
-  const auto now_on_api1 = manager->get_symbol_distribution().at("API-1");
+  CHECK(manager->unsubscribe(std::span(on_api1).first(5)) == 5);
+  REQUIRE(eventually([&] { return manager->stats().unplaced_instruments == 0; }));
+  stats = manager->stats();
+  CHECK(stats.instruments_moved == 10);
+  CHECK(stats.instruments == 15);
+  const auto now_on_api1 = manager->distribution().at("API-1");
   CHECK(now_on_api1.size() == 15);
   for (const auto token : std::span(on_api1).first(5)) {
     CHECK_FALSE(std::binary_search(now_on_api1.begin(), now_on_api1.end(), token));
@@ -1887,11 +1918,11 @@ TEST_CASE("kite multi manager stop means stop", "[kite][ticker][multi]") {
   server.start();
   ChannelReader reader;
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 2, [](Builder& b) { b.max_connections_per_api(2); });
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) { o.per_key.max_connections = 2; });
   reader.start(manager->channel());
   manager->start();
-  manager->subscribe_symbols(nse_tokens(10));
-  REQUIRE(eventually([&] { return manager->get_stats().connections_open == 4 && reader.messages() > 20; }));
+  manager->subscribe(nse_tokens(10));
+  REQUIRE(eventually([&] { return manager->stats().connections_open == 4 && reader.messages() > 20; }));
 
   manager->stop();
   REQUIRE(eventually([&] { return reader.closed(); }));
@@ -1904,9 +1935,9 @@ TEST_CASE("kite multi manager stop means stop", "[kite][ticker][multi]") {
   };
   CHECK(accepted() == 4);
   CHECK(holds_for([&] { return server.stats().connections == 0 && accepted() == 4; }, 400ms));
-  CHECK(manager->get_stats().connections_open == 0);
-  CHECK(manager->get_stats().api_keys_serving == 0);
-  CHECK_THROWS_AS(manager->subscribe_symbols(nse_tokens(1, 9000)), floodgate::Error);
+  CHECK(manager->stats().connections_open == 0);
+  CHECK(manager->stats().keys_serving == 0);
+  CHECK_THROWS_AS(manager->subscribe(nse_tokens(1, 9000)), floodgate::Error);
   manager->stop();  // idempotent
 }
 
@@ -1915,26 +1946,32 @@ TEST_CASE("kite multi manager drops for a slow consumer without stalling the soc
   server.start();
   IoThreads io;
   auto manager = make_multi(io.executor(), server, 1,
-                            [](Builder& b) { b.max_connections_per_api(1).channel_capacity(16); });
+                            [](Options& o) {
+                              o.per_key.max_connections = 1;
+                              o.channel_capacity = 16;
+                            });
   manager->start();
-  manager->subscribe_symbols(nse_tokens(20), Mode::ltp);  // 20 ticks every 20 ms; nobody reads
+  manager->subscribe(nse_tokens(20), Mode::ltp);  // 20 ticks every 20 ms; nobody reads
 
-  REQUIRE(eventually([&] { return manager->get_stats().messages_dropped > 200; }));
-  const auto earlier = manager->get_api_stats("API-1").connections.at(0).ticks;
-  CHECK(eventually([&] { return manager->get_api_stats("API-1").connections.at(0).ticks > earlier + 200; }));
-  const auto stats = manager->get_stats();
+  REQUIRE(eventually([&] { return manager->stats().messages_dropped > 20; }));
+  const auto earlier = manager->key_stats("API-1").connections.at(0).ticks;
+  CHECK(eventually([&] { return manager->key_stats("API-1").connections.at(0).ticks > earlier + 200; }));
+  const auto stats = manager->stats();
+  const auto frames = manager->key_stats("API-1").connections.at(0).frames;
   CHECK(stats.messages_delivered == 16);  // the buffer, full since
-  // Every tick is counted once, delivered or dropped (give or take the two
-  // frames that may pass while the counters are read one after the other).
-  CHECK(stats.messages_dropped + stats.messages_delivered <= stats.ticks + 40);
-  CHECK(stats.messages_dropped + stats.messages_delivered + 40 >= stats.ticks);
+  // A message is a frame: every frame is counted once, delivered or dropped
+  // (give or take the two that may pass while the counters are read one after
+  // the other), and its 20 ticks went with it.
+  CHECK(stats.messages_dropped + stats.messages_delivered <= frames + 2);
+  CHECK(stats.messages_dropped + stats.messages_delivered + 2 >= frames);
+  CHECK(stats.ticks >= 20 * (frames - 2));
   CHECK(stats.reconnects == 0);
   CHECK(server.stats().frames_skipped <= 2);  // the client kept reading
 
   // A consumer that starts reading gets the buffer and then live messages.
   ChannelReader reader;
   reader.start(manager->channel());
-  CHECK(eventually([&] { return reader.messages() > 16 + 40; }));
+  CHECK(eventually([&] { return reader.messages() > 16 + 4; }));
   stop_and_drain(*manager, reader);
 }
 
@@ -1943,20 +1980,23 @@ TEST_CASE("kite multi manager conflates ticks for a slow consumer and ends on th
   server.start();
   ChannelReader reader;
   IoThreads io;
-  auto manager = make_multi(io.executor(), server, 1, [](Builder& b) {
+  auto manager = make_multi(io.executor(), server, 1, [](Options& o) {
     // A watchdog longer than the test: the silenced connection must stay put.
-    b.max_connections_per_api(1).channel_capacity(16).conflate_ticks(true).watchdog_timeout(10s);
+    o.per_key.max_connections = 1;
+    o.channel_capacity = 16;
+    o.conflate_ticks = true;
+    o.per_key.connection.watchdog_timeout = 10s;
   });
   manager->start();
   const auto tokens = nse_tokens(10);
-  manager->subscribe_symbols(tokens, Mode::quote);
+  manager->subscribe(tokens, Mode::quote);
 
-  REQUIRE(eventually([&] { return manager->get_stats().ticks_conflated > 100; }));
-  CHECK(manager->get_stats().messages_dropped == 0);  // 10 instruments fit in the held set
+  REQUIRE(eventually([&] { return manager->stats().ticks_conflated > 100; }));
+  CHECK(manager->stats().messages_dropped == 0);  // 10 instruments fit in the held set
 
   // Freeze the stream, then catch up.
   server.silence_connections(api_keys[0].api_key);
-  const auto frames = [&] { return manager->get_api_stats("API-1").connections.at(0).frames; };
+  const auto frames = [&] { return manager->key_stats("API-1").connections.at(0).frames; };
   REQUIRE(settles(frames, 150ms));
   reader.start(manager->channel());
   REQUIRE(settles([&] { return reader.messages(); }, 150ms));
@@ -1966,7 +2006,7 @@ TEST_CASE("kite multi manager conflates ticks for a slow consumer and ends on th
   // frame number `frames - 1`; every instrument must end on it, and no
   // instrument ever went back to an older tick.
   const auto latest_volume = 1000 + 10 * (frames() - 1);
-  CHECK(manager->get_api_stats("API-1").reconnects == 0);
+  CHECK(manager->key_stats("API-1").reconnects == 0);
   for (const auto token : tokens) {
     INFO("token " << token);
     const auto ticks = reader.ticks_of(token);
@@ -1974,7 +2014,9 @@ TEST_CASE("kite multi manager conflates ticks for a slow consumer and ends on th
     CHECK(ticks.back().volume_traded == latest_volume);
     for (std::size_t i = 1; i < ticks.size(); ++i) CHECK(ticks[i].volume_traded > ticks[i - 1].volume_traded);
   }
-  CHECK(reader.messages() < frames() * tokens.size());  // intermediate ticks were skipped
+  std::size_t ticks_read = 0;
+  for (const auto token : tokens) ticks_read += reader.ticks_of(token).size();
+  CHECK(ticks_read < frames() * tokens.size());  // intermediate ticks were skipped
   stop_and_drain(*manager, reader);
 }
 
@@ -2003,27 +2045,24 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
     server.start();
     ChannelReader reader;
     IoThreads io;
-    auto builder = kite::MultiApiKiteTickerManager::builder(io.executor());
-    builder.add_api_key("API-1", Secret(api_keys[0].api_key), Secret(api_keys[0].token))
-        .add_api_key("API-2", Secret(api_keys[1].api_key), Secret(wrong_token))
-        .add_api_key("API-3", Secret(api_keys[2].api_key), Secret(api_keys[2].token))
-        .url(server.url())
-        .allow_plain_ws(true)
-        .max_connections_per_api(1)
-        .max_symbols_per_connection(20)
-        .watchdog_timeout(400ms)
-        .reconnect_policy({.floor = 20ms, .cap = 100ms, .max_attempts = 0})
-        .health_check_interval(50ms)
-        .failover_after(2s);
-    auto manager = builder.build();
+    auto keys = test_keys(3);
+    keys[1].payload.access_token = Secret(wrong_token);
+    auto connection_settings = settings_for(server);
+    connection_settings.watchdog_timeout = 400ms;
+    auto manager = std::make_unique<kite::MultiKeyTickerManager>(
+        io.executor(), Options{.keys = std::move(keys),
+                               .per_key = {.max_connections = 1, .max_instruments_per_connection = 20,
+                                           .connection = connection_settings},
+                               .health_check_interval = 50ms,
+                               .failover_after = 2s});
     reader.start(manager->channel());
     manager->start();
-    manager->subscribe_symbols(nse_tokens(30));
+    manager->subscribe(nse_tokens(30));
     // API-2 is refused (403) and fails over; API-1 is dropped, sent bad
     // frames and silenced; every one of those is logged.
-    REQUIRE(eventually([&] { return manager->get_stats().failovers == 1; }));
+    REQUIRE(eventually([&] { return manager->stats().failovers == 1; }));
     REQUIRE(eventually([&] { return reader.ids() == std::set<std::string>{"API-1", "API-3"}; }));  // ids, never keys
-    const auto api1 = [&] { return manager->get_api_stats("API-1"); };
+    const auto api1 = [&] { return manager->key_stats("API-1"); };
     const auto reconnects = api1().reconnects;
     server.drop_connections(api_keys[0].api_key);
     REQUIRE(eventually([&] { return api1().reconnects > reconnects; }));
@@ -2044,11 +2083,11 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
       FAIL_CHECK("expected floodgate::Error");
       return {};
     };
-    texts.push_back(error_text([&] { manager->subscribe_symbols(nse_tokens(50, 8000)); }));
-    texts.push_back(error_text([&] { manager->subscribe_symbols_to_api("API-1", nse_tokens(50, 8000)); }));
-    texts.push_back(error_text([&] { manager->get_api_stats("API-9"); }));
+    texts.push_back(error_text([&] { manager->subscribe(nse_tokens(50, 8000)); }));
+    texts.push_back(error_text([&] { manager->subscribe_on("API-1", nse_tokens(50, 8000)); }));
+    texts.push_back(error_text([&] { manager->key_stats("API-9"); }));
     texts.push_back(error_text([&] { manager->connection_channel("API-1", 0); }));
-    for (const auto& api : manager->get_all_api_stats()) {
+    for (const auto& api : manager->all_key_stats()) {
       texts.push_back(api.id);
       for (const auto& connection : api.connections) {
         texts.push_back(connection.last_error.message());
@@ -2070,4 +2109,210 @@ TEST_CASE("kite ticker never shows an access token or API key in logs, stats or 
   for (const auto& text : texts) {
     for (const auto& secret : secrets) CHECK_THAT(text, !Catch::Contains(secret));
   }
+}
+
+// ---- batched delivery, callbacks, health snapshots ------------------------------------------------
+
+TEST_CASE("kite tick batches share pooled storage that is reused, and outlive their pool's owners",
+          "[kite][ticker][batch]") {
+  auto pool = std::make_shared<kite::detail::TickBatchPool>(kite::MessageSource{"API-1", 2}, 2);
+  auto filling = pool->take();
+  filling.ticks().resize(100);
+  filling.ticks()[7].instrument_token = 408065;
+  kite::TickBatch batch = pool->publish(filling);
+  CHECK(batch.size() == 100);
+  CHECK(batch[7].instrument_token == 408065);
+  CHECK(batch.api_key_id() == "API-1");
+  CHECK(batch.connection() == 2);
+  const kite::Tick* storage = batch.begin();
+  {
+    const kite::TickBatch copy = batch;  // a handle, not the ticks
+    CHECK(copy.begin() == storage);
+    batch = {};
+    CHECK(pool->idle() == 0);  // the copy still holds it
+    CHECK(copy.size() == 100);
+  }
+  CHECK(pool->idle() == 1);
+
+  // The next frame gets the same storage, emptied, its capacity kept: no allocation.
+  auto again = pool->take();
+  CHECK(again.ticks().empty());
+  CHECK(again.ticks().capacity() >= 100);
+  CHECK(again.ticks().data() == storage);
+  pool->discard(again);
+  CHECK(pool->idle() == 1);
+
+  // At most max_idle blocks are kept when a backlog drains.
+  {
+    std::vector<kite::TickBatch> backlog;
+    for (int i = 0; i < 4; ++i) backlog.push_back(pool->publish(pool->take()));
+    CHECK(pool->idle() == 0);
+  }
+  CHECK(pool->idle() == 2);
+
+  // A batch keeps its pool (and the key id) alive.
+  kite::TickBatch survivor;
+  {
+    auto short_lived = std::make_shared<kite::detail::TickBatchPool>(kite::MessageSource{"API-9", 0}, 4);
+    auto f = short_lived->take();
+    f.ticks().push_back(kite::Tick{.instrument_token = 256265});
+    survivor = short_lived->publish(f);
+  }
+  CHECK(survivor.size() == 1);
+  CHECK(survivor[0].instrument_token == 256265);
+  CHECK(survivor.api_key_id() == "API-9");
+}
+
+TEST_CASE("kite manager delivers one batch per frame with all its ticks, to on_ticks and the handler",
+          "[kite][ticker][batch]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  std::mutex mutex;
+  std::vector<std::size_t> callback_sizes, handler_sizes;
+  std::optional<kite::TickBatch> kept;
+  const auto tokens = nse_tokens(25);
+  {
+    IoThreads io;
+    auto options = manager_options(server, 1, 100);
+    options.callbacks.on_ticks = [&](const kite::TickBatch& ticks) {
+      std::lock_guard lock(mutex);
+      callback_sizes.push_back(ticks.size());
+      if (!kept) kept = ticks;  // held past the manager's end
+    };
+    kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options,
+                                    [&](kite::TickerMessage&& message) {
+                                      std::lock_guard lock(mutex);
+                                      if (const auto* ticks = message.ticks()) {
+                                        CHECK(message.api_key_id() == "API-1");
+                                        CHECK(message.connection() == 0);
+                                        CHECK(&ticks->api_key_id() == &message.api_key_id());  // interned
+                                        handler_sizes.push_back(ticks->size());
+                                      }
+                                    });
+    manager.start();
+    manager.subscribe(tokens, Mode::quote);
+    REQUIRE(eventually([&] {
+      std::lock_guard lock(mutex);
+      return handler_sizes.size() >= 20;
+    }));
+    manager.stop();
+  }
+  std::lock_guard lock(mutex);
+  // The simulator sends every subscribed instrument in each frame: one
+  // message per frame, never one per tick.
+  const auto frames = server.stats().frames_sent;
+  CHECK(handler_sizes.size() <= frames);
+  CHECK(std::all_of(handler_sizes.begin(), handler_sizes.end(), [](std::size_t n) { return n == 25; }));
+  CHECK(callback_sizes.size() == handler_sizes.size());
+  REQUIRE(kept);
+  CHECK(kept->size() == 25);
+  CHECK(kept->api_key_id() == "API-1");
+  std::set<std::uint32_t> seen;
+  for (const auto& tick : *kept) seen.insert(tick.instrument_token);
+  CHECK(seen == std::set<std::uint32_t>(tokens.begin(), tokens.end()));
+}
+
+TEST_CASE("kite manager raises the official clients' events with their meanings", "[kite][ticker][callbacks]") {
+  KiteTickerServer server(server_options());
+  server.start();
+  std::mutex mutex;
+  std::vector<std::string> events;
+  const auto note = [&](std::string event) {
+    std::lock_guard lock(mutex);
+    events.push_back(std::move(event));
+  };
+  const auto saw = [&](const std::string& event) {
+    std::lock_guard lock(mutex);
+    return std::count(events.begin(), events.end(), event);
+  };
+  auto options = manager_options(server, 1, 100);
+  options.callbacks = {
+      .on_ticks = [&](const kite::TickBatch&) { note("ticks"); },
+      .on_connect = [&](const kite::MessageSource& s) { note(fmt::format("connect {}#{}", s.api_key_id, s.connection)); },
+      .on_close = [&](const kite::MessageSource&, std::error_code reason) { note(reason ? "close" : "close without reason"); },
+      .on_reconnect =
+          [&](const kite::MessageSource&, std::size_t attempt, std::chrono::milliseconds delay) {
+            note(fmt::format("reconnect {}{}", attempt, delay >= 20ms ? "" : " too soon"));
+          },
+      .on_noreconnect =
+          [&](const kite::MessageSource&, std::error_code reason) {
+            note(reason == floodgate::errc::auth_failed ? "noreconnect auth" : "noreconnect");
+          },
+      .on_order_update =
+          [&](const kite::MessageSource&, const nlohmann::json& order) {
+            note(fmt::format("order {}", order.value("order_id", "?")));
+          },
+      .on_error =
+          [&](const kite::MessageSource&, std::error_code reason, std::string_view message) {
+            note(reason == floodgate::errc::bad_request ? fmt::format("server error {}", message) : "error");
+          },
+  };
+  IoThreads io;
+  kite::TickerManager manager(io.executor(), "API-1", kite_key(key_a, token_a), options);
+  manager.start();
+  manager.subscribe(nse_tokens(3), Mode::ltp);
+  REQUIRE(eventually([&] { return saw("connect API-1#0") == 1 && saw("ticks") > 2; }));
+
+  server.send_text_message(key_a, R"({"type":"order","data":{"order_id":"151220000000000"}})");
+  server.send_text_message(key_a, R"({"type":"error","data":"Invalid mode"})");
+  CHECK(eventually([&] { return saw("order 151220000000000") == 1 && saw("server error Invalid mode") == 1; }));
+
+  // Lost after it was up: on_close, then on_reconnect(1, pause), then up again.
+  server.drop_connections(key_a);
+  CHECK(eventually([&] { return saw("close") == 1 && saw("reconnect 1") == 1 && saw("connect API-1#0") == 2; }));
+
+  // Refused: the attempt's error, then no more reconnects.
+  server.set_access_token(key_a, Secret("tok-a-rotated-4242"));
+  CHECK(eventually([&] { return saw("noreconnect auth") == 1; }));
+  CHECK(saw("close") == 2);
+  CHECK(saw("error") >= 1);
+  manager.stop();
+  std::lock_guard lock(mutex);
+  CHECK(std::find(events.begin(), events.end(), "close without reason") == events.end());
+  CHECK(std::find(events.begin(), events.end(), "reconnect 1 too soon") == events.end());
+}
+
+TEST_CASE("kite keys show in the status table and Prometheus text like a pool's credentials, with uptime",
+          "[kite][ticker][multi]") {
+  KiteTickerServer server(multi_server_options());
+  server.set_key_enabled(api_keys[1].api_key, false);  // API-2 is refused
+  server.start();
+  IoThreads io;
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) { o.per_key.max_connections = 2; });
+  manager->start();
+  manager->subscribe(nse_tokens(4));
+  REQUIRE(eventually([&] {
+    return manager->key_stats("API-1").health == kite::KeyHealth::live &&
+           manager->key_stats("API-2").health == kite::KeyHealth::failed;
+  }));
+  std::this_thread::sleep_for(30ms);  // uptime is measured on the real clock the sockets run on
+
+  const auto snapshots = manager->snapshot();
+  REQUIRE(snapshots.size() == 2);
+  CHECK(snapshots[0].id == "API-1");
+  CHECK(snapshots[0].state == floodgate::CredentialState::ready);
+  CHECK(snapshots[0].successes >= 2);  // two connections up (more if one was replaced meanwhile)
+  CHECK(snapshots[1].state == floodgate::CredentialState::disabled);
+  CHECK(snapshots[1].disabled_reason == "access token refused");
+
+  const auto table = floodgate::status_table(snapshots);
+  CHECK_THAT(table, Catch::Contains("✅ API-1: Ready"));
+  CHECK_THAT(table, Catch::Contains("⛔ API-2: Disabled (access token refused)"));
+  const auto metrics = floodgate::prometheus_text(snapshots, {.pool = "kite"});
+  CHECK_THAT(metrics, Catch::Contains("floodgate_up{credential=\"API-1\",pool=\"kite\"} 1"));
+  CHECK_THAT(metrics, Catch::Contains("floodgate_disabled{credential=\"API-2\",pool=\"kite\"} 1"));
+  CHECK_THAT(metrics, !Catch::Contains("kitekey") && !Catch::Contains("tok-"));
+
+  // Uptime, and the per-connection distribution of instruments (all four on
+  // API-1 once API-2's have failed over).
+  CHECK(eventually([&] {
+    const auto connections = manager->key_stats("API-1").connections;
+    return connections.size() == 2 && connections[0].subscriptions == 2 && connections[1].subscriptions == 2;
+  }));
+  const auto api1 = manager->key_stats("API-1");
+  CHECK(api1.uptime >= 30ms);
+  for (const auto& connection : api1.connections) CHECK(connection.uptime >= 30ms);
+  CHECK(manager->key_stats("API-2").connections.at(0).uptime == 0ms);
+  CHECK(manager->stats().uptime >= 30ms);
+  manager->stop();
 }

@@ -1,6 +1,6 @@
 // floodgate/kite/ticker_connection.hpp: one self-healing Kite ticker WebSocket.
 //
-// `KiteTickerConnection` keeps one connection to the Kite ticker
+// `TickerConnection` keeps one connection to the Kite ticker
 // (wss://ws.kite.trade?api_key=…&access_token=…, header `X-Kite-Version: 3`)
 // alive for as long as it runs, and keeps its subscriptions true across
 // reconnects:
@@ -26,7 +26,7 @@
 //   A 429 means the key already holds all its connections; it is retried with
 //   backoff and reported as errc::too_many_connections.
 //
-//   floodgate::kite::KiteTickerConnection connection(io.get_executor(), "API-1#0", key, {}, {
+//   floodgate::kite::TickerConnection connection(io.get_executor(), "API-1#0", key, {}, {
 //       .on_frame = [](const floodgate::kite::FrameView& frame) { for (auto p : frame) use(p.decode()); },
 //   });
 //   connection.start();
@@ -62,7 +62,7 @@
 namespace floodgate::kite {
 
 /// Where and how to connect; everything except the credential.
-struct KiteConnectionSettings {
+struct ConnectionSettings {
   /// The ticker's address, without query; ws:// only with `allow_plain_ws`.
   std::string url = "wss://ws.kite.trade";
   /// TLS context for wss://; null means the system CA store.
@@ -112,9 +112,12 @@ struct ConnectionStats {
   /// The HTTP status of the last failed attempt's reply (403, 429, ...); 0
   /// when it got no HTTP reply at all (refused, reset, timed out, bad TLS).
   int last_http_status = 0;
+  /// How long the current connection has been up (since its first data); 0
+  /// unless connected.
+  std::chrono::milliseconds uptime{0};
 };
 
-class KiteTickerConnection {
+class TickerConnection {
  public:
   struct Handlers {
     /// A binary frame with at least one readable packet (malformed frames
@@ -134,11 +137,11 @@ class KiteTickerConnection {
   /// `label` names the connection in logs and must not hold a secret (e.g.
   /// "API-1#0"). Throws floodgate::Error for an unusable URL or a key or token
   /// with characters that cannot go into a URL query.
-  KiteTickerConnection(boost::asio::any_io_executor executor, std::string label, KiteKey key,
-                       KiteConnectionSettings settings, Handlers handlers);
-  ~KiteTickerConnection();  ///< stop()
-  KiteTickerConnection(const KiteTickerConnection&) = delete;
-  KiteTickerConnection& operator=(const KiteTickerConnection&) = delete;
+  TickerConnection(boost::asio::any_io_executor executor, std::string label, KiteKey key,
+                       ConnectionSettings settings, Handlers handlers);
+  ~TickerConnection();  ///< stop()
+  TickerConnection(const TickerConnection&) = delete;
+  TickerConnection& operator=(const TickerConnection&) = delete;
 
   /// Connects, and keeps reconnecting until stop() or a final state.
   void start();

@@ -1,13 +1,14 @@
 // floodgate/kite/ticker_manager.hpp: all the ticker connections of one API key.
 //
 // Kite lets one API key hold 3 ticker connections of up to 3000 instruments
-// each. `KiteTickerManager` opens those connections when started, spreads
+// each. `TickerManager` opens those connections when started, spreads
 // subscriptions over them (each new batch goes to the least loaded
-// connections, one subscribe message per connection), and decodes every
-// packet into a `Tick` for the message handler:
+// connections, one subscribe message per connection), and decodes each
+// received frame into one `TickBatch` (pooled storage, no allocation per
+// frame in steady state) for the message handler and `callbacks.on_ticks`:
 //
-//   floodgate::kite::KiteTickerManager manager(io.get_executor(), "API-1", key, {},
-//       [](std::size_t connection, floodgate::kite::KiteMessage&& message) { ... });
+//   floodgate::kite::TickerManager manager(io.get_executor(), "API-1", key,
+//       {.callbacks = {.on_ticks = [](const floodgate::kite::TickBatch& ticks) { ... }}});
 //   manager.start();
 //   manager.subscribe(tokens, floodgate::kite::Mode::full);   // throws CapacityError when full
 //
@@ -17,7 +18,7 @@
 // (gave up, or refused) hands its instruments to the others. A refused access
 // token calls `options.on_auth_failed`; `update_access_token` brings the key back.
 //
-// `MultiApiKiteTickerManager` (multi_api_manager.hpp) puts several of these
+// `MultiKeyTickerManager` (multi_api_manager.hpp) puts several of these
 // together; use this class directly when one key is all you have. Every method
 // is thread-safe; the handlers run on the connections' strands, concurrently
 // for different connections.
@@ -27,9 +28,12 @@
 
 #include <floodgate/kite/credentials.hpp>
 #include <floodgate/core/error.hpp>
+#include <floodgate/core/health.hpp>
+#include <floodgate/kite/ticker_callbacks.hpp>
 #include <floodgate/kite/ticker_connection.hpp>
 #include <floodgate/kite/ticker_message.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -46,15 +50,17 @@ namespace floodgate::kite {
 inline constexpr std::size_t kite_max_connections_per_key = 3;
 inline constexpr std::size_t kite_max_instruments_per_connection = 3000;
 
-struct KiteTickerManagerOptions {
+struct TickerManagerOptions {
   std::size_t max_connections = kite_max_connections_per_key;                ///< 1 … 3
-  std::size_t max_symbols_per_connection = kite_max_instruments_per_connection;  ///< 1 … 3000
-  KiteConnectionSettings connection;
+  std::size_t max_instruments_per_connection = kite_max_instruments_per_connection;  ///< 1 … 3000
+  ConnectionSettings connection;
   /// Called with the key's id when the server refuses the key's access token
   /// (HTTP 403), once until the next update_access_token: the place to run
   /// the login flow and hand the new token to update_access_token. Runs on a
   /// connection's strand, no lock held.
   std::function<void(const std::string& key_id)> on_auth_failed;
+  /// The official clients' events (ticker_callbacks.hpp).
+  TickerCallbacks callbacks;
 };
 
 /// A subscription refused because it does not fit. The message names the
@@ -89,35 +95,46 @@ constexpr bool is_serving(KeyHealth health) noexcept {
   return health == KeyHealth::live || health == KeyHealth::degraded;
 }
 
-struct ApiStats {
+struct KeyStats {
   std::string id;
   KeyHealth health = KeyHealth::idle;
-  std::size_t symbols = 0;
-  std::size_t capacity = 0;  ///< connections x symbols per connection
+  std::size_t instruments = 0;
+  std::size_t capacity = 0;  ///< connections x instruments per connection
   std::uint64_t ticks = 0;
   std::uint64_t reconnects = 0;
   std::uint64_t malformed_frames = 0;
   std::uint64_t unknown_packets = 0;  ///< packets of unknown length skipped
   std::uint64_t failed_attempts = 0;
   std::uint64_t watchdog_timeouts = 0;
-  std::uint64_t symbols_moved_out = 0;  ///< taken away by failover (multi-API manager)
-  std::uint64_t symbols_moved_in = 0;   ///< received from a failed key (multi-API manager)
+  std::uint64_t instruments_moved_out = 0;  ///< taken away by failover (multi-API manager)
+  std::uint64_t instruments_moved_in = 0;   ///< received from a failed key (multi-API manager)
+  std::chrono::milliseconds uptime{0};  ///< since start(); 0 before
+  /// Per connection: its state, instruments (the distribution), uptime and counters.
   std::vector<ConnectionStats> connections;
 };
 
-class KiteTickerManager {
+/// A key's stats as a credential's health snapshot, so Kite keys show in
+/// floodgate::status_table and floodgate::prometheus_text like any pool's
+/// credentials (core/format.hpp): live and degraded keys are ready, a key
+/// that stopped trying is disabled with the reason, a key that is down (all
+/// its connections reconnecting) is resting until now. Requests count
+/// connection attempts, successes the upgrades, failures the failed attempts.
+HealthSnapshot health_snapshot(const KeyStats& stats);
+
+class TickerManager {
  public:
-  using MessageHandler = std::function<void(std::size_t connection, KiteMessage&&)>;
+  /// One message per received frame (a TickBatch) or server text message.
+  using MessageHandler = std::function<void(TickerMessage&&)>;
   using HealthHandler = std::function<void(KeyHealth)>;
 
   /// Throws floodgate::Error for limits outside Kite's (see the options) and
-  /// for what KiteTickerConnection refuses. `id` names the key in stats and
+  /// for what TickerConnection refuses. `id` names the key in stats and
   /// logs and must not be the key itself.
-  KiteTickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
-                    KiteTickerManagerOptions options, MessageHandler on_message, HealthHandler on_health = {});
-  ~KiteTickerManager();  ///< stop()
-  KiteTickerManager(const KiteTickerManager&) = delete;
-  KiteTickerManager& operator=(const KiteTickerManager&) = delete;
+  TickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+                    TickerManagerOptions options, MessageHandler on_message = {}, HealthHandler on_health = {});
+  ~TickerManager();  ///< stop()
+  TickerManager(const TickerManager&) = delete;
+  TickerManager& operator=(const TickerManager&) = delete;
 
   /// Opens every connection.
   void start();
@@ -143,11 +160,11 @@ class KiteTickerManager {
   std::vector<std::pair<std::uint32_t, Mode>> release_all();
 
   bool is_subscribed(std::uint32_t token) const;
-  std::size_t symbol_count() const;
+  std::size_t instrument_count() const;
   std::size_t capacity() const noexcept;
-  std::size_t spare_capacity() const { return capacity() - symbol_count(); }
+  std::size_t spare_capacity() const { return capacity() - instrument_count(); }
   KeyHealth health() const;
-  ApiStats stats() const;
+  KeyStats stats() const;
   /// The tokens on each connection, sorted.
   std::vector<std::vector<std::uint32_t>> distribution() const;
   const std::string& id() const noexcept;

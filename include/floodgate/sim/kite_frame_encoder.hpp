@@ -49,6 +49,7 @@ class KiteFrameEncoder {
   void put_price(double price, double divisor);
 
   std::vector<std::uint8_t> buffer_;
+  std::uint8_t* out_ = nullptr;  // where add() writes next, inside buffer_
   std::size_t count_ = 0;
 };
 

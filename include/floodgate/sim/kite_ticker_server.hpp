@@ -77,6 +77,12 @@ struct KiteTickerServerOptions {
   /// skipped (counted in Stats::frames_skipped) instead of queued.
   std::size_t max_queued_frames = 64;
 
+  /// For latency measurements: just before a tick frame is written, the
+  /// steady clock's nanoseconds since its epoch go into every quote and full
+  /// packet, the high 32 bits as total_buy_quantity and the low 32 bits as
+  /// total_sell_quantity (see sent_at()). Off by default.
+  bool stamp_send_time = false;
+
   /// Serve wss:// with this context (e.g. floodgate::net::make_server_tls_context
   /// with TestCertificates); plain ws:// when null.
   std::shared_ptr<boost::asio::ssl::context> tls;
@@ -84,6 +90,13 @@ struct KiteTickerServerOptions {
 
 class KiteTickerServer {
  public:
+  /// When a tick of a server with `stamp_send_time` was written, on this
+  /// process's steady clock.
+  static std::chrono::steady_clock::time_point sent_at(const kite::Tick& tick) noexcept {
+    return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(
+        static_cast<std::int64_t>(std::uint64_t{tick.total_buy_quantity} << 32 | tick.total_sell_quantity)));
+  }
+
   static constexpr std::size_t all = std::numeric_limits<std::size_t>::max();
 
   /// Throws floodgate::Error for an empty or duplicate api_key or a
