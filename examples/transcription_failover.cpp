@@ -1,9 +1,9 @@
 // transcription_failover: audio transcription through three paid providers,
 // failing over when one runs out.
 //
-// Starts three local providers (floodgate::sim::HttpApiServer) and sends 240
-// transcription jobs (an audio file streamed from disk, cost = its seconds)
-// through one http::ApiKeyPool:
+// Starts three local providers (floodgate::sim::HttpApiServer) and sends 300
+// transcription jobs, about 25 a second (an audio file streamed from disk,
+// cost = its seconds) through one http::ApiKeyPool:
 //
 //   primary   tier 0, 2 keys, 40 calls of quota each, refilled every 4 s
 //             (its "billing cycle"), Retry-After in seconds
@@ -41,7 +41,7 @@ using namespace floodgate::http;
 
 namespace {
 
-constexpr int kJobs = 240;
+constexpr int kJobs = 300;
 constexpr int kConcurrency = 4;
 
 std::vector<ApiKeySpec> keys(const std::string& prefix, int count) {
@@ -135,6 +135,12 @@ int main() {
   const auto begin = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count(); };
   auto next_print = begin;
+  auto print_now_and_then = [&] {  // called with the mutex held
+    if (finished < kJobs && std::chrono::steady_clock::now() >= next_print) {
+      print_table(pool, elapsed(), finished);
+      next_print += 1s;
+    }
+  };
   std::unique_lock lock(mutex);
   while (finished < kJobs) {
     while (started < kJobs && in_flight < kConcurrency) {
@@ -151,14 +157,12 @@ int main() {
         changed.notify_one();
       });
       lock.unlock();
-      std::this_thread::sleep_for(15ms);  // jobs arrive over time
+      std::this_thread::sleep_for(40ms);  // jobs arrive over time: about 25 a second
       lock.lock();
+      print_now_and_then();
     }
     changed.wait_for(lock, 100ms);
-    if (std::chrono::steady_clock::now() >= next_print) {
-      print_table(pool, elapsed(), finished);
-      next_print += 1s;
-    }
+    print_now_and_then();
   }
   lock.unlock();
   print_table(pool, elapsed(), finished);
