@@ -233,10 +233,12 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
       }
       const auto& provider = k->provider->spec;
       auto verdict = classify_reply(response, std::chrono::system_clock::now(), provider.classify);
-      last->status = response.status;
-      last->json = verdict.json;
-      last->body = std::move(response.body);
-      last->headers = std::move(response.headers);
+      // Kept for the run's end (moved into the success, or read when the run ends otherwise): never copied.
+      ApiResult& answer = *last;
+      answer.status = response.status;
+      answer.json = std::move(verdict.json);
+      answer.body = std::move(response.body);
+      answer.headers = std::move(response.headers);
       if (verdict.outcome.kind() == OutcomeKind::success) {
         if (verdict.rest && *verdict.rest > Duration::zero()) {
           // The key has nothing left until its reset: rest it now rather than be refused.
@@ -244,12 +246,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
           log(LogLevel::info, "API key {} ({}) used up its rate limit; resting {} ms", id, provider.name,
               std::chrono::ceil<std::chrono::milliseconds>(*verdict.rest).count());
         }
-        ApiResult value;
-        value.status = last->status;
-        value.json = std::move(verdict.json);
-        value.body = last->body;
-        value.headers = last->headers;
-        return done(Outcome<ApiResult>::success(std::move(value)));
+        return done(Outcome<ApiResult>::success(std::move(answer)));
       }
       const std::string description = redact(verdict.outcome.description(), k->secret.reveal());
       log_outcome(id, provider.name, verdict, description);

@@ -25,6 +25,12 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
+bool contains_ci(std::string_view haystack, std::string_view lowercase_needle) {
+  return std::search(haystack.begin(), haystack.end(), lowercase_needle.begin(), lowercase_needle.end(),
+                     [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }) !=
+         haystack.end();
+}
+
 std::string lowercase(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -195,6 +201,7 @@ std::optional<std::chrono::nanoseconds> announced_cooldown(const net::HttpHeader
   auto consider = [&](nanoseconds wait) { longest = longest ? std::max(*longest, wait) : wait; };
 
   for (const auto& [raw_name, value] : headers) {
+    if (!contains_ci(raw_name, "ratelimit") && !contains_ci(raw_name, "rate-limit")) continue;  // most headers
     std::string name = lowercase(raw_name);
     if (const auto at = name.find("rate-limit"); at != std::string::npos) name.replace(at, 10, "ratelimit");
     if (name.find("ratelimit") == std::string::npos) continue;

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 #include "floodgate/core/error.hpp"
 #include "http_test_support.hpp"
