@@ -177,9 +177,8 @@ std::optional<std::chrono::nanoseconds> parse_retry_after(std::string_view value
 std::optional<std::chrono::nanoseconds> parse_reset(std::string_view value, WallTime now) {
   value = trim(value);
   if (const auto number = parse_number(value)) {
-    if (*number >= 1e9) {  // epoch seconds
-      return until(WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(*number))),
-                   now);
+    if (*number >= 1e9) {  // epoch seconds (compared as doubles: a huge value must not overflow a time point)
+      return from_seconds(*number - std::chrono::duration<double>(now.time_since_epoch()).count());
     }
     return from_seconds(*number);
   }

@@ -82,6 +82,7 @@ TEST_CASE("Reset values: durations, delay or epoch seconds, RFC 3339 and HTTP da
   CHECK(parse_reset("2026-12-06T03:01:00Z", kNow) == 60s);
   CHECK(parse_reset("Sun, 06 Dec 2026 03:00:10 GMT", kNow) == 10s);
   CHECK(parse_reset("garbage", kNow) == std::nullopt);
+  CHECK(parse_reset("1e300", kNow) == kMaxServerWait);  // far in the future: clamped, no overflow
 }
 
 TEST_CASE("A remaining count of 0 announces a cooldown in every common header family") {
