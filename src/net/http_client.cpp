@@ -150,6 +150,12 @@ std::error_code encode_body(const HttpRequest& request, OutgoingBody& body) {
     body.pieces = std::make_shared<const std::vector<BodyPiece>>(std::vector<BodyPiece>{{text->data}});
   } else if (const auto* form = std::get_if<MultipartForm>(&request.body)) {
     return encode_multipart(*form, body);
+  } else if (const auto* file = std::get_if<FileBody>(&request.body)) {
+    std::error_code size_error;
+    const auto size = std::filesystem::file_size(file->path, size_error);
+    if (size_error) return errc::file_error;
+    body.content_type = file->content_type;
+    body.pieces = std::make_shared<const std::vector<BodyPiece>>(std::vector<BodyPiece>{{{}, file->path, size}});
   }
   return {};
 }

@@ -6,11 +6,14 @@
 //   floodgate-sim botapi --scenario world.json --plain --port-out port.txt
 //   floodgate-sim kite --keys-file keys.txt --rate 5
 //   -> kite: listening on ws://127.0.0.1:40211 (2 API keys)
+//   floodgate-sim http --key sk-1 --key sk-2 --limit 5/s --retry-after date --headers openai
+//   -> http: listening on https://127.0.0.1:39411 (2 keys)
 //
 // Each simulator is a subcommand: a name, a one-line summary, and a function
 // taking the remaining arguments. Adding one is adding a row to kSubcommands.
 #include <charconv>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <span>
@@ -25,6 +28,7 @@
 #include "floodgate/sim/test_certificates.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
+#include "floodgate/sim/http_api_server.hpp"
 #include "floodgate/sim/kite_ticker_server.hpp"
 
 namespace {
@@ -281,6 +285,99 @@ int run_kite(Args args) {
   return 0;
 }
 
+constexpr std::string_view kHttpUsage = R"(usage: floodgate-sim http [options]
+  --port P              listen on 127.0.0.1:P (default: a free port)
+  --key K               accept this API key (repeatable)
+  --keys-file F         accept the keys in F, one per line (# comments)
+  --limit RATE          requests per key in a fixed window (default 10/s; "off")
+  --quota N             successful calls per key before its quota is spent
+  --quota-status S      answer a spent quota with 429 (default) or 402
+  --retry-after FORM    seconds (default), date or none
+  --headers FAMILY      rate-limit headers: none (default), openai, github, anthropic
+  --random-429 P        answer this share of requests 429 at random (0..1)
+  --seed N              seed of the random 429s
+  --plain               serve plain HTTP instead of HTTPS
+  --ca-out FILE         write the CA certificate that clients must trust to FILE
+  --port-out FILE       write the port to FILE once listening (for scripts)
+Serves POST /v1/transcribe and GET /v1/ping (docs/http-api-keys.md).
+)";
+
+int run_http(Args args) {
+  floodgate::sim::HttpApiServerOptions options;
+  std::string ca_out;
+  std::string port_out;
+  for (ArgReader reader(args); !reader.done();) {
+    const auto flag = reader.flag();
+    if (flag == "--port") options.port = parse_port(reader.value(flag));
+    else if (flag == "--key") options.keys.emplace_back(std::string(reader.value(flag)));
+    else if (flag == "--keys-file") {
+      for (auto& key : read_tokens_file(std::string(reader.value(flag)))) options.keys.push_back(std::move(key));
+    } else if (flag == "--limit") options.limit = parse_limit(reader.value(flag));
+    else if (flag == "--quota") options.quota = static_cast<std::uint64_t>(parse_count(reader.value(flag)));
+    else if (flag == "--quota-status") {
+      const auto status = reader.value(flag);
+      if (status != "429" && status != "402") throw floodgate::Error("--quota-status is 429 or 402");
+      options.quota_status = status == "402" ? 402 : 429;
+    } else if (flag == "--retry-after") {
+      const auto form = reader.value(flag);
+      if (form == "seconds") options.retry_after = floodgate::sim::RetryAfterForm::seconds;
+      else if (form == "date") options.retry_after = floodgate::sim::RetryAfterForm::http_date;
+      else if (form == "none") options.retry_after = floodgate::sim::RetryAfterForm::none;
+      else throw floodgate::Error(fmt::format("--retry-after: seconds, date or none, not '{}'", form));
+    } else if (flag == "--headers") {
+      const auto family = reader.value(flag);
+      if (family == "none") options.headers = floodgate::sim::RateLimitHeaders::none;
+      else if (family == "openai") options.headers = floodgate::sim::RateLimitHeaders::openai;
+      else if (family == "github") options.headers = floodgate::sim::RateLimitHeaders::github;
+      else if (family == "anthropic") options.headers = floodgate::sim::RateLimitHeaders::anthropic;
+      else throw floodgate::Error(fmt::format("--headers: none, openai, github or anthropic, not '{}'", family));
+    } else if (flag == "--random-429") {
+      const std::string text(reader.value(flag));
+      char* end = nullptr;
+      const double share = std::strtod(text.c_str(), &end);
+      if (end != text.c_str() + text.size() || !(share >= 0 && share <= 1)) {
+        throw floodgate::Error(fmt::format("--random-429: a share between 0 and 1, not '{}'", text));
+      }
+      options.rate_limit_probability = share;
+    } else if (flag == "--seed") options.seed = static_cast<std::uint64_t>(parse_count(reader.value(flag)));
+    else if (flag == "--plain") options.tls = false;
+    else if (flag == "--ca-out") ca_out = std::string(reader.value(flag));
+    else if (flag == "--port-out") port_out = std::string(reader.value(flag));
+    else if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", kHttpUsage);
+      return 0;
+    } else {
+      throw floodgate::Error(fmt::format("unknown option {}\n{}", flag, kHttpUsage));
+    }
+  }
+  if (options.keys.empty()) throw floodgate::Error("no keys: pass --key or --keys-file");
+  const auto keys = options.keys;
+
+  const auto stop_signals = block_stop_signals();
+  floodgate::sim::HttpApiServer server(std::move(options));
+  server.start();
+  if (!port_out.empty()) {
+    const auto temporary = port_out + ".tmp";
+    std::ofstream(temporary) << server.port() << "\n";
+    std::rename(temporary.c_str(), port_out.c_str());
+  }
+  if (!ca_out.empty()) {
+    std::ofstream(ca_out) << server.ca_pem();
+    fmt::print("http: CA certificate written to {}\n", ca_out);
+  }
+  fmt::print("http: listening on {} ({} keys)\n", server.url(), keys.size());
+  std::fflush(stdout);
+
+  wait_for_stop_signal(stop_signals);
+  server.stop();
+  for (const auto& key : keys) {
+    const auto stats = server.stats(key);
+    fmt::print("http: {}: {} requests, {} ok, {} answered 429, {} quota refusals, {} sent during a cooldown\n", key,
+               stats.requests, stats.succeeded, stats.rate_limited, stats.quota_refused, stats.sent_during_cooldown);
+  }
+  return 0;
+}
+
 struct Subcommand {
   std::string_view name;
   std::string_view summary;
@@ -290,6 +387,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"botapi", "a Telegram Bot API server with flood control and fault injection", run_botapi},
     {"kite", "a Kite ticker WebSocket server streaming binary ticks", run_kite},
+    {"http", "a rate-limited JSON API with API keys, quotas and fault injection", run_http},
 };
 
 int usage(std::FILE* out) {

@@ -316,6 +316,30 @@ TEST_CASE("a gate's refusal moves the attempt to a credential it admits", "[retr
   CHECK(f.calls == std::vector<std::string>{"B", "B", "B"});  // A is still paced
 }
 
+TEST_CASE("a run's own gate is used instead of the executor's", "[retry]") {
+  Fixture f({"A", "B"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  int executor_gate_calls = 0;
+  executor.set_gate([&](const Pool::Lease&) {
+    ++executor_gate_calls;
+    return ManualClock::duration::zero();
+  });
+  Executor::RunOptions options;
+  options.gate = [](const Pool::Lease& lease) -> ManualClock::duration {
+    return lease.id() == "A" ? ManualClock::duration(5s) : ManualClock::duration::zero();  // e.g. over its budget
+  };
+  auto c = f.run(executor, f.scripted({ok()}), options);
+  f.time.poll();
+  REQUIRE(c->done);
+  CHECK(f.calls == std::vector<std::string>{"B"});
+  CHECK(executor_gate_calls == 0);
+  CHECK(f.pool.snapshot("A")->cooldown_remaining == 5s);
+  auto plain = f.run(executor, f.scripted({ok()}));  // without its own gate: the executor's
+  f.time.poll();
+  REQUIRE(plain->done);
+  CHECK(executor_gate_calls == 1);
+}
+
 TEST_CASE("no attempt is ever sent into a cooldown the server announced", "[retry]") {
   Fixture f({"A", "B", "C"});
   f.policy.max_wait = 30s;

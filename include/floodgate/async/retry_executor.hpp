@@ -46,7 +46,8 @@
 // A gate can be attached (`set_gate`) to pass each attempt through a local
 // rate limiter first: it returns how long the leased credential must wait
 // for its destination; a credential that must wait is handed back and skipped
-// for that long, and the run moves to another.
+// for that long, and the run moves to another. A run may bring its own gate
+// (`RunOptions::gate`, e.g. a budget charged with the call's cost) instead.
 //
 // Timers come from async/timer.hpp, so with a ManualClock pool the whole
 // executor runs in virtual time.
@@ -128,6 +129,9 @@ class RetryExecutor {
     bool idempotent = false;
     /// Bind the run to this credential: it never moves to another.
     std::optional<std::string> credential;
+    /// This run's own gate, used instead of the executor's (`set_gate`): for
+    /// limits that depend on the call, such as its cost.
+    Gate gate;
   };
 
   RetryExecutor(boost::asio::any_io_executor executor, Pool& pool, RetryPolicy policy = {})
@@ -206,8 +210,8 @@ class RetryExecutor {
         return wait_until(*acquired.earliest());
       }
       Lease lease = std::move(acquired).take();
-      if (gate_) {
-        if (const auto pause = gate_(lease); pause > duration::zero()) {
+      if (const Gate& gate = options_.gate ? options_.gate : gate_) {
+        if (const auto pause = gate(lease); pause > duration::zero()) {
           // Skip this credential until its limiter admits: a free run tries the
           // others; a bound run finds it paused and waits (or ends) above.
           lease.defer(pause);

@@ -19,6 +19,9 @@ struct Credential {
   Payload payload{};         ///< what the adapter needs to use the credential
   std::uint32_t weight = 1;  ///< share of traffic under the `Weighted` strategy
   bool enabled = true;       ///< a disabled credential is never handed out
+  /// Fallback tier under the `Tiered` strategy: a credential of tier n is
+  /// handed out only while no credential of a lower tier is usable.
+  std::uint32_t tier = 0;
 };
 
 }  // namespace floodgate

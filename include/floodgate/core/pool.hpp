@@ -323,7 +323,7 @@ class CredentialPool {
   Candidate candidate_of(const Slot& s) const { return candidate_of(s, clock_.now()); }
   Candidate candidate_of(const Slot& s, time_point now) const {
     const double score = kStrategyUsesScore ? s.health.smoothed_success_rate(now) : 0.0;
-    return {score, s.last_acquired, s.health.in_flight, s.credential.weight};
+    return {score, s.last_acquired, s.health.in_flight, s.credential.weight, s.credential.tier};
   }
 
   // Scores fade with time even for credentials nobody touches; each acquire

@@ -18,6 +18,7 @@
 //   RoundRobin   each usable credential in turn
 //   Weighted     smooth weighted round-robin, proportional to `weight`
 //   LeastLoaded  the less busy of two random choices ("power of two choices")
+//   Tiered<S>    fallback tiers: S among the lowest tier that has a usable credential
 //
 // A strategy of your own is a few lines on top of `ScanStrategy`, which keeps
 // the list of usable credentials for you and asks only for a choice:
@@ -39,6 +40,7 @@
 #include <limits>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace floodgate {
@@ -52,6 +54,7 @@ struct Candidate {
   std::uint64_t last_acquired = 0;  ///< the pool's acquire counter at its last acquire; 0 = never
   std::uint32_t in_flight = 0;  ///< leases out now
   std::uint32_t weight = 1;     ///< the credential's configured weight (≥ 1)
+  std::uint32_t tier = 0;       ///< the credential's fallback tier (`Tiered`)
 };
 
 /// The predicate type the pool passes to `pick` when every credential is acceptable.
@@ -306,6 +309,61 @@ class LeastLoaded {
   std::uint64_t rng_;
 };
 
+/// Fallback tiers: the usable credentials of the lowest `Candidate::tier`
+/// are chosen among by `Inner` (weighted, round robin, ...); a higher tier is
+/// used only while no credential of a lower one is usable (cooling, ejected,
+/// disabled, or cooling for the request's destination). Credentials return
+/// to their tier's rotation when their cooldown ends, so traffic falls back
+/// and comes back by itself. O(tiers × Inner's cost) per pick.
+///
+///   CredentialPool<ApiKey, Tiered<Weighted>> pool;   // primary keys tier 0, backups tier 1
+template <Strategy Inner = RoundRobin>
+class Tiered {
+ public:
+  static constexpr bool uses_score = [] {
+    if constexpr (requires { Inner::uses_score; }) return Inner::uses_score;
+    return true;
+  }();
+
+  void insert(SlotId id, const Candidate& c) {
+    if (id >= tier_of_.size()) tier_of_.resize(id + 1, kAbsent);
+    if (tier_of_[id] != kAbsent && tier_of_[id] != c.tier) erase(id);
+    tier_of_[id] = c.tier;
+    tier(c.tier).insert(id, c);
+  }
+  void erase(SlotId id) {
+    if (id >= tier_of_.size() || tier_of_[id] == kAbsent) return;
+    tier(tier_of_[id]).erase(id);
+    tier_of_[id] = kAbsent;
+  }
+  void update(SlotId id, const Candidate& c) {
+    if (id >= tier_of_.size() || tier_of_[id] == kAbsent) return;
+    if (tier_of_[id] != c.tier) return insert(id, c);
+    tier(c.tier).update(id, c);
+  }
+
+  template <class Accept>
+  std::optional<SlotId> pick(Accept&& accept) {
+    for (auto& [level, inner] : tiers_) {  // ascending tier
+      if (auto chosen = inner.pick(accept)) return chosen;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static constexpr std::uint32_t kAbsent = std::numeric_limits<std::uint32_t>::max();
+
+  Inner& tier(std::uint32_t level) {
+    const auto it = std::lower_bound(tiers_.begin(), tiers_.end(), level,
+                                     [](const auto& entry, std::uint32_t l) { return entry.first < l; });
+    if (it != tiers_.end() && it->first == level) return it->second;
+    return tiers_.insert(it, {level, Inner{}})->second;
+  }
+
+  std::vector<std::pair<std::uint32_t, Inner>> tiers_;  // sorted by tier; few entries
+  std::vector<std::uint32_t> tier_of_;                  // slot -> its tier, kAbsent when not usable
+};
+
 /// One usable credential as `ScanStrategy::choose` sees it.
 struct ScanEntry {
   SlotId id;
@@ -353,5 +411,6 @@ static_assert(Strategy<BestHealth>);
 static_assert(Strategy<RoundRobin>);
 static_assert(Strategy<Weighted>);
 static_assert(Strategy<LeastLoaded>);
+static_assert(Strategy<Tiered<Weighted>>);
 
 }  // namespace floodgate

@@ -22,8 +22,9 @@
 // A request target may hold a `Secret` (the bot token in `/bot<token>/...`):
 // it is revealed only on the wire and prints redacted everywhere else.
 //
-// Bodies: none, text (JSON helpers), or multipart/form-data whose files are
-// streamed from memory or from disk in chunks, never loaded whole. A response
+// Bodies: none, text (JSON helpers), a file streamed from disk, or
+// multipart/form-data whose files are streamed from memory or from disk in
+// chunks, never loaded whole. A response
 // is read into `HttpResponse::body`, or, with `download_to`, a successful body
 // is streamed into a file.
 //
@@ -99,6 +100,13 @@ struct TextBody {
   std::string data;
 };
 
+/// A body read from a file in chunks while it is sent (an audio upload sent
+/// as the raw request body), never loaded whole.
+struct FileBody {
+  std::string content_type;
+  std::filesystem::path path;
+};
+
 enum class HttpMethod { get, post };
 
 struct HttpRequest {
@@ -106,7 +114,7 @@ struct HttpRequest {
   Endpoint endpoint;
   RequestTarget target{"/"};
   HttpHeaders headers;  ///< extra headers; Host, Content-Length, Content-Type are set by the client
-  std::variant<std::monostate, TextBody, MultipartForm> body;
+  std::variant<std::monostate, TextBody, MultipartForm, FileBody> body;
   /// When set, a 2xx response body is streamed into this file (created or
   /// truncated) and `HttpResponse::body` stays empty; other statuses are read
   /// into memory as usual so the error can be decoded.
