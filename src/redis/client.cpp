@@ -535,6 +535,8 @@ void RedisClient::close() {
   asio::post(impl_->strand, [impl = impl_] { impl->shutdown(); });
 }
 
+asio::any_io_executor RedisClient::get_executor() const noexcept { return impl_->strand; }
+
 bool RedisClient::connected() const noexcept { return impl_->connected.load(); }
 
 const RedisUrl& RedisClient::url() const noexcept { return impl_->url; }

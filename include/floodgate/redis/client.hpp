@@ -108,6 +108,9 @@ class RedisClient {
   /// Ends every queued command with errc::shut_down and stops for good.
   void close();
 
+  /// The client's strand, where its callbacks run.
+  boost::asio::any_io_executor get_executor() const noexcept;
+
   /// True while a connection is up and its handshake done.
   bool connected() const noexcept;
   const RedisUrl& url() const noexcept;

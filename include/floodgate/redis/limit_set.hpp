@@ -141,9 +141,13 @@ class RedisLimitSet {
 
     using Handler = boost::asio::any_completion_handler<Signature>;
 
-    static void complete(Handler handler, std::error_code ec, LimitDecision d) {
-      auto ex = boost::asio::get_associated_executor(handler);
-      boost::asio::post(ex, [h = std::move(handler), ec, d]() mutable { std::move(h)(ec, d); });
+    // Never inline: through the client's strand, then on the handler's own executor.
+    void complete(Handler handler, std::error_code ec, LimitDecision d) {
+      auto strand = client.get_executor();
+      boost::asio::post(strand, [h = std::move(handler), ec, d, strand]() mutable {
+        auto ex = boost::asio::get_associated_executor(h, strand);
+        boost::asio::dispatch(ex, [h = std::move(h), ec, d]() mutable { std::move(h)(ec, d); });
+      });
     }
 
     static void check(const std::shared_ptr<State>& self, Key key, std::uint32_t n, Handler handler) {
@@ -154,15 +158,15 @@ class RedisLimitSet {
         applicable.push_back(&l);
         keyed = keyed || l.per_key;
       }
-      if (applicable.empty()) return complete(std::move(handler), {}, LimitDecision{true});
+      if (applicable.empty()) return self->complete(std::move(handler), {}, LimitDecision{true});
       for (const Limit* l : applicable) {
         if (l->rate.is_zero() || static_cast<double>(n) > l->burst) {
-          return complete(std::move(handler), {}, refusal(*l, LimitDecision::never));
+          return self->complete(std::move(handler), {}, refusal(*l, LimitDecision::never));
         }
       }
       std::uint32_t take = n;
       if (!keyed && self->options.lease > 1) {
-        if (self->spend_leased(n)) return complete(std::move(handler), {}, LimitDecision{true});
+        if (self->spend_leased(n)) return self->complete(std::move(handler), {}, LimitDecision{true});
         take = std::max(n, self->lease_size(applicable));
       }
       std::vector<std::string> redis_keys;
@@ -185,11 +189,11 @@ class RedisLimitSet {
             self->back_in_service();
             if (reply.elements[0].integer == 1) {
               if (take > n) self->store_leased(take - n, applicable);
-              return complete(std::move(handler), {}, LimitDecision{true});
+              return self->complete(std::move(handler), {}, LimitDecision{true});
             }
             const auto index = static_cast<std::size_t>(std::max<std::int64_t>(reply.elements[1].integer, 1) - 1);
             const Limit& refusing = *applicable[std::min(index, applicable.size() - 1)];
-            complete(std::move(handler), {}, refusal(refusing, std::chrono::microseconds(reply.elements[2].integer)));
+            self->complete(std::move(handler), {}, refusal(refusing, std::chrono::microseconds(reply.elements[2].integer)));
           });
     }
 
