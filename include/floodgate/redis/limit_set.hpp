@@ -167,7 +167,8 @@ class RedisLimitSet {
       std::uint32_t take = n;
       if (!keyed && self->options.lease > 1) {
         if (self->spend_leased(n)) return self->complete(std::move(handler), {}, LimitDecision{true});
-        take = std::max(n, self->lease_size(applicable));
+        // One lease in flight at a time; checks meanwhile take only their own tokens.
+        if (self->begin_lease()) take = std::max(n, self->lease_size(applicable));
       }
       std::vector<std::string> redis_keys;
       std::vector<std::string> args{std::to_string(take)};
@@ -183,6 +184,7 @@ class RedisLimitSet {
           detail::gcra_script(), std::move(redis_keys), std::move(args),
           [self, applicable, key = std::move(key), n, take, handler = std::move(handler)](
               std::error_code ec, RedisReply reply) mutable {
+            if (take > n) self->end_lease();
             if (ec || reply.is_error() || reply.elements.size() != 3) {
               return self->unavailable(std::move(key), n, std::move(handler), ec, reply);
             }
@@ -234,6 +236,15 @@ class RedisLimitSet {
       return static_cast<std::uint32_t>(std::max(1.0, smallest_burst));
     }
 
+    bool begin_lease() {
+      std::lock_guard lock(mutex);
+      return !std::exchange(lease_in_flight, true);
+    }
+    void end_lease() {
+      std::lock_guard lock(mutex);
+      lease_in_flight = false;
+    }
+
     bool spend_leased(std::uint32_t n) {
       std::lock_guard lock(mutex);
       if (leased < n || std::chrono::steady_clock::now() >= lease_expiry) return false;
@@ -262,6 +273,7 @@ class RedisLimitSet {
     std::mutex mutex;
     bool outage = false;
     std::uint32_t leased = 0;
+    bool lease_in_flight = false;
     std::chrono::steady_clock::time_point lease_expiry{};
   };
 
