@@ -7,6 +7,13 @@
 // requests sent into a known cooldown (0).
 //
 // With real tokens: telegram_rotation_demo <chat_id> sends 5 messages to that chat.
+//
+// Several processes (docs/redis.md):
+//   --redis URL      share cooldowns and disables with every other process
+//                    holding the same tokens, through Redis (redis:// or rediss://)
+//   --botapi URL     use a running simulator (`floodgate-sim botapi`) instead of
+//                    starting one; its tokens file holds 100001:SIMULATED-demo-token-1 …3
+//   --ca FILE        the CA certificate that simulator wrote with --ca-out
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -23,6 +30,7 @@
 #include "floodgate/telegram/credentials.hpp"
 #include "floodgate/core/format.hpp"
 #include "floodgate/net/tls.hpp"
+#include "floodgate/redis/cooldown_store.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
 
@@ -55,6 +63,22 @@ void offer(floodgate::telegram::BotPool& bots, Run& run, std::int64_t chat, std:
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string redis_url;
+  std::string botapi_url;
+  std::string ca_file;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw floodgate::Error(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--redis") redis_url = value();
+    else if (arg == "--botapi") botapi_url = value();
+    else if (arg == "--ca") ca_file = value();
+    else positional.push_back(arg);
+  }
+
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   std::thread io_thread([&] { io.run(); });
@@ -66,7 +90,16 @@ int main(int argc, char** argv) {
   options.retry.max_wait = 30s;
   std::vector<std::int64_t> chats;
 
-  if (tokens.empty()) {
+  if (tokens.empty() && !botapi_url.empty()) {
+    for (int i = 1; i <= 3; ++i) {
+      tokens.push_back({fmt::format("token-{}", i), {floodgate::Secret(fmt::format("10000{}:SIMULATED-demo-token-{}", i, i))}});
+    }
+    http_options.tls = floodgate::net::make_client_tls_context({.ca_file = ca_file});
+    options.endpoint = floodgate::net::Endpoint::parse(botapi_url);
+    options.limits.bot = floodgate::Rate::per_second(9);
+    for (int chat = 1; chat <= 30; ++chat) chats.push_back(chat);
+    fmt::print("simulator: {} (shared with other processes)\n", botapi_url);
+  } else if (tokens.empty()) {
     std::vector<floodgate::Secret> secrets;
     for (int i = 1; i <= 3; ++i) {
       secrets.emplace_back(fmt::format("10000{}:SIMULATED-demo-token-{}", i, i));
@@ -83,8 +116,8 @@ int main(int argc, char** argv) {
     // and a 429 on a chat call is taken as that chat's limit (see docs/telegram-bot-api.md).
     options.limits.bot = floodgate::Rate::per_second(9);
     for (int chat = 1; chat <= 30; ++chat) chats.push_back(chat);
-  } else if (argc > 1) {
-    chats.push_back(std::stoll(argv[1]));
+  } else if (!positional.empty()) {
+    chats.push_back(std::stoll(positional[0]));
   } else {
     fmt::print(stderr, "usage: {} <chat_id>   (with TELEGRAM_BOT_TOKEN / MULTITOKEN1..10 set)\n", argv[0]);
     work.reset();
@@ -94,6 +127,18 @@ int main(int argc, char** argv) {
 
   floodgate::net::HttpsClient http(io.get_executor(), http_options);
   floodgate::telegram::BotPool bots(io.get_executor(), http, std::move(tokens), options);
+  std::optional<floodgate::redis::RedisCooldownStore> shared;
+  if (!redis_url.empty()) {
+    shared.emplace(io.get_executor(), floodgate::redis::parse_redis_url(redis_url),
+                   floodgate::redis::RedisCooldownOptions{.pool_name = "rotation-demo"});
+    const auto url = floodgate::redis::parse_redis_url(redis_url).redacted();
+    if (shared->open()) {
+      fmt::print("cooldowns shared through {}\n", url);
+    } else {
+      fmt::print("cooldowns NOT shared: {} is unavailable\n", url);
+    }
+    shared->attach(bots.pool());
+  }
 
   Run run;
   auto done = run.all_done.get_future();
@@ -123,6 +168,8 @@ int main(int argc, char** argv) {
     }
     fmt::print("requests sent into a known cooldown: {}\n", into_cooldown);
   }
+  if (shared) shared->detach(bots.pool());
+  shared.reset();
   work.reset();
   io_thread.join();
   return run.failed.load() == 0 ? 0 : 1;
