@@ -227,7 +227,10 @@ TEST_CASE("redis cooldowns: unreachable at start, fail_closed refuses to open") 
 }
 
 TEST_CASE("redis cooldowns: a wrong password is a clear error that does not echo it") {
-  RedisServer server({.user = "fleet", .password = "correct-horse"});
+  // The ACL docs/redis.md gives a floodgate user: enough for everything the store does.
+  RedisServer server({.user = "fleet",
+                      .password = "correct-horse",
+                      .acl = "~floodgate:* &floodgate:* +@read +@write +@scripting +@pubsub +@connection +time"});
   IoRunner io;
   auto o = options();
   o.on_unavailable = FailurePolicy::fail_closed;
@@ -242,9 +245,18 @@ TEST_CASE("redis cooldowns: a wrong password is a clear error that does not echo
     CHECK(what.find("fleet:****@") != std::string::npos);
     CHECK(what.find("battery-staple-9") == std::string::npos);
   }
-  // The right one works.
+  // The right one works, and the ACL allows every command the store sends.
   Process ok(server.url("fleet", "correct-horse"));
+  Process other(server.url("fleet", "correct-horse"));
   CHECK(ok.opened);
+  ok.pool.cooldown("tok-1", 60s);
+  ok.pool.cooldown("tok-2", "chat", 60s);
+  ok.pool.disable("tok-3", "revoked");
+  REQUIRE(wait_for([&] { return other.cooling("tok-1") && other.pool.snapshot("tok-3")->state ==
+                                                              floodgate::CredentialState::disabled; }));
+  ok.pool.clear_cooldown("tok-2");
+  ok.pool.enable("tok-3");
+  REQUIRE(wait_for([&] { return other.pool.snapshot("tok-3")->state != floodgate::CredentialState::disabled; }));
 }
 
 TEST_CASE("redis cooldowns: malformed entries and events are ignored, never fatal") {

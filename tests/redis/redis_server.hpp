@@ -42,6 +42,7 @@ struct RedisServerOptions {
   std::string user;      ///< an ACL user with every permission (`default` is switched off)
   std::string password;  ///< with `user`: that user's; alone: requirepass
   bool tls = false;      ///< TLS only (the plain port is off), certificate from TestCertificates
+  std::string acl = "~* &* +@all";  ///< the user's ACL rules, space-separated
 };
 
 class RedisServer {
@@ -148,7 +149,9 @@ class RedisServer {
       args.insert(args.end(), {"--port", port});
     }
     if (!options_.user.empty()) {
-      args.insert(args.end(), {"--user", options_.user, "on", ">" + options_.password, "~*", "&*", "+@all"});
+      args.insert(args.end(), {"--user", options_.user, "on", ">" + options_.password});
+      std::istringstream rules(options_.acl);
+      for (std::string rule; rules >> rule;) args.push_back(rule);
       args.insert(args.end(), {"--user", "default", "off"});
     } else if (!options_.password.empty()) {
       args.insert(args.end(), {"--requirepass", options_.password});
