@@ -9,8 +9,9 @@
 // With real tokens: telegram_rotation_demo <chat_id> sends 5 messages to that chat.
 //
 // Several processes (docs/redis.md):
-//   --redis URL      share cooldowns and disables with every other process
-//                    holding the same tokens, through Redis (redis:// or rediss://)
+//   --redis URL      share cooldowns, disables and each token's limits with every
+//                    other process holding the same tokens, through Redis
+//                    (redis:// or rediss://)
 //   --botapi URL     use a running simulator (`floodgate-sim botapi`) instead of
 //                    starting one; its tokens file holds 100001:SIMULATED-demo-token-1 …3
 //   --ca FILE        the CA certificate that simulator wrote with --ca-out
@@ -31,6 +32,7 @@
 #include "floodgate/core/format.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/redis/cooldown_store.hpp"
+#include "floodgate/redis/reserving_gate.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
 
@@ -126,6 +128,20 @@ int main(int argc, char** argv) {
   }
 
   floodgate::net::HttpsClient http(io.get_executor(), http_options);
+  // Each token's limits, shared with the other processes: the per-chat limit
+  // 10 % under Telegram's, as the overall one already is.
+  std::optional<floodgate::redis::RedisClient> limits_client;
+  std::optional<floodgate::redis::ReservingGate> shared_limits;
+  if (!redis_url.empty()) {
+    limits_client.emplace(io.get_executor(), floodgate::redis::parse_redis_url(redis_url));
+    limits_client->start();
+    shared_limits.emplace(*limits_client, floodgate::redis::ReservingGateOptions{.pool_name = "rotation-demo"},
+                          [bot = options.limits.bot](floodgate::redis::RedisLimitSet<std::int64_t>& limits) {
+                            limits.add("bot", bot, 1).add_per_key("private_chat", floodgate::Rate::per_second(0.9), 3,
+                                                                  [](std::int64_t chat) { return chat > 0; });
+                          });
+    options.shared_limits = shared_limits->as_function();
+  }
   floodgate::telegram::BotPool bots(io.get_executor(), http, std::move(tokens), options);
   std::optional<floodgate::redis::RedisCooldownStore> shared;
   if (!redis_url.empty()) {
