@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
   }
   if (shared) shared->detach(bots.pool());
   shared.reset();
+  if (limits_client) limits_client->close();  // an open connection would keep io.run() from returning
   work.reset();
   io_thread.join();
   return run.failed.load() == 0 ? 0 : 1;
