@@ -186,9 +186,9 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
 
   void connect_to(tcp::resolver::results_type endpoints, std::uint64_t gen) {
     if (url.tls) {
-      tls_stream = std::make_unique<asio::ssl::stream<tcp::socket>>(strand, *tls_context);
+      tls_stream = std::make_shared<asio::ssl::stream<tcp::socket>>(strand, *tls_context);
     } else {
-      socket = std::make_unique<tcp::socket>(strand);
+      socket = std::make_shared<tcp::socket>(strand);
     }
     asio::async_connect(lowest(), endpoints,
                         [self = shared_from_this(), gen](boost::system::error_code ec, const tcp::endpoint&) {
@@ -201,7 +201,8 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
                             return self->attempt_failed("cannot verify", name_ec.message(), errc::unavailable);
                           }
                           self->tls_stream->async_handshake(
-                              asio::ssl::stream_base::client, [self, gen](boost::system::error_code hec) {
+                              asio::ssl::stream_base::client,
+                              [self, gen, keep = self->tls_stream](boost::system::error_code hec) {
                                 if (gen != self->generation) return;
                                 if (hec) return self->attempt_failed("TLS handshake failed with", hec.message(),
                                                                      errc::unavailable);
@@ -270,7 +271,13 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
       self->on_bytes(n, gen);
     };
     if (tls_stream) {
-      tls_stream->async_read_some(asio::buffer(read_buffer), std::move(on_read));
+      // An SSL operation refers to its stream until its handler runs: the
+      // handler keeps it alive past a reset_transport.
+      tls_stream->async_read_some(asio::buffer(read_buffer),
+                                  [keep = tls_stream, on_read = std::move(on_read)](boost::system::error_code ec,
+                                                                                    std::size_t n) mutable {
+                                    on_read(ec, n);
+                                  });
     } else {
       socket->async_read_some(asio::buffer(read_buffer), std::move(on_read));
     }
@@ -332,7 +339,11 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
       self->write_pending(gen);
     };
     if (tls_stream) {
-      asio::async_write(*tls_stream, asio::buffer(*bytes), std::move(on_written));
+      asio::async_write(*tls_stream, asio::buffer(*bytes),
+                        [keep = tls_stream, on_written = std::move(on_written)](boost::system::error_code ec,
+                                                                                std::size_t n) mutable {
+                          on_written(ec, n);
+                        });
     } else {
       asio::async_write(*socket, asio::buffer(*bytes), std::move(on_written));
     }
@@ -472,8 +483,8 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
   RedisClientOptions options;
   std::shared_ptr<asio::ssl::context> tls_context;
   tcp::resolver resolver;
-  std::unique_ptr<tcp::socket> socket;
-  std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_stream;
+  std::shared_ptr<tcp::socket> socket;
+  std::shared_ptr<asio::ssl::stream<tcp::socket>> tls_stream;  // shared with its pending operations
   redisReader* reader = nullptr;
   std::array<char, 16384> read_buffer{};
   std::string write_buffer;
