@@ -187,7 +187,7 @@ TEST_CASE("redis client: a restarted server is dialled again and used") {
   CHECK(reply.type == RedisReply::Type::nil);  // a fresh, empty server
 }
 
-TEST_CASE("redis client: AUTH with an ACL user; a wrong password is refused without being echoed") {
+TEST_CASE("redis client: AUTH with an ACL user, and a wrong password is refused without being echoed") {
   RedisServer server({.user = "app", .password = "right-password"});
   IoRunner io;
   {

@@ -137,7 +137,7 @@ TEST_CASE("redis cooldowns: a flood wait seen by one process cools the token in 
   CHECK(command(server, {"EXISTS", "floodgate:{bots}:state:cooldown:tok-2"}).second.integer == 0);
 }
 
-TEST_CASE("redis cooldowns: a process that starts later loads them; expiry is Redis' TTL") {
+TEST_CASE("redis cooldowns: a process that starts later loads them, and expiry is Redis' TTL") {
   RedisServer server;
   {
     Process a(server.url());
