@@ -88,10 +88,12 @@ class ReservingGate {
           Slot& slot = it->second;
           switch (slot.kind) {
             case Slot::Kind::checking: return self->options.poll;
-            case Slot::Kind::granted:
+            case Slot::Kind::granted: {
+              const auto spend_before = slot.until;  // read before the erase frees the slot
               self->slots.erase(it);
-              if (now < slot.until) return std::chrono::nanoseconds::zero();
+              if (now < spend_before) return std::chrono::nanoseconds::zero();
               break;  // expired: ask again
+            }
             case Slot::Kind::refused:
               if (now < slot.until) return slot.until - now;
               self->slots.erase(it);
