@@ -12,6 +12,14 @@
 // set (ctest runs it so and checks both zeros).
 //
 // With real tokens: telegram_rotation_demo <chat_id> sends 5 messages to that chat.
+//
+// Several processes (docs/redis.md):
+//   --redis URL      share cooldowns, disables and each token's limits with every
+//                    other process holding the same tokens, through Redis
+//                    (redis:// or rediss://)
+//   --botapi URL     use a running simulator (`floodgate-sim botapi`) instead of
+//                    starting one; its tokens file holds 100001:SIMULATED-demo-token-1 …3
+//   --ca FILE        the CA certificate that simulator wrote with --ca-out
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -29,6 +37,8 @@
 #include "floodgate/telegram/credentials.hpp"
 #include "floodgate/core/format.hpp"
 #include "floodgate/net/tls.hpp"
+#include "floodgate/redis/cooldown_store.hpp"
+#include "floodgate/redis/reserving_gate.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
 
@@ -61,6 +71,22 @@ void offer(floodgate::telegram::BotPool& bots, Run& run, std::int64_t chat, std:
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string redis_url;
+  std::string botapi_url;
+  std::string ca_file;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw floodgate::Error(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--redis") redis_url = value();
+    else if (arg == "--botapi") botapi_url = value();
+    else if (arg == "--ca") ca_file = value();
+    else positional.push_back(arg);
+  }
+
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   std::thread io_thread([&] { io.run(); });
@@ -74,7 +100,16 @@ int main(int argc, char** argv) {
   options.retry.max_wait = 30s;
   std::vector<std::int64_t> chats;
 
-  if (tokens.empty()) {
+  if (tokens.empty() && !botapi_url.empty()) {
+    for (int i = 1; i <= 3; ++i) {
+      tokens.push_back({fmt::format("token-{}", i), {floodgate::Secret(fmt::format("10000{}:SIMULATED-demo-token-{}", i, i))}});
+    }
+    http_options.tls = floodgate::net::make_client_tls_context({.ca_file = ca_file});
+    options.endpoint = floodgate::net::Endpoint::parse(botapi_url);
+    options.limits.bot = floodgate::Rate::per_second(9);
+    for (int chat = 1; chat <= 30; ++chat) chats.push_back(chat);
+    fmt::print("simulator: {} (shared with other processes)\n", botapi_url);
+  } else if (tokens.empty()) {
     std::vector<floodgate::Secret> secrets;
     for (int i = 1; i <= 3; ++i) {
       secrets.emplace_back(fmt::format("10000{}:SIMULATED-demo-token-{}", i, i));
@@ -91,8 +126,8 @@ int main(int argc, char** argv) {
     // and a 429 on a chat call is taken as that chat's limit (see docs/telegram-bot-api.md).
     options.limits.bot = floodgate::Rate::per_second(9);
     for (int chat = 1; chat <= 30; ++chat) chats.push_back(chat);
-  } else if (argc > 1) {
-    chats.push_back(std::stoll(argv[1]));
+  } else if (!positional.empty()) {
+    chats.push_back(std::stoll(positional[0]));
   } else {
     fmt::print(stderr, "usage: {} <chat_id>   (with TELEGRAM_BOT_TOKEN / MULTITOKEN1..10 set)\n", argv[0]);
     work.reset();
@@ -101,7 +136,33 @@ int main(int argc, char** argv) {
   }
 
   floodgate::net::HttpsClient http(io.get_executor(), http_options);
+  // Each token's limits, shared with the other processes: the per-chat limit
+  // 10 % under Telegram's, as the overall one already is.
+  std::optional<floodgate::redis::RedisClient> limits_client;
+  std::optional<floodgate::redis::ReservingGate> shared_limits;
+  if (!redis_url.empty()) {
+    limits_client.emplace(io.get_executor(), floodgate::redis::parse_redis_url(redis_url));
+    limits_client->start();
+    shared_limits.emplace(*limits_client, floodgate::redis::ReservingGateOptions{.pool_name = "rotation-demo"},
+                          [bot = options.limits.bot](floodgate::redis::RedisLimitSet<std::int64_t>& limits) {
+                            limits.add("bot", bot, 1).add_per_key("private_chat", floodgate::Rate::per_second(0.9), 3,
+                                                                  [](std::int64_t chat) { return chat > 0; });
+                          });
+    options.shared_limits = shared_limits->as_function();
+  }
   floodgate::telegram::BotPool bots(io.get_executor(), http, std::move(tokens), options);
+  std::optional<floodgate::redis::RedisCooldownStore> shared;
+  if (!redis_url.empty()) {
+    shared.emplace(io.get_executor(), floodgate::redis::parse_redis_url(redis_url),
+                   floodgate::redis::RedisCooldownOptions{.pool_name = "rotation-demo"});
+    const auto url = floodgate::redis::parse_redis_url(redis_url).redacted();
+    if (shared->open()) {
+      fmt::print("cooldowns shared through {}\n", url);
+    } else {
+      fmt::print("cooldowns NOT shared: {} is unavailable\n", url);
+    }
+    shared->attach(bots.pool());
+  }
 
   Run run;
   auto done = run.all_done.get_future();
@@ -150,6 +211,9 @@ int main(int argc, char** argv) {
     fmt::print("429 answers: {}\n", flood_answers);
     fmt::print("requests sent into a known cooldown: {}\n", into_cooldown);
   }
+  if (shared) shared->detach(bots.pool());
+  shared.reset();
+  if (limits_client) limits_client->close();  // an open connection would keep io.run() from returning
   work.reset();
   io_thread.join();
   return run.failed.load() == 0 ? 0 : 1;

@@ -140,6 +140,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     const auto chat = parse_chat(lease.destination());
     Token* t = chat ? token(lease.id()) : nullptr;
     if (!t) return Duration::zero();  // no chat, or no client (issue() reports that)
+    if (options.shared_limits) {
+      const auto shared = options.shared_limits(lease.id(), *chat);
+      if (shared > Duration::zero()) return std::min<Duration>(shared, std::chrono::hours(1));
+    }
     std::lock_guard lock(t->mutex);
     const auto decision = t->limits.try_acquire(*chat);
     if (decision) return Duration::zero();

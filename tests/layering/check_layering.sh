@@ -46,4 +46,8 @@ for header in floodgate/core/pool.hpp floodgate/core/strategy.hpp floodgate/core
 done
 # The WebSocket client does not include the HTTP client.
 refuse floodgate/net/websocket.hpp 'floodgate/net/http_client\.hpp$' "the HTTP client"
+# hiredis stays inside floodgate::redis's sources: its users include none of it.
+for header in "$include"/floodgate/redis/*.hpp; do
+  refuse "${header#"$include"/}" '/hiredis/' "hiredis"
+done
 exit $failed

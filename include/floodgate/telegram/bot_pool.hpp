@@ -100,6 +100,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -165,6 +166,10 @@ struct BotPoolOptions {
   PoolOptions pool;
   FloodScope flood_scope;
   ChatRouting routing;
+  /// Limits shared with other processes, asked before the local ones for a
+  /// call to a chat: how long (token id, chat) must wait, zero to send now.
+  /// Must answer at once (redis/reserving_gate.hpp does, by reservation).
+  std::function<std::chrono::nanoseconds(std::string_view token_id, std::int64_t chat_id)> shared_limits;
 };
 
 /// A message and the token that sent it: what an owner-bound call needs.
