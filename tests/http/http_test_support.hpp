@@ -2,35 +2,17 @@
 // providers pointed at them.
 #pragma once
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <memory>
-#include <thread>
 #include <tuple>
 
 #include "floodgate/http/api_key_pool.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/http_api_server.hpp"
+#include "../net/io_thread.hpp"
 
 namespace floodgate::test {
-
-class IoThread {
- public:
-  IoThread() : work_(io_.get_executor()), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
 
 /// One certificate for every simulator of a test, so one client trusts them all.
 inline const sim::TestCertificates& shared_certificates() {

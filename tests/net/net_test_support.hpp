@@ -2,37 +2,18 @@
 // client that trusts a simulator's run-time CA.
 #pragma once
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <nlohmann/json.hpp>
 
-#include <thread>
 #include <tuple>
 
 #include "floodgate/net/http_client.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
+#include "../net/io_thread.hpp"
 
 namespace floodgate::test {
-
-/// An io_context running on a background thread for the lifetime of the object.
-class IoThread {
- public:
-  IoThread() : work_(io_.get_executor()), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
 
 /// Client options that trust `server`'s CA (TLS) or allow its plain http.
 inline net::HttpClientOptions client_options_for(const sim::BotApiServer& server) {
