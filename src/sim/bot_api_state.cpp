@@ -895,29 +895,30 @@ void BotApiState::add_group(std::int64_t chat_id, SimChatType type, std::string 
   group.title = std::move(title);
 }
 
-void BotApiState::add_member(const std::string& token, std::int64_t chat_id) {
-  if (chat_id >= 0) throw Error(fmt::format("BotApiServer::add_member: a group id is negative, not {}", chat_id));
-  std::lock_guard lock(mutex_);
-  const auto bot_id = bot_or_throw(token, "add_member").id;
+BotApiState::Group& BotApiState::group_declared_if_new(std::int64_t chat_id) {
   auto [group, added] = groups_.try_emplace(chat_id);
   if (added) {
     group->second.type = implied_chat_type(chat_id);
     group->second.title = "Sim Group";
   }
-  group->second.members.insert(bot_id);
-  group->second.kicked.erase(bot_id);
+  return group->second;
+}
+
+void BotApiState::add_member(const std::string& token, std::int64_t chat_id) {
+  if (chat_id >= 0) throw Error(fmt::format("BotApiServer::add_member: a group id is negative, not {}", chat_id));
+  std::lock_guard lock(mutex_);
+  const auto bot_id = bot_or_throw(token, "add_member").id;
+  Group& group = group_declared_if_new(chat_id);
+  group.members.insert(bot_id);
+  group.kicked.erase(bot_id);
 }
 
 void BotApiState::kick_bot(const std::string& token, std::int64_t chat_id) {
   std::lock_guard lock(mutex_);
   const auto bot_id = bot_or_throw(token, "kick_bot").id;
-  auto [group, added] = groups_.try_emplace(chat_id);
-  if (added) {
-    group->second.type = implied_chat_type(chat_id);
-    group->second.title = "Sim Group";
-  }
-  group->second.members.erase(bot_id);
-  group->second.kicked.insert(bot_id);
+  Group& group = group_declared_if_new(chat_id);
+  group.members.erase(bot_id);
+  group.kicked.insert(bot_id);
 }
 
 void BotApiState::name_bot(const std::string& token, std::string username, std::string first_name) {

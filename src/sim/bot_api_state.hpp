@@ -162,6 +162,8 @@ class BotApiState {
 
   Bot* find_bot(std::string_view token);
   Bot& bot_or_throw(const std::string& token, std::string_view what);
+  /// The group `chat_id`, declared with the type its id implies if it was not.
+  Group& group_declared_if_new(std::int64_t chat_id);
   Reply admit(const std::string& token, std::string_view method, Bot*& bot);
   /// A 429 announcing `seconds` (an injected flood_wait), kept by the
   /// request's chat for that token, or by the token for a request without one.
