@@ -28,6 +28,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 namespace {
 
@@ -77,6 +80,17 @@ void BM_CoarseClock_Now(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(clock.now());
 }
 BENCHMARK(BM_CoarseClock_Now);
+
+// The CPU's time-stamp counter alone, before any scaling to nanoseconds: the
+// floor of a TSC-based precise clock. On a KVM guest it can cost as much as
+// the whole steady_clock read (this VM: ~34 ns), which is why floodgate has no
+// TSC clock (docs/benchmarks.md, "The hot path").
+#if defined(__x86_64__)
+void BM_TimeStampCounter_Read(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(__rdtsc());
+}
+BENCHMARK(BM_TimeStampCounter_Read);
+#endif
 
 void BM_TokenBucket_TryAcquire(benchmark::State& state) {
   auto& bucket = shared_bucket();
