@@ -1,5 +1,6 @@
 # `cmake --install` lays out, per component (core, async, net, telegram, kite,
-# http, redis, sim: one install component and one CMake export each):
+# http, redis, and sim on request: one install component and one CMake export
+# each):
 #   include/floodgate/<component>/...       its headers
 #   lib/libfloodgate_<component>.a          its library (compiled components)
 #   lib/cmake/floodgate/floodgate-<component>-targets.cmake
@@ -16,6 +17,10 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(FLOODGATE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/floodgate)
+# Installed only on request (`cmake --install build --component sim`): the
+# simulators are test code, and their library is as big as all the others
+# together (docs/installing.md gives the sizes).
+set(FLOODGATE_ON_REQUEST_COMPONENTS sim)
 set(FLOODGATE_PC_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # External CMake packages and their pkg-config names ("" when the package has
@@ -88,11 +93,15 @@ set(FLOODGATE_CONFIG_COMPONENTS "")  # the dependency table written into floodga
 set(FLOODGATE_UMBRELLA_MODULES)
 foreach(component ${FLOODGATE_COMPONENTS})
   set(target floodgate_${component})
+  set(on_request)
+  if(component IN_LIST FLOODGATE_ON_REQUEST_COMPONENTS)
+    set(on_request EXCLUDE_FROM_ALL)
+  endif()
   install(TARGETS ${target} EXPORT floodgate-${component}-targets
-          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT ${component}
-          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT ${component})
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT ${component} ${on_request}
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT ${component} ${on_request})
   install(EXPORT floodgate-${component}-targets NAMESPACE floodgate:: DESTINATION ${FLOODGATE_CMAKE_DIR}
-          COMPONENT ${component})
+          COMPONENT ${component} ${on_request})
   get_target_property(type ${target} TYPE)
   if(type STREQUAL "STATIC_LIBRARY" AND CMAKE_STRIP)
     # `cmake --install --strip` leaves static libraries alone (it would drop
@@ -101,11 +110,11 @@ foreach(component ${FLOODGATE_COMPONENTS})
     install(CODE "if(CMAKE_INSTALL_DO_STRIP)
                     execute_process(COMMAND \"${CMAKE_STRIP}\" --strip-debug
                                     \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/$<TARGET_FILE_NAME:${target}>\")
-                  endif()" COMPONENT ${component})
+                  endif()" COMPONENT ${component} ${on_request})
   endif()
   if(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/include/floodgate/${component})
     install(DIRECTORY include/floodgate/${component} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/floodgate
-            COMPONENT ${component})
+            COMPONENT ${component} ${on_request})
   endif()
 
   floodgate_requirements(${component})
@@ -142,7 +151,7 @@ foreach(component ${FLOODGATE_COMPONENTS})
   set(FLOODGATE_PC_DESCRIPTION "floodgate's ${component} component")
   configure_file(cmake/floodgate-component.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/floodgate-${component}.pc @ONLY)
   install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/floodgate-${component}.pc DESTINATION ${FLOODGATE_PC_DIR}
-          COMPONENT ${component})
+          COMPONENT ${component} ${on_request})
   if(NOT component STREQUAL "sim")
     list(APPEND FLOODGATE_UMBRELLA_MODULES floodgate-${component})
   endif()

@@ -34,7 +34,12 @@ Endpoint Endpoint::parse(std::string_view url) {
   }
   if (u.has_userinfo()) throw invalid("it has user info");
   if (u.has_query() || u.has_fragment()) throw invalid("it has a query or fragment");
-  if (!u.encoded_path().empty() && u.encoded_path() != "/") throw invalid("it has a path");
+  const std::string_view path = u.encoded_path();
+  // Boost.URL 1.81 reads "https://host:12a" as port "12" and path "a".
+  if (!path.empty() && path.front() != '/') {
+    throw invalid(u.has_port() ? "the port is not a number from 1 to 65535" : "not a URL");
+  }
+  if (!path.empty() && path != "/") throw invalid("it has a path");
 
   switch (u.host_type()) {
     case boost::urls::host_type::ipv4:

@@ -10,8 +10,9 @@ endif()
 # A CA file into a folder that does not exist: a clear error, exit 1, nothing
 # claimed written, no port announced, no file left anywhere. Each simulator.
 set(missing ${WORK_DIR}/missing/dir/ca.pem)
-foreach(simulator "botapi;--token;100001:AAH-cli-token" "http;--key;sk-cli-key" "kite;--key;k1;--token;t1;--tls")
-  execute_process(COMMAND ${SIM} ${simulator} --ca-out ${missing} --port-out ${WORK_DIR}/port.txt
+foreach(simulator "botapi;--token;100001:AAH-cli-token;--port-out;${WORK_DIR}/port.txt"
+                  "http;--key;sk-cli-key;--port-out;${WORK_DIR}/port.txt" "kite;--key;k1;--token;t1;--tls")
+  execute_process(COMMAND ${SIM} ${simulator} --ca-out ${missing}
                   RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
   list(GET simulator 0 name)
   if(NOT result EQUAL 1)
@@ -23,8 +24,8 @@ foreach(simulator "botapi;--token;100001:AAH-cli-token" "http;--key;sk-cli-key" 
   if(NOT err MATCHES "cannot write ${missing}: No such file or directory")
     message(FATAL_ERROR "${name}: unclear error:\n${err}")
   endif()
-  if(EXISTS ${missing} OR EXISTS ${missing}.tmp)
-    message(FATAL_ERROR "${name}: wrote ${missing}")
+  if(EXISTS ${missing} OR EXISTS ${missing}.tmp OR EXISTS ${WORK_DIR}/port.txt)
+    message(FATAL_ERROR "${name}: wrote ${missing} or announced a port")
   endif()
   message(STATUS "${name}: ${err}")
 endforeach()
