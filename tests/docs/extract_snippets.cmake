@@ -1,10 +1,12 @@
-# cmake -DSOURCE_DIR=… -DOUT_DIR=… -DNAMES="a;b" -DDOCS="<abs>/README.md;…" -P extract_snippets.cmake
+# cmake -DSOURCE_DIR=… -DOUT_DIR=… -DNAMES="a|b" -DDOCS="<abs>/README.md|…" -P extract_snippets.cmake
 #
 # Every ```cpp block right after a line `<!-- snippet: NAME ... -->` in DOCS is
 # written to OUT_DIR as NAME.head.inc (its #include lines) and NAME.body.inc
 # (the rest), for snippets.cpp to compile. Fails when a name in NAMES has no
 # block (a marker was removed or renamed) or a marker names no known snippet.
 cmake_minimum_required(VERSION 3.25)
+string(REPLACE "|" ";" NAMES "${NAMES}")
+string(REPLACE "|" ";" DOCS "${DOCS}")
 set(found)
 foreach(doc ${DOCS})
   # One list element per line. ';', '[' and ']' would split or join elements

@@ -1,8 +1,9 @@
 # cmake -DBUILD_DIR=… -DSOURCE_DIR=… -DWORK_DIR=… -DGENERATOR=… -DCXX=… -P install_and_consume.cmake
 #
 # Installs the build (`cmake --install --strip`, then `--component sim`) into a
-# private prefix, checks its size, then builds and runs four consumers against
-# that prefix only:
+# private prefix, checks its size and that a component not installed (sim,
+# before it is) or not existing is reported by name, then builds and runs four
+# consumers against that prefix only:
 #   core      find_package(floodgate COMPONENTS core) with Boost's and
 #             OpenSSL's headers hidden from the compiler (see below), and with
 #             find_package(Boost) and find_package(OpenSSL) disabled;
@@ -64,6 +65,18 @@ endif()
 if(default_kib GREATER 30720)
   message(FATAL_ERROR "cmake --install installs ${default_kib} KiB; it should stay under 30 MB")
 endif()
+# A component that is not there is named, with how to get it.
+function(expect_missing component regex)
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/missing -B ${WORK_DIR}/missing-${component}
+                          -DCMAKE_PREFIX_PATH=${prefix} -DWANT=${component}
+                  RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(REGEX REPLACE "[ \n]+" " " err "${err}")
+  if(result EQUAL 0 OR NOT err MATCHES "${regex}")
+    message(FATAL_ERROR "find_package(floodgate COMPONENTS ${component}): exit ${result}, expected '${regex}':\n${err}")
+  endif()
+endfunction()
+expect_missing(sim "component \"sim\" .* is not installed .* --component sim")
+expect_missing(bogus "floodgate has no component \"bogus\"")
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} --strip --component sim)
 installed_kib(all_kib)
 message(STATUS "installed: ${default_kib} KiB, with the simulators (--component sim) ${all_kib} KiB")
@@ -129,19 +142,26 @@ probe(boost/asio.hpp fails)
 probe(openssl/ssl.h fails)
 message(STATUS "hidden: boost/ and openssl/ of ${hidden}")
 
-# 3. The CMake consumers.
+# 3. The CMake consumers. Unoptimised, and through ccache when there is one:
+# the consumers change only with the installed headers, and this test runs on
+# every ./scripts/test.
+find_program(CCACHE ccache)
+set(launcher_args)
+if(CCACHE)
+  set(launcher_args -DCMAKE_CXX_COMPILER_LAUNCHER=${CCACHE})
+endif()
 function(consumer name)
   run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/${name} -B ${WORK_DIR}/${name} -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX}
-      -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release ${ARGN})
+      -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE= ${ARGN})
   run(${CMAKE_COMMAND} --build ${WORK_DIR}/${name})
 endfunction()
 consumer(core -DCMAKE_CXX_COMPILER_LAUNCHER=${launcher}
          -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON -DCMAKE_DISABLE_FIND_PACKAGE_OpenSSL=ON)
 expect_output("core consumer: floodgate [0-9]+\\.[0-9]+\\.[0-9]+, key-[12] cooling, key-[12] leased \\(sk-[12]\\*\\*\\*\\*\\)"
               ${WORK_DIR}/core/core_consumer)
-consumer(telegram)
+consumer(telegram ${launcher_args})
 expect_output("telegram consumer: ok" ${WORK_DIR}/telegram/telegram_consumer)
-consumer(kite)
+consumer(kite ${launcher_args})
 expect_output("kite consumer: 4 of 4 instruments ticked over 2 keys" ${WORK_DIR}/kite/kite_consumer)
 
 # 4. pkg-config, one module per component.
@@ -169,8 +189,12 @@ if(pc_flags MATCHES "boost|ssl|floodgate_")
 endif()
 run(${launcher} ${CXX} ${SOURCE_DIR}/core/main.cpp -o ${WORK_DIR}/pc-core ${pc_flags})
 expect_output("core consumer: floodgate" ${WORK_DIR}/pc-core)
+run(pkg-config --cflags floodgate-kite floodgate-sim)
+string(STRIP "${last_output}" cflags)
+separate_arguments(cflags UNIX_COMMAND "${cflags}")
+run(${CCACHE} ${CXX} -c ${SOURCE_DIR}/kite/main.cpp -o ${WORK_DIR}/pc-kite.o ${cflags})
 pkg_flags(floodgate-kite floodgate-sim)
-run(${CXX} ${SOURCE_DIR}/kite/main.cpp -o ${WORK_DIR}/pc-kite ${pc_flags})
+run(${CXX} ${WORK_DIR}/pc-kite.o -o ${WORK_DIR}/pc-kite ${pc_flags})
 expect_output("kite consumer: ok" ${WORK_DIR}/pc-kite)
 pkg_flags(floodgate-telegram floodgate-sim)
 file(GLOB_RECURSE telegram_object ${WORK_DIR}/telegram/CMakeFiles/*main.cpp.o)
