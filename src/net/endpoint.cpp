@@ -1,5 +1,8 @@
 #include "floodgate/net/endpoint.hpp"
 
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
 #include <charconv>
 
 #include "floodgate/core/error.hpp"
@@ -7,52 +10,57 @@
 namespace floodgate::net {
 
 Endpoint Endpoint::parse(std::string_view url) {
-  // The URL is not echoed: a mistaken full API URL could carry a token.
-  const auto invalid = [] {
-    return Error("invalid endpoint URL: expected http(s):// or ws(s)://host[:port] with no path");
+  // Messages never echo the URL or its path: a full API URL given by mistake
+  // may carry a token ("https://api.telegram.org/bot<token>/getMe").
+  const auto invalid = [](std::string_view why) {
+    return Error(fmt::format("invalid endpoint URL: {}; expected http(s):// or ws(s)://host[:port] with no path",
+                             why));
   };
+  const auto parsed = boost::urls::parse_uri(url);
+  if (!parsed) throw invalid("not a URL");
+  const boost::urls::url_view& u = *parsed;
+
   Endpoint endpoint;
   // ws:// and wss:// name the same transports for WebSocket endpoints.
-  if (url.starts_with("https://") || url.starts_with("wss://")) {
-    url.remove_prefix(url.find("://") + 3);
-  } else if (url.starts_with("http://") || url.starts_with("ws://")) {
-    url.remove_prefix(url.find("://") + 3);
-    endpoint.tls = false;
-    endpoint.port = 80;
-  } else {
-    throw invalid();
+  switch (u.scheme_id()) {
+    case boost::urls::scheme::https:
+    case boost::urls::scheme::wss: break;
+    case boost::urls::scheme::http:
+    case boost::urls::scheme::ws:
+      endpoint.tls = false;
+      endpoint.port = 80;
+      break;
+    default: throw invalid(fmt::format("scheme \"{}\"", std::string_view(u.scheme())));
   }
-  if (url.ends_with('/')) url.remove_suffix(1);
-  if (url.empty() || url.find_first_of("/?#@ ") != std::string_view::npos) throw invalid();
+  if (u.has_userinfo()) throw invalid("it has user info");
+  if (u.has_query() || u.has_fragment()) throw invalid("it has a query or fragment");
+  const std::string_view path = u.encoded_path();
+  // Boost.URL 1.81 reads "https://host:12a" as port "12" and path "a".
+  if (!path.empty() && path.front() != '/') {
+    throw invalid(u.has_port() ? "the port is not a number from 1 to 65535" : "not a URL");
+  }
+  if (!path.empty() && path != "/") throw invalid("it has a path");
 
-  std::string_view host = url;
-  std::string_view port_text;
-  bool has_port = false;
-  if (url.front() == '[') {
-    const auto close = url.find(']');
-    if (close == std::string_view::npos) throw invalid();
-    host = url.substr(1, close - 1);
-    const auto rest = url.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') throw invalid();
-      has_port = true;
-      port_text = rest.substr(1);
-    }
-  } else if (const auto colon = url.find(':'); colon != std::string_view::npos) {
-    host = url.substr(0, colon);
-    has_port = true;
-    port_text = url.substr(colon + 1);
+  switch (u.host_type()) {
+    case boost::urls::host_type::ipv4:
+    case boost::urls::host_type::ipv6: endpoint.host = std::string(u.encoded_host_address()); break;
+    case boost::urls::host_type::name:
+      if (u.encoded_host().find('%') != std::string_view::npos) throw invalid("the host name has percent-escapes");
+      endpoint.host = std::string(u.encoded_host());
+      break;
+    default: throw invalid("no usable host");
   }
-  if (host.empty()) throw invalid();
-  if (has_port) {
+  if (endpoint.host.empty()) throw invalid("no host");
+
+  if (u.has_port()) {
+    const std::string_view text = u.port();
     unsigned port = 0;
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
-      throw invalid();
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+    if (ec != std::errc{} || end != text.data() + text.size() || port == 0 || port > 65535) {
+      throw invalid("the port is not a number from 1 to 65535");
     }
     endpoint.port = static_cast<std::uint16_t>(port);
   }
-  endpoint.host = std::string(host);
   return endpoint;
 }
 

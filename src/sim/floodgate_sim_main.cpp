@@ -11,10 +11,12 @@
 //
 // Each simulator is a subcommand: a name, a one-line summary, and a function
 // taking the remaining arguments. Adding one is adding a row to kSubcommands.
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <span>
 #include <string>
@@ -30,6 +32,7 @@
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/sim/http_api_server.hpp"
 #include "floodgate/sim/kite_ticker_server.hpp"
+#include "floodgate/version.hpp"
 
 namespace {
 
@@ -79,6 +82,27 @@ std::vector<std::string> read_lines(const std::string& path, std::string_view wh
     lines.push_back(line.substr(begin, end - begin + 1));
   }
   return lines;
+}
+
+// Writes `text` to `path` whole: a temporary file, then a rename, so a reader
+// never sees half of it. Throws, naming the path and the reason, when it cannot.
+void write_file(const std::string& path, std::string_view text) {
+  const auto temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) throw floodgate::Error(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+    out << text;
+    out.close();
+    if (!out) {
+      std::remove(temporary.c_str());
+      throw floodgate::Error(fmt::format("cannot write {}", path));
+    }
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    std::remove(temporary.c_str());
+    throw floodgate::Error(fmt::format("cannot write {}: {}", path, std::strerror(error)));
+  }
 }
 
 std::vector<floodgate::Secret> read_tokens_file(const std::string& path) {
@@ -194,15 +218,11 @@ int run_botapi(Args args) {
   floodgate::sim::BotApiServer server(std::move(options));
   if (!scenario.is_null()) server.apply_scenario(scenario);
   server.start();
-  if (!port_out.empty()) {
-    const auto temporary = port_out + ".tmp";  // written whole, then renamed: a reader never sees half
-    std::ofstream(temporary) << server.port() << "\n";
-    std::rename(temporary.c_str(), port_out.c_str());
-  }
   if (!ca_out.empty()) {
-    std::ofstream(ca_out) << server.ca_pem();
+    write_file(ca_out, server.ca_pem());
     fmt::print("botapi: CA certificate written to {}\n", ca_out);
   }
+  if (!port_out.empty()) write_file(port_out, fmt::format("{}\n", server.port()));  // last: "ready"
   fmt::print("botapi: listening on {} ({} tokens)\n", server.url(), tokens.size());
   std::fflush(stdout);
 
@@ -259,6 +279,7 @@ int run_kite(Args args) {
     }
   }
   if (options.keys.empty()) throw floodgate::Error("no API keys: give --keys-file or --key/--token");
+  if (!ca_out.empty() && !tls) throw floodgate::Error("--ca-out needs --tls (plain ws:// has no certificate)");
   std::string ca_pem;
   if (tls) {
     const auto certificates = floodgate::sim::TestCertificates::generate();
@@ -270,8 +291,8 @@ int run_kite(Args args) {
   const auto stop_signals = block_stop_signals();
   floodgate::sim::KiteTickerServer server(std::move(options));
   server.start();
-  if (!ca_out.empty() && !ca_pem.empty()) {
-    std::ofstream(ca_out) << ca_pem;
+  if (!ca_out.empty()) {
+    write_file(ca_out, ca_pem);
     fmt::print("kite: CA certificate written to {}\n", ca_out);
   }
   fmt::print("kite: listening on {} ({} API keys)\n", server.url(), key_count);
@@ -356,15 +377,11 @@ int run_http(Args args) {
   const auto stop_signals = block_stop_signals();
   floodgate::sim::HttpApiServer server(std::move(options));
   server.start();
-  if (!port_out.empty()) {
-    const auto temporary = port_out + ".tmp";
-    std::ofstream(temporary) << server.port() << "\n";
-    std::rename(temporary.c_str(), port_out.c_str());
-  }
   if (!ca_out.empty()) {
-    std::ofstream(ca_out) << server.ca_pem();
+    write_file(ca_out, server.ca_pem());
     fmt::print("http: CA certificate written to {}\n", ca_out);
   }
+  if (!port_out.empty()) write_file(port_out, fmt::format("{}\n", server.port()));  // last: "ready"
   fmt::print("http: listening on {} ({} keys)\n", server.url(), keys.size());
   std::fflush(stdout);
 
@@ -391,7 +408,8 @@ constexpr Subcommand kSubcommands[] = {
 };
 
 int usage(std::FILE* out) {
-  fmt::print(out, "usage: floodgate-sim <simulator> [options]   (<simulator> --help for its options)\n");
+  fmt::print(out, "usage: floodgate-sim <simulator> [options]   (<simulator> --help for its options)\n"
+                  "       floodgate-sim --version\n");
   for (const auto& command : kSubcommands) fmt::print(out, "  {:10} {}\n", command.name, command.summary);
   return out == stdout ? 0 : 2;
 }
@@ -402,6 +420,10 @@ int main(int argc, char** argv) {
   const std::vector<std::string_view> args(argv + 1, argv + argc);
   if (args.empty()) return usage(stderr);
   if (args[0] == "--help" || args[0] == "-h") return usage(stdout);
+  if (args[0] == "--version") {
+    fmt::print("floodgate-sim {}\n", FLOODGATE_VERSION);
+    return 0;
+  }
   for (const auto& command : kSubcommands) {
     if (command.name != args[0]) continue;
     try {

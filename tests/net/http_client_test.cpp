@@ -469,9 +469,35 @@ TEST_CASE("Endpoint::parse") {
   CHECK(net::Endpoint::parse("http://127.0.0.1:8081/") == net::Endpoint{false, "127.0.0.1", 8081});
   CHECK(net::Endpoint::parse("https://[::1]:8443").host == "::1");
   CHECK(net::Endpoint::parse("https://[::1]:8443").to_string() == "https://[::1]:8443");
-  for (const char* bad : {"ftp://x", "https://", "https://host:0", "https://host:70000", "https://host:12a",
-                          "https://[::1", "https://host/path"}) {
-    CHECK_THROWS_AS(net::Endpoint::parse(bad), floodgate::Error);
+  CHECK(net::Endpoint::parse("wss://ws.kite.trade") == net::Endpoint{true, "ws.kite.trade", 443});
+  CHECK(net::Endpoint::parse("ws://127.0.0.1") == net::Endpoint{false, "127.0.0.1", 80});
+  CHECK(net::Endpoint::parse("HTTPS://Example.org:8443") == net::Endpoint{true, "Example.org", 8443});
+  // Each mistake is named, never by echoing the URL.
+  const std::pair<const char*, const char*> bad[] = {
+      {"ftp://x", "scheme \"ftp\""},
+      {"api.telegram.org", "not a URL"},
+      {"https://", "no host"},
+      {"https://host:0", "port"},
+      {"https://host:", "port"},
+      {"https://host:70000", "port"},
+      {"https://host:12a", "port"},
+      {"https://[::1", "not a URL"},
+      {"https://host/path", "path"},
+      {"https://host?x=1", "query"},
+      {"https://host#top", "fragment"},
+      {"https://user:pw@host", "user info"},
+      {"https://ho%20st", "percent"},
+  };
+  for (const auto& [url, why] : bad) {
+    INFO(url);
+    try {
+      net::Endpoint::parse(url);
+      FAIL("no exception");
+    } catch (const floodgate::Error& error) {
+      const std::string what = error.what();
+      CHECK(what.find("invalid endpoint URL: ") == 0);
+      CHECK(what.find(why) != std::string::npos);
+    }
   }
   // A full API URL by mistake: the exception must not echo the token in it.
   try {
