@@ -68,8 +68,13 @@ std::optional<WallTime> to_time_point(const std::tm& tm) {
       tm.tm_sec > 60) {
     return std::nullopt;
   }
-  return time_point_cast<system_clock::duration>(sys_days{date} + hours{tm.tm_hour} + minutes{tm.tm_min} +
-                                                 seconds{tm.tm_sec});
+  const sys_seconds when = sys_days{date} + hours{tm.tm_hour} + minutes{tm.tm_min} + seconds{tm.tm_sec};
+  // WallTime counts nanoseconds: it holds 1678 to 2261 only. Dates outside
+  // saturate a day inside that range (room for an offset or a fraction of a
+  // second), never wrap; a wait until then is clamped to kMaxServerWait anyway.
+  constexpr sys_seconds earliest = ceil<seconds>(WallTime::min()) + days{1};
+  constexpr sys_seconds latest = floor<seconds>(WallTime::max()) - days{1};
+  return time_point_cast<system_clock::duration>(std::clamp(when, earliest, latest));
 }
 
 /// Reads `text` with a std::get_time `format`; `rest` receives what follows.

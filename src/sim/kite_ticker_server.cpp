@@ -95,6 +95,10 @@ class SessionControl {
  public:
   virtual ~SessionControl() = default;
   virtual const std::string& api_key() const = 0;  ///< empty until authenticated
+  /// Upgraded and streaming. Until then the upgrade's 101 may still be being
+  /// written, and a frame sent at the same time would be a second write on the
+  /// socket (Beast forbids it): faults only reach open sessions.
+  virtual bool open() const = 0;
   virtual void drop() = 0;
   virtual void silence() = 0;
   /// `malformed` counts it in Stats::malformed_frames_sent.
@@ -143,7 +147,7 @@ struct ServerCore {
   std::vector<std::shared_ptr<SessionControl>> sessions_of(std::string_view api_key, std::size_t count) {
     std::vector<std::shared_ptr<SessionControl>> found;
     for (auto it = sessions.rbegin(); it != sessions.rend() && found.size() < count; ++it) {
-      if (auto session = it->second.lock(); session && session->api_key() == api_key) {
+      if (auto session = it->second.lock(); session && session->open() && session->api_key() == api_key) {
         found.push_back(std::move(session));
       }
     }
@@ -242,6 +246,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
 
   // SessionControl
   const std::string& api_key() const override { return api_key_; }
+  bool open() const override { return open_ && !finished_; }
   void drop() override { finish(); }
   void silence() override {
     silent_ = true;
@@ -331,6 +336,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
 
   void on_open() {
     if (key_->drop_on_accept) return finish();  // the 101 went out; nothing else will
+    open_ = true;
     next_tick_ = Clock::now() + server_.tick_period;
     schedule_tick();
     schedule_heartbeat();
@@ -520,6 +526,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   std::uint64_t sequence_ = 0;
   bool silent_ = false;
   bool finished_ = false;
+  bool open_ = false;  // upgraded, not dropped on accept: see SessionControl::open
   bool sent_since_heartbeat_ = false;
 };
 

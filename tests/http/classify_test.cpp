@@ -73,6 +73,20 @@ TEST_CASE("Retry-After is delay seconds or an HTTP date") {
   CHECK(parse_retry_after("soon", kNow) == std::nullopt);
 }
 
+TEST_CASE("Dates past 2261 or before 1678 saturate instead of overflowing the clock") {
+  // Found by fuzz_rate_limit_headers: a date after 2262 overflowed the
+  // nanosecond WallTime (UBSan: signed overflow) and wrapped to the past.
+  CHECK(parse_retry_after("Wed, 21 Oct 2326 07:28:00 GMT", kNow) == kMaxServerWait);
+  CHECK(parse_reset("9999-12-31T23:59:59.5-23:59", kNow) == kMaxServerWait);
+  CHECK(parse_reset("Mon, 01 Jan 0001 00:00:00 GMT", kNow) == 0s);
+  const auto far = parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT");
+  REQUIRE(far.has_value());
+  CHECK(*far > kNow);
+  const auto early = parse_rfc3339("0001-01-01T00:00:00+23:00");
+  REQUIRE(early.has_value());
+  CHECK(*early < kNow);
+}
+
 TEST_CASE("Reset values: durations, delay or epoch seconds, RFC 3339 and HTTP dates") {
   const auto epoch = std::chrono::duration_cast<std::chrono::seconds>(kNow.time_since_epoch()).count();
   CHECK(parse_reset("1m30s", kNow) == 90s);
