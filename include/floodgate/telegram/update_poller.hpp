@@ -34,10 +34,11 @@
 // - nothing is lost: an update is confirmed to Telegram only after it was
 //   handled and that was written down (a save that fails stalls that bot,
 //   reported, and is retried with backoff; nothing is confirmed meanwhile);
-// - after a crash the poller starts from the saved offset: updates delivered
-//   and not yet saved as handled come again, flagged `Update::redelivered`
-//   (callback style: at most the one whose handler was running, per bot). An
-//   update that is not flagged was never delivered before. This is
+// - after a crash the poller starts from the saved offset: the updates of
+//   the batch being handled that were not yet saved as handled come again,
+//   flagged `Update::redelivered`; of those, only one whose handler had run
+//   and whose save had not (callback style: at most one per bot) was really
+//   handled before. An update that is not flagged was never delivered. This is
 //   at-least-once with every possible repeat marked: a handler that checks
 //   flagged updates against its own records (or writes its effects and the
 //   offset in one transaction, through its own `UpdateOffsetSink`) gets
