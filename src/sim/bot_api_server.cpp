@@ -50,7 +50,7 @@ void log_coroutine_failure(std::exception_ptr error) {
 
 struct BotApiServer::Impl {
   Impl(BotApiServerOptions opts, TimeSource time)
-      : options(std::move(opts)), now(std::move(time)), state(options.limits, options.open_world) {
+      : options(std::move(opts)), now(std::move(time)), state(options.limits, options.open_world, now) {
     for (const auto& token : options.tokens) state.add_token(token.reveal());
     if (options.tls) {
       if (!options.certificates) options.certificates = sim::TestCertificates::generate();
@@ -194,6 +194,9 @@ asio::awaitable<Reply> BotApiServer::Impl::answer(const http::request<http::stri
       (query_start == std::string_view::npos || detail::parse_urlencoded(target.substr(query_start + 1), params)) &&
       detail::parse_body(request[http::field::content_type], request.body(), params);
   Reply reply = state.handle_method(token, method, decoded ? &params : nullptr, now_ns);
+  if (reply.wake_polls) {  // a waiting getUpdates was ended: it answers 409 (this is the server's thread)
+    for (auto* timer : poll_waiters) timer->cancel();
+  }
   if (reply.poll) reply = co_await wait_for_updates(std::move(reply));
   co_return reply;
 }
@@ -214,7 +217,7 @@ asio::awaitable<Reply> BotApiServer::Impl::wait_for_updates(Reply reply) {
       co_await timer.async_wait(use_tuple);  // cancelled by wake_pollers when an update arrives
       std::erase(poll_waiters, &timer);
     }
-    reply = state.poll_updates(poll);
+    reply = state.poll_updates(poll, now());
   }
   reply.delivery_fault = delivery_fault;
   co_return reply;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -32,6 +33,9 @@ struct UpdatesPoll {
   std::int64_t offset = 0;
   std::size_t limit = 100;
   std::chrono::seconds timeout{0};
+  /// This poll's number for its bot: a newer waiting getUpdates (or a
+  /// setWebhook) ends it with 409, as Telegram does.
+  std::uint64_t generation = 0;
 };
 
 struct Reply {
@@ -45,6 +49,8 @@ struct Reply {
   std::optional<Fault> delivery_fault;
   /// Set instead of a body when getUpdates should wait for updates.
   std::optional<UpdatesPoll> poll;
+  /// A waiting getUpdates was ended (409): the network layer wakes the waiting polls.
+  bool wake_polls = false;
 };
 
 /// Requests within `rate` over a sliding window.
@@ -77,15 +83,17 @@ Reply api_error(int code, std::string_view description);
 
 class BotApiState {
  public:
-  BotApiState(BotApiLimits default_limits, bool open_world)
-      : default_limits_(default_limits), open_world_(open_world) {}
+  /// `now` stamps pushed updates (Telegram keeps an update for 24 h).
+  BotApiState(BotApiLimits default_limits, bool open_world, std::function<Time()> now)
+      : default_limits_(default_limits), open_world_(open_world), now_(std::move(now)) {}
 
   /// Answers one method call. `params` is null when the request's parameters
   /// could not be decoded (the call is still counted, then refused).
   Reply handle_method(const std::string& token, std::string_view method, const FormParams* params, Time now);
   Reply handle_download(const std::string& token, std::string_view file_path, Time now);
-  /// Answers a getUpdates that waited; `poll` stays set if there is still nothing.
-  Reply poll_updates(const UpdatesPoll& poll);
+  /// Answers a getUpdates that waited; `poll` stays set if there is still
+  /// nothing. A poll a newer one replaced gets 409.
+  Reply poll_updates(const UpdatesPoll& poll, Time now);
 
   void add_token(const std::string& token);
   void revoke_token(const std::string& token);
@@ -104,6 +112,8 @@ class BotApiState {
   /// Sets the bot's username and name as getMe reports them.
   void name_bot(const std::string& token, std::string username, std::string first_name);
 
+  /// Queues `update` (setting its update_id) unless the bot's allowed_updates
+  /// exclude its kind, as Telegram does; returns the update_id, 0 when not queued.
   std::int64_t push_update(const std::string& token, nlohmann::json update);
   std::int64_t push_message(const std::string& token, std::int64_t chat_id, std::int64_t from_user_id,
                             std::string text);
@@ -131,8 +141,12 @@ class BotApiState {
     Time cooldown_told_at{};  // when it was told
     std::map<std::int64_t, Time> chat_cooldown_until;
     std::map<std::int64_t, Time> chat_cooldown_told_at;
-    std::deque<nlohmann::json> updates;
+    std::deque<std::pair<Time, nlohmann::json>> updates;  // (pushed at, update)
     std::int64_t next_update_id = 1;
+    std::set<std::string, std::less<>> allowed_updates;  // empty: Telegram's default set
+    std::uint64_t poll_generation = 0;
+    std::uint64_t waiting_poll = 0;  // the generation of the getUpdates waiting now, 0: none
+    std::map<std::uint64_t, std::string> ended_polls;  // waiting polls ended by a newer one: why
     std::string webhook_url;
     nlohmann::json commands = nlohmann::json::array();
     std::set<std::string, std::less<>> open_callback_queries;
@@ -172,10 +186,20 @@ class BotApiState {
   std::optional<Reply> check_reach(Bot& bot, std::int64_t chat_id);
   std::optional<Reply> check_flood_control(Bot& bot, std::int64_t chat_id, Time now);
   void record_send(Bot& bot, std::int64_t chat_id, Time now);
-  Reply collect_updates(Bot& bot, const UpdatesPoll& poll);
+  Reply collect_updates(Bot& bot, const UpdatesPoll& poll, Time now);
+  /// getUpdates' and setWebhook's `allowed_updates`, as Telegram reads it: a
+  /// JSON array of update kinds; absent or unreadable changes nothing, and
+  /// an array naming no known kind (such as []) restores the default.
+  static void update_allowed_updates(Bot& bot, const FormParams& params);
+  /// Whether the bot receives `update` (the default leaves out chat_member,
+  /// message_reaction and message_reaction_count).
+  static bool update_allowed(const Bot& bot, const nlohmann::json& update);
+  /// Ends the bot's waiting getUpdates with 409 `why` (when it next looks).
+  bool end_waiting_poll(Bot& bot, std::string why);
 
   Reply send_message(Call& call);
   Reply send_media(Call& call, std::string_view media);
+  Reply send_media_group(Call& call, Time now);
   Reply copy_message(Call& call);
   Reply edit_message(Call& call, std::string_view method);
   Reply delete_message(Call& call);
@@ -197,6 +221,7 @@ class BotApiState {
   mutable std::mutex mutex_;
   BotApiLimits default_limits_;
   bool open_world_;
+  std::function<Time()> now_;
   std::map<std::string, Bot, std::less<>> bots_;
   std::map<std::int64_t, User> users_;
   std::map<std::int64_t, Group> groups_;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <utility>
 
@@ -199,6 +200,64 @@ net::MultipartForm SendMediaParams::to_form() const {
   return form;
 }
 
+std::string SendMediaGroupParams::problem() const {
+  if (media.size() < 2 || media.size() > 10) {
+    return fmt::format("a media group has 2 to 10 items, not {}", media.size());
+  }
+  std::size_t documents = 0, audio = 0;
+  for (const auto& item : media) {
+    switch (item.kind) {
+      case MediaKind::photo:
+      case MediaKind::video: break;
+      case MediaKind::document: ++documents; break;
+      case MediaKind::audio: ++audio; break;
+      default: return fmt::format("a {} cannot be sent in a media group", media_field(item.kind));
+    }
+  }
+  if (documents > 0 && documents < media.size()) return "documents can be grouped only with documents";
+  if (audio > 0 && audio < media.size()) return "audio files can be grouped only with audio files";
+  return {};
+}
+
+bool SendMediaGroupParams::uses_file_ids() const {
+  return std::any_of(media.begin(), media.end(),
+                     [](const MediaGroupItem& item) { return std::holds_alternative<FileId>(item.content); });
+}
+
+net::MultipartForm SendMediaGroupParams::to_form() const {
+  net::MultipartForm form;
+  form.add_field("chat_id", std::to_string(chat_id));
+  if (extra.is_object()) {
+    for (const auto& [name, value] : extra.items()) {
+      form.add_field(name, value.is_string() ? value.get<std::string>() : value.dump());
+    }
+  }
+  auto items = nlohmann::json::array();
+  for (std::size_t i = 0; i < media.size(); ++i) {
+    const auto& item = media[i];
+    nlohmann::json input = item.extra.is_object() ? item.extra : nlohmann::json::object();
+    input["type"] = media_field(item.kind);
+    if (!item.caption.empty()) input["caption"] = item.caption;
+    if (const auto* id = std::get_if<FileId>(&item.content)) {
+      input["media"] = id->id;
+    } else {
+      input["media"] = fmt::format("attach://file{}", i);
+    }
+    items.push_back(std::move(input));
+  }
+  form.add_field("media", items.dump());
+  for (std::size_t i = 0; i < media.size(); ++i) {
+    const auto& item = media[i];
+    const auto part = fmt::format("file{}", i);
+    if (const auto* bytes = std::get_if<std::string>(&item.content)) {
+      form.add_file(part, item.file_name, *bytes);
+    } else if (const auto* path = std::get_if<std::filesystem::path>(&item.content)) {
+      form.add_file_from_path(part, *path, "application/octet-stream", item.file_name);
+    }
+  }
+  return form;
+}
+
 BotApiClient::BotApiClient(net::HttpsClient& http, net::Endpoint endpoint, Secret token)
     : http_(&http), endpoint_(std::move(endpoint)), token_(std::move(token)) {}
 
@@ -212,7 +271,18 @@ net::HttpRequest BotApiClient::make_json_request(std::string_view method, const 
   // `{}` as an argument is JSON null: a method without parameters gets an empty object.
   // (Two calls rather than `?:`, which would copy `params`.)
   if (params.is_null()) return net::HttpRequest::post_json(endpoint_, method_target(method), nlohmann::json::object());
-  return net::HttpRequest::post_json(endpoint_, method_target(method), params);
+  auto request = net::HttpRequest::post_json(endpoint_, method_target(method), params);
+  // A long poll is silent for up to its `timeout`: the read timeout must outlast it.
+  const auto timeout = params.find("timeout");
+  if (timeout != params.end() && timeout->is_number_integer() && timeout->get<std::int64_t>() > 0 &&
+      method.size() == 10 && std::equal(method.begin(), method.end(), "getupdates", [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) == b;
+      })) {
+    const auto seconds = std::chrono::seconds(std::min<std::int64_t>(timeout->get<std::int64_t>(), 50));
+    request.read_timeout = seconds + std::chrono::seconds(15);
+    request.total_timeout = seconds + std::chrono::seconds(60);
+  }
+  return request;
 }
 
 net::HttpRequest BotApiClient::make_form_request(std::string_view method, net::MultipartForm form) const {

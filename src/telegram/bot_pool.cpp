@@ -35,7 +35,8 @@ std::optional<std::int64_t> chat_of(const BotPool::Call& call) {
     if (it == params->end() || !it->is_number_integer()) return std::nullopt;
     return it->get<std::int64_t>();
   }
-  return std::get<SendMediaParams>(call.body).chat_id;
+  if (const auto* media = std::get_if<SendMediaParams>(&call.body)) return media->chat_id;
+  return std::get<SendMediaGroupParams>(call.body).chat_id;
 }
 
 /// Bot API method names are case-insensitive.
@@ -83,8 +84,10 @@ bool moves_to_another_token(std::error_code ec) {
 void readdress(BotPool::Call& call, std::int64_t chat) {
   if (auto* params = std::get_if<nlohmann::json>(&call.body)) {
     (*params)["chat_id"] = chat;
+  } else if (auto* media = std::get_if<SendMediaParams>(&call.body)) {
+    media->chat_id = chat;
   } else {
-    std::get<SendMediaParams>(call.body).chat_id = chat;
+    std::get<SendMediaGroupParams>(call.body).chat_id = chat;
   }
 }
 
@@ -191,8 +194,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     };
     if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
       t->client.async_call(call.method, *params, std::move(on_response));
+    } else if (const auto* media = std::get_if<SendMediaParams>(&call.body)) {
+      t->client.async_send_media(*media, std::move(on_response));
     } else {
-      t->client.async_send_media(std::get<SendMediaParams>(call.body), std::move(on_response));
+      t->client.async_send_media_group(std::get<SendMediaGroupParams>(call.body), std::move(on_response));
     }
   }
 
@@ -483,6 +488,18 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
         "a file id belongs to the bot that received the file: use async_send_media_as(token_id, params)";
     return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
                                           std::move(refused));
+  }
+  if (const auto* group = std::get_if<SendMediaGroupParams>(&call.body)) {
+    BotPoolResult refused;
+    refused.description = group->problem();
+    if (refused.description.empty() && !owner && group->uses_file_ids()) {
+      refused.description =
+          "a file id belongs to the bot that received the file: use async_send_media_group_as(token_id, params)";
+    }
+    if (!refused.description.empty()) {
+      return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+                                            std::move(refused));
+    }
   }
   const auto chat = chat_of(call);
   if (!owner && chat && impl_->options.routing.enabled) {

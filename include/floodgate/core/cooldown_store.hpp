@@ -49,6 +49,7 @@
 #pragma once
 
 #include "floodgate/core/cooldown_sink.hpp"
+#include "floodgate/core/detail/atomic_file.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 
@@ -345,8 +346,7 @@ class CooldownStore final : public CooldownSink {
     throw corrupt("a time is not an integer number of milliseconds: " + value.dump().substr(0, 40));
   }
 
-  // errno as text; strerror is not thread-safe, the error category's message is.
-  static std::string last_error() { return std::error_code(errno, std::generic_category()).message(); }
+  static std::string last_error() { return detail::errno_text(); }
 
   static bool is_useful(const Entry& e) { return e.cooldown_until || e.disabled || !e.scoped.empty(); }
 
@@ -359,37 +359,15 @@ class CooldownStore final : public CooldownSink {
     }
   }
 
-  std::filesystem::path folder() const {
-    return path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
-  }
+  std::filesystem::path folder() const { return detail::folder_of(path_); }
   std::filesystem::path lock_path() const { return folder() / ("." + path_.filename().string() + ".lock"); }
-  std::string temporary_prefix() const { return "." + path_.filename().string() + "."; }
 
-  bool ensure_folder() const {
-    const auto dir = folder();
-    std::error_code ec;
-    if (std::filesystem::is_directory(dir, ec)) return true;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      errno = ec.value();
-      return false;
-    }
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
-    return true;
-  }
+  bool ensure_folder() const { return detail::ensure_private_folder(folder()); }
+
 
   // `.<name>.XXXXXX` files exist only while a writer holds the lock; seen
   // under the lock, they were left by a writer that died.
-  void remove_leftover_temporaries() const {
-    const std::string prefix = temporary_prefix();
-    std::error_code ec;
-    for (const auto& item : std::filesystem::directory_iterator(folder(), ec)) {
-      const std::string name = item.path().filename().string();
-      if (name.size() == prefix.size() + 6 && name.starts_with(prefix) && !name.ends_with(".lock")) {
-        std::filesystem::remove(item.path(), ec);
-      }
-    }
-  }
+  void remove_leftover_temporaries() const { detail::remove_atomic_write_leftovers(path_); }
 
   // The file's entries (empty when there is no file); throws StoreError.
   Entries read_file(WallTime now) const {
@@ -430,35 +408,7 @@ class CooldownStore final : public CooldownSink {
   // write is logged, not thrown: the in-memory state (and so the running
   // pool) stays right; only persistence across a restart is at risk.
   bool write_file(const Entries& entries, WallTime now) const {
-    const std::string text = to_json(entries, now).dump(2) + "\n";
-    std::string temp = (folder() / (temporary_prefix() + "XXXXXX")).string();
-    const int fd = ::mkstemp(temp.data());  // created 0600
-    if (fd < 0) {
-      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), last_error());
-      return false;
-    }
-    bool ok = ::fchmod(fd, S_IRUSR | S_IWUSR) == 0;
-    for (std::size_t done = 0; ok && done < text.size();) {
-      const auto n = ::write(fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      ok = n > 0;
-      if (ok) done += static_cast<std::size_t>(n);
-    }
-    ok = ok && ::fsync(fd) == 0;
-    ok = (::close(fd) == 0) && ok;
-    ok = ok && ::rename(temp.c_str(), path_.c_str()) == 0;
-    if (!ok) {
-      log(LogLevel::warning, "cannot write cooldown file {}: {}", path_.string(), last_error());
-      ::unlink(temp.c_str());
-      return false;
-    }
-    // The rename is durable only once the folder's entry is on disk.
-    const int dir = ::open(folder().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0 || ::fsync(dir) != 0) {
-      log(LogLevel::warning, "cannot sync the folder of cooldown file {}: {}", path_.string(), last_error());
-    }
-    if (dir >= 0) ::close(dir);
-    return true;
+    return detail::write_file_atomically(path_, to_json(entries, now).dump(2) + "\n", "cooldown file");
   }
 
   std::filesystem::path path_;

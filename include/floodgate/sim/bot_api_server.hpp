@@ -7,7 +7,7 @@
 // getMe, getUpdates (long polling fed by `push_update` / `push_message`),
 // deleteWebhook, getWebhookInfo, setMyCommands, getMyCommands, sendMessage,
 // sendPhoto/Document/Video/Audio/Voice/Animation/Sticker (multipart uploads,
-// also named by `attach://<part>`), copyMessage, editMessageText/Caption/
+// also named by `attach://<part>`), sendMediaGroup, copyMessage, editMessageText/Caption/
 // ReplyMarkup, deleteMessage, sendChatAction, answerCallbackQuery, getChat,
 // getChatMember, getFile and the download URL /file/bot<token>/<file_path>.
 // Parameters are accepted as a query string, urlencoded form, JSON or
@@ -244,7 +244,8 @@ class BotApiServer {
   void apply_scenario(const nlohmann::json& scenario);
 
   /// Queues an update for the token's getUpdates, setting its "update_id";
-  /// wakes a waiting long poll. Returns the update_id.
+  /// wakes a waiting long poll. Returns the update_id, or 0 when the bot's
+  /// allowed_updates exclude its kind (Telegram does not keep it then).
   std::int64_t push_update(const Secret& token, nlohmann::json update);
   /// Queues a "message" update: a user writes `text` in `chat_id` (a user
   /// writing to a bot has started it).

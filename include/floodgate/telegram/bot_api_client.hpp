@@ -38,6 +38,7 @@
 #include <string_view>
 #include <system_error>
 #include <variant>
+#include <vector>
 
 #include "floodgate/core/outcome.hpp"
 #include "floodgate/core/secret.hpp"
@@ -158,6 +159,32 @@ struct SendMediaParams {
 /// sendDocument's parameters (SendMediaParams with its default kind).
 using SendDocumentParams = SendMediaParams;
 
+/// One InputMedia of a media group: a photo, video, document or audio file
+/// from bytes, streamed from a path (sent as `attach://<part>`), or a `FileId`.
+struct MediaGroupItem {
+  MediaKind kind = MediaKind::photo;
+  std::string file_name;
+  std::variant<std::string, std::filesystem::path, FileId> content;
+  std::string caption;
+  nlohmann::json extra = nlohmann::json::object();  ///< other InputMedia fields (parse_mode, has_spoiler…)
+};
+
+/// sendMediaGroup: 2..10 items, shown as one album. As Telegram requires,
+/// photos and videos may be mixed, documents are grouped only with documents
+/// and audio files only with audio files; other kinds cannot be grouped.
+struct SendMediaGroupParams {
+  std::int64_t chat_id = 0;
+  std::vector<MediaGroupItem> media;
+  nlohmann::json extra = nlohmann::json::object();  ///< other parameters (disable_notification, reply_parameters…)
+
+  /// Why Telegram's rules refuse this group, or empty when they allow it.
+  std::string problem() const;
+  /// Whether an item is a `FileId` (which binds the group to the bot that owns it).
+  bool uses_file_ids() const;
+  /// The request: "media" (a JSON array naming uploads as attach://file<N>) and the file parts, streamed.
+  net::MultipartForm to_form() const;
+};
+
 class BotApiClient {
  public:
   using Signature = void(std::error_code, BotApiResponse);
@@ -201,6 +228,11 @@ class BotApiClient {
   template <class CompletionToken>
   auto async_send_document(const SendDocumentParams& params, CompletionToken&& token) {
     return async_send_media(params, std::forward<CompletionToken>(token));
+  }
+  /// sendMediaGroup; the result is an array of Messages.
+  template <class CompletionToken>
+  auto async_send_media_group(const SendMediaGroupParams& params, CompletionToken&& token) {
+    return async_call_form("sendMediaGroup", params.to_form(), std::forward<CompletionToken>(token));
   }
   /// getFile: the result's "file_path" is what `async_download` takes.
   template <class CompletionToken>

@@ -41,7 +41,8 @@
 // `async_call` (no owner) ends at once with bad_request and no request. Media
 // (`async_send_media`: every kind, from bytes or streamed from a file) may
 // move; media sent again by `FileId` goes only through the bot that owns the
-// id (`async_send_media_as`). A message belongs to the bot that sent it, so
+// id (`async_send_media_as`). Media groups likewise: `async_send_media_group`
+// (uploads, may move) and `async_send_media_group_as` (with file ids). A message belongs to the bot that sent it, so
 // edits and deletes are *owner-bound*: `async_call_as(token_id, …)` and
 // `async_edit_message_text(sent, …)` use that token only, never another
 // (leased with `CredentialPool::acquire_id`). They are counted in the pool's
@@ -253,6 +254,14 @@ class BotPool {
     params.kind = MediaKind::document;
     return async_send_media(std::move(params), std::forward<CompletionToken>(token));
   }
+  /// A media group (album) of uploads from bytes or files; `result` is the
+  /// array of Messages. A group Telegram's rules refuse (see
+  /// `SendMediaGroupParams::problem`) or one with a `FileId` (use
+  /// `async_send_media_group_as`) ends at once with bad_request, unsent.
+  template <class CompletionToken>
+  auto async_send_media_group(SendMediaGroupParams params, CompletionToken&& token) {
+    return initiate(Call{"sendMediaGroup", std::move(params), false, false}, {}, std::forward<CompletionToken>(token));
+  }
 
   // ---- owner-bound calls: only through `token_id` -------------------------
 
@@ -279,6 +288,12 @@ class BotPool {
   auto async_send_media_as(std::string token_id, SendMediaParams params, CompletionToken&& token) {
     std::string method = params.method();
     return initiate(Call{std::move(method), std::move(params), false, false}, std::move(token_id),
+                    std::forward<CompletionToken>(token));
+  }
+  /// A media group through token `token_id` only: how groups with `FileId`s are sent (by the bot that owns them).
+  template <class CompletionToken>
+  auto async_send_media_group_as(std::string token_id, SendMediaGroupParams params, CompletionToken&& token) {
+    return initiate(Call{"sendMediaGroup", std::move(params), false, false}, std::move(token_id),
                     std::forward<CompletionToken>(token));
   }
   /// getFile through the bot that owns `file_id` (the one that sent or received the file).
@@ -313,7 +328,7 @@ class BotPool {
   /// One call as the pool replays it on each attempt.
   struct Call {
     std::string method;
-    std::variant<nlohmann::json, SendMediaParams> body;
+    std::variant<nlohmann::json, SendMediaParams, SendMediaGroupParams> body;
     bool repeat_if_maybe_applied = false;
     bool may_overtake = false;
   };
