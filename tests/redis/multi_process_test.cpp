@@ -143,18 +143,25 @@ TEST_CASE("redis processes: Redis restarted mid-run loses no request and exceeds
   std::this_thread::sleep_for(1000ms);
   std::uint64_t before = 0;
   for (int i = 1; i <= 3; ++i) before += sim.server.stats(secret(i)).succeeded;
+  const auto restart_began = std::chrono::steady_clock::now();
   redis.restart();  // empty: every limit's TAT and every cooldown key is gone
+  // Until a worker's client is back (at most its reconnect cap, 100 ms, after
+  // the server is) each process limits on its own.
+  const std::chrono::duration<double> outage = std::chrono::steady_clock::now() - restart_began + 100ms;
   for (auto& worker : workers) check_finished_clean(*worker, kChats * kPerChat);
 
   std::uint64_t succeeded = 0;
   for (int i = 1; i <= 3; ++i) {
     const auto stats = sim.server.stats(secret(i));
     INFO("token-" << i << ": " << stats.requests << " requests, " << stats.rate_limited << " answered 429");
-    // docs/redis.md, "Failure policy": a Redis restarted empty has forgotten
-    // the TATs, so each limit may admit one more burst: the token's overall
-    // limit (burst 1) and each chat's (burst 3) it was sending to; a 429 is
-    // how the simulator refuses each message over its limits.
-    CHECK(stats.rate_limited <= 1 + 3 * kChats);
+    // docs/redis.md, "Redis restarted mid-run": a Redis restarted empty has
+    // forgotten the TATs, so each limit may admit one more burst (the token's
+    // overall burst 1 and each chat's 3), and during the outage each of the N
+    // processes limits alone (N − 1 extra × 9/s). A 429 is how the simulator
+    // refuses each message over its limits.
+    const double bound = 1 + 3 * kChats + (kProcesses - 1) * 9 * outage.count();
+    INFO("bound " << bound);
+    CHECK(static_cast<double>(stats.rate_limited) <= bound);
     CHECK(stats.sent_during_known_cooldown == 0);
     succeeded += stats.succeeded;
   }
