@@ -67,18 +67,9 @@ std::optional<Arguments> parse(int argc, char** argv) {
 
 floodgate::Secret token(int i) { return floodgate::Secret(fmt::format("10000{}:SIMULATED-shared-token-{}", i, i)); }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const auto args = parse(argc, argv);
-  if (!args) {
-    fmt::print(stderr, "usage: redis_bot_worker --redis URL --botapi URL --ca FILE [--name N] [--chats N] [--per-chat N] [--policy open|closed]\n");
-    return 2;
-  }
-  asio::io_context io;
-  auto work = asio::make_work_guard(io);
-  std::thread io_thread([&] { io.run(); });
-  const auto url = floodgate::redis::parse_redis_url(args->redis);
+// Everything the worker builds lives here and is destroyed here, while `io` still runs.
+int run(const Arguments& args, asio::io_context& io) {
+  const auto url = floodgate::redis::parse_redis_url(args.redis);
 
   // Reconnect fast: the restart test takes Redis away for a moment.
   floodgate::redis::RedisClientOptions client_options;
@@ -88,7 +79,7 @@ int main(int argc, char** argv) {
   floodgate::redis::RedisClient limits_client(io.get_executor(), url, client_options);
   limits_client.start();
   // 10 % under the simulator's 10/s and 1/s per chat (docs/redis.md, "In BotPool").
-  floodgate::redis::ReservingGate gate(limits_client, {.pool_name = "acceptance", .on_unavailable = args->policy},
+  floodgate::redis::ReservingGate gate(limits_client, {.pool_name = "acceptance", .on_unavailable = args.policy},
                                        [](floodgate::redis::RedisLimitSet<std::int64_t>& limits) {
                                          limits.add("bot", floodgate::Rate::per_second(9), 1)
                                              .add_per_key("private_chat", floodgate::Rate::per_second(0.9), 3,
@@ -96,9 +87,9 @@ int main(int argc, char** argv) {
                                        });
 
   floodgate::net::HttpsClient http(io.get_executor(), floodgate::net::HttpClientOptions{
-                                                          .tls = floodgate::net::make_client_tls_context({.ca_file = args->ca_file})});
+                                                          .tls = floodgate::net::make_client_tls_context({.ca_file = args.ca_file})});
   floodgate::telegram::BotPoolOptions options;
-  options.endpoint = floodgate::net::Endpoint::parse(args->botapi);
+  options.endpoint = floodgate::net::Endpoint::parse(args.botapi);
   options.retry.max_wait = 30s;
   options.limits.bot = floodgate::Rate::per_second(9);
   options.shared_limits = gate.as_function();
@@ -109,35 +100,30 @@ int main(int argc, char** argv) {
   floodgate::redis::RedisCooldownOptions store_options;
   store_options.pool_name = "acceptance";
   store_options.client = client_options;
-  store_options.on_unavailable = args->policy;
-  std::optional<floodgate::redis::RedisCooldownStore> store;
-  store.emplace(io.get_executor(), url, store_options);
+  store_options.on_unavailable = args.policy;
+  floodgate::redis::RedisCooldownStore store(io.get_executor(), url, store_options);
   try {
-    fmt::print("{}\n", store->open() ? "shared" : "local");
+    fmt::print("{}\n", store.open() ? "shared" : "local");
   } catch (const floodgate::redis::RedisError& e) {
     fmt::print("refused: {}\n", e.what());
     std::fflush(stdout);
-    store.reset();
-    limits_client.close();
-    work.reset();
-    io_thread.join();
     return 3;
   }
-  store->attach(bots.pool());
+  store.attach(bots.pool());
   fmt::print("ready\n");
   std::fflush(stdout);
 
   std::atomic<int> delivered{0};
   std::atomic<int> failed{0};
-  std::atomic<int> pending{args->chats * args->per_chat};
+  std::atomic<int> pending{args.chats * args.per_chat};
   std::promise<void> all_done;
-  for (int round = 0; round < args->per_chat; ++round) {
-    for (int chat = 1; chat <= args->chats; ++chat) {
-      bots.async_send_message({.chat_id = chat, .text = fmt::format("{} c{} m{}", args->name, chat, round)},
+  for (int round = 0; round < args.per_chat; ++round) {
+    for (int chat = 1; chat <= args.chats; ++chat) {
+      bots.async_send_message({.chat_id = chat, .text = fmt::format("{} c{} m{}", args.name, chat, round)},
                               [&](std::error_code ec, floodgate::telegram::BotPoolResult result) {
                                 if (ec) {
                                   ++failed;
-                                  fmt::print(stderr, "{}: failed: {} {}\n", args->name, ec.message(), result.description);
+                                  fmt::print(stderr, "{}: failed: {} {}\n", args.name, ec.message(), result.description);
                                 } else {
                                   ++delivered;
                                 }
@@ -149,11 +135,23 @@ int main(int argc, char** argv) {
   fmt::print("delivered {} failed {}\n", delivered.load(), failed.load());
   std::fflush(stdout);
   if (!ended) std::_Exit(2);  // a call that never ended: the pool cannot shut down cleanly either
+  store.detach(bots.pool());
+  return failed.load() == 0 ? 0 : 1;
+}
 
-  store->detach(bots.pool());
-  store.reset();
-  limits_client.close();
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto args = parse(argc, argv);
+  if (!args) {
+    fmt::print(stderr, "usage: redis_bot_worker --redis URL --botapi URL --ca FILE [--name N] [--chats N] [--per-chat N] [--policy open|closed]\n");
+    return 2;
+  }
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::thread io_thread([&] { io.run(); });
+  const int status = run(*args, io);
   work.reset();
   io_thread.join();
-  return failed.load() == 0 ? 0 : 1;
+  return status;
 }
