@@ -5,7 +5,8 @@
 // received: a 429 it had to answer is a limit the processes exceeded together,
 // and a request it counts in sent_during_known_cooldown is a token called into
 // a flood wait that some process had been told of (more than its 50 ms
-// in-flight grace earlier: the one round trip docs/redis.md allows).
+// in-flight grace earlier: the one round trip docs/redis.md allows). The
+// time limits are generous for the sanitizer builds; a run takes seconds.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -89,7 +90,7 @@ struct Simulator {
 };
 
 void check_finished_clean(WorkerProcess& worker, int offered) {
-  const auto result = worker.finish(60s);
+  const auto result = worker.finish(120s);
   INFO(result.output);
   CHECK(result.exit_status == 0);
   CHECK(result.output.find(fmt::format("delivered {} failed 0", offered)) != std::string::npos);
@@ -137,7 +138,7 @@ TEST_CASE("redis processes: Redis restarted mid-run loses no request and exceeds
   std::vector<std::string> names{"p1", "p2"};
   std::vector<std::unique_ptr<WorkerProcess>> workers;
   for (const auto& name : names) workers.push_back(sim.launch(redis.url(), name, kPerChat));
-  for (auto& worker : workers) REQUIRE(worker->wait_for_line("ready", 15s));
+  for (auto& worker : workers) REQUIRE(worker->wait_for_line("ready", 30s));
 
   // Real time here: the workers are other processes, no virtual clock reaches them.
   std::this_thread::sleep_for(1000ms);
@@ -183,7 +184,7 @@ TEST_CASE("redis processes: Redis unreachable at start, fail_open runs on local 
 
   SECTION("fail_open: the process runs alone, every message delivered") {
     auto worker = sim.launch(url, "alone", 2);
-    const auto result = worker->finish(60s);
+    const auto result = worker->finish(120s);
     INFO(result.output);
     CHECK(result.exit_status == 0);
     CHECK(result.output.find("local\nready\n") != std::string::npos);
@@ -193,7 +194,7 @@ TEST_CASE("redis processes: Redis unreachable at start, fail_open runs on local 
   }
   SECTION("fail_closed: the process refuses to start, saying why, without the password") {
     auto worker = sim.launch(url, "strict", 2, "closed");
-    const auto result = worker->finish(30s);
+    const auto result = worker->finish(60s);
     INFO(result.output);
     CHECK(result.exit_status == 3);
     CHECK(result.output.find("refused: ") != std::string::npos);
