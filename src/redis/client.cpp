@@ -495,7 +495,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
   bool deadline_armed = false;
   Clock::time_point armed_for{};
   asio::steady_timer backoff_timer;
-  kite::ReconnectBackoff<Clock> backoff;
+  Backoff<Clock> backoff;
   std::mt19937_64 rng;
   State state = State::idle;
   std::uint64_t generation = 0;

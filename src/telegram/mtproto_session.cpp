@@ -1,5 +1,6 @@
 #include <floodgate/telegram/mtproto_session.hpp>
 
+#include <floodgate/core/backoff.hpp>
 #include <floodgate/core/log.hpp>
 #include <floodgate/telegram/flood_errors.hpp>
 
@@ -463,8 +464,10 @@ void MtprotoSession::Impl::on_login_reply(std::uint64_t generation, std::error_c
 void MtprotoSession::Impl::retry_login(std::string why, std::optional<std::chrono::milliseconds> delay) {
   ++login.failures;
   if (!delay) {
-    const auto doublings = std::min(login.failures - 1, 16);
-    delay = std::min<std::chrono::milliseconds>(std::chrono::seconds(1) * (1 << doublings), options.login_retry_max);
+    // The top of the backoff's range, no jitter: one session per account, no herd to spread.
+    const auto cap = options.login_retry_max;
+    delay = doubling_ceiling(std::min<std::chrono::milliseconds>(std::chrono::seconds(1), cap), cap,
+                             static_cast<std::size_t>(login.failures));
   }
   set_state(State::waiting, {},
             fmt::format("{}; trying again in {} ms", why, delay->count()));

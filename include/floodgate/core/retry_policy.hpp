@@ -14,6 +14,8 @@
 #include <optional>
 #include <random>
 
+#include "floodgate/core/backoff.hpp"
+
 namespace floodgate {
 
 struct RetryPolicy {
@@ -53,9 +55,10 @@ class RetrySchedule {
 
   /// The wait before the next retry after a transient failure.
   std::chrono::nanoseconds next_backoff() {
-    const auto shift = std::min<std::uint32_t>(transient_failures_++, 30);
-    const auto ceiling = std::min(policy_.backoff_cap, policy_.backoff_base * (std::int64_t{1} << shift));
-    return uniform(ceiling);
+    ++transient_failures_;
+    // From 0, not from a floor: a retry may go at once (min: a cap under the base caps it).
+    return uniform(doubling_ceiling(std::min(policy_.backoff_base, policy_.backoff_cap), policy_.backoff_cap,
+                                    transient_failures_));
   }
 
   /// Whether a cooling pool is worth waiting for: within max_wait and the deadline.

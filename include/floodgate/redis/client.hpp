@@ -21,8 +21,8 @@
 // Connection. After the (TLS) connect the client sends AUTH [user] password
 // and SELECT db when the URL asks, then SUBSCRIBE for a subscriber client.
 // A lost connection, a timeout or a failed attempt is dialled again after
-// kite::ReconnectBackoff's pause (full jitter above `reconnect.floor`, up to
-// `reconnect.cap`); a refused password is logged (never the password) and
+// floodgate::Backoff's pause (core/backoff.hpp: full jitter above
+// `reconnect.floor`, up to `reconnect.cap`); a refused password is logged (never the password) and
 // retried the same way, since an operator may fix the ACL. `on_ready` runs on
 // every (re)connection once the handshake and subscription are done, so the
 // owner can reload what it may have missed; `on_down` when one is lost.
@@ -52,7 +52,7 @@
 #include <system_error>
 #include <vector>
 
-#include "floodgate/kite/reconnect_backoff.hpp"
+#include "floodgate/core/backoff.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/redis/error.hpp"
 #include "floodgate/redis/reply.hpp"
@@ -66,7 +66,7 @@ struct RedisClientOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{2000};
   /// Pauses between connection attempts; max_attempts 0: never give up.
-  kite::ReconnectPolicy reconnect{std::chrono::milliseconds(100), std::chrono::seconds(5), std::chrono::seconds(5), 0};
+  BackoffPolicy reconnect{std::chrono::milliseconds(100), std::chrono::seconds(5), std::chrono::seconds(5), 0};
   /// Commands queued or in flight at most; more fail with redis::errc::unavailable.
   std::size_t max_pending = 100000;
 };

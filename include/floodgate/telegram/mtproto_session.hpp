@@ -134,7 +134,7 @@ class MtprotoSession {
 
     /// A login request (parameters, bot token, an answer) with no reply
     /// within this is not a rejection: the session goes `waiting` and sends
-    /// it again after a backoff (1 s, doubling, at most login_retry_max).
+    /// it again after a backoff (1 s, doubling, at most login_retry_max: core/backoff.hpp).
     std::chrono::milliseconds login_timeout{std::chrono::seconds(60)};
     std::chrono::milliseconds login_retry_max{std::chrono::seconds(60)};
     /// Rejected answers to one step (a wrong code) asked again before the
