@@ -1,7 +1,9 @@
 // MultiKeyTickerManager: which key streams which instrument (under one
-// mutex), failover, health checks, and the channels. Lock order: this
-// manager's mutex, then a TickerManager's; the per-key managers call back
-// (on_health, on_message) without holding theirs, so the order never inverts.
+// mutex), failover, keys added and removed, health checks, and the channels.
+// Lock order: this manager's mutex, then a TickerManager's; the per-key
+// managers call back (on_health, on_message) without holding theirs, so the
+// order never inverts. A TickerManager's start() and stop() report its health
+// synchronously, so they are called without this manager's mutex.
 #include <floodgate/kite/multi_api_manager.hpp>
 
 #include <floodgate/core/log.hpp>
@@ -43,29 +45,61 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
     std::chrono::milliseconds failover_after;
   };
 
-  Impl(asio::any_io_executor ex, Settings config, std::size_t channel_capacity, bool conflate)
+  Impl(asio::any_io_executor ex, Settings config, const MultiKeyTickerManagerOptions& options)
       : executor(std::move(ex)),
         settings(config),
+        per_key(options.per_key),
+        channel_capacity(options.channel_capacity),
+        conflate(options.conflate_ticks),
+        per_connection_channels(options.per_connection_channels),
         unified(std::make_shared<ChannelFeed>(executor, channel_capacity, conflate)),
         health_timer(executor) {}
 
   // ---- messages (called on connection strands, no lock held) ----------------
 
-  void deliver(std::size_t key_index, TickerMessage&& message) {
+  // `connection_feeds` are the key's own (empty unless enabled).
+  void deliver(const std::vector<std::shared_ptr<ChannelFeed>>& connection_feeds, TickerMessage&& message) {
     if (const TickBatch* batch = message.ticks()) ticks.fetch_add(batch->size(), std::memory_order_relaxed);
-    Key& key = keys[key_index];
-    if (!key.connection_feeds.empty()) key.connection_feeds[message.connection()]->push(TickerMessage(message));
+    if (!connection_feeds.empty()) connection_feeds[message.connection()]->push(TickerMessage(message));
     unified->push(std::move(message));
   }
 
-  // ---- placement (mutex held) -------------------------------------------------
+  // ---- keys (mutex held) --------------------------------------------------------
 
   std::size_t key_index(std::string_view id) const {
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (keys[i].id == id) return i;
+      if (keys[i]->id == id) return i;
     }
     throw Error(fmt::format("unknown Kite API key id '{}'", id));
   }
+  std::shared_ptr<Key> find_key(std::string_view id) const { return keys[key_index(id)]; }
+
+  // Builds a key whose handlers reach this manager through weak pointers (a
+  // removed key's late callbacks find nothing). Throws what TickerManager throws.
+  std::shared_ptr<Key> make_key(const Credential<KiteKey>& credential) {
+    auto key = std::make_shared<Key>();
+    key->id = credential.id;
+    if (per_connection_channels) {
+      for (std::size_t c = 0; c < per_key.max_connections; ++c) {
+        key->connection_feeds.push_back(std::make_shared<ChannelFeed>(executor, channel_capacity, conflate));
+      }
+    }
+    const std::weak_ptr<Impl> weak_self = weak_from_this();
+    const std::weak_ptr<Key> weak_key = key;
+    key->manager = std::make_unique<TickerManager>(
+        executor, credential.id, credential.payload, per_key,
+        [weak_self, feeds = key->connection_feeds](TickerMessage&& message) {
+          if (const auto self = weak_self.lock()) self->deliver(feeds, std::move(message));
+        },
+        [weak_self, weak_key](KeyHealth) {
+          const auto self = weak_self.lock();
+          const auto reporting = weak_key.lock();
+          if (self && reporting) self->on_key_health_changed(*reporting);
+        });
+    return key;
+  }
+
+  // ---- placement (mutex held) -------------------------------------------------
 
   // Places `tokens` (all new) on the keys `eligible` allows, evenly by spare
   // capacity: each token goes to the key with the most room left. Returns the
@@ -75,7 +109,7 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
                                    bool count_as_moved) {
     std::vector<std::size_t> room(keys.size(), 0);
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (eligible(i)) room[i] = keys[i].manager->spare_capacity();
+      if (eligible(i)) room[i] = keys[i]->manager->spare_capacity();
     }
     std::vector<std::vector<std::uint32_t>> batches(keys.size());
     std::vector<std::uint32_t> left_over;
@@ -90,21 +124,21 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
     }
     for (std::size_t i = 0; i < keys.size(); ++i) {
       if (batches[i].empty()) continue;
-      keys[i].manager->subscribe(batches[i], mode);  // fits: room was measured under the same lock
-      for (const auto token : batches[i]) placement[token] = i;
-      if (count_as_moved) keys[i].moved_in += batches[i].size();
+      keys[i]->manager->subscribe(batches[i], mode);  // fits: room was measured under the same lock
+      for (const auto token : batches[i]) placement[token] = keys[i].get();
+      if (count_as_moved) keys[i]->moved_in += batches[i].size();
     }
     return left_over;
   }
 
   bool can_take_new(std::size_t i) const {
-    return keys[i].health != KeyHealth::failed && keys[i].health != KeyHealth::stopped && !keys[i].failed_over;
+    return keys[i]->health != KeyHealth::failed && keys[i]->health != KeyHealth::stopped && !keys[i]->failed_over;
   }
-  bool can_take_moved(std::size_t i) const { return is_serving(keys[i].health); }
+  bool can_take_moved(std::size_t i) const { return is_serving(keys[i]->health); }
 
   // Moves key i's instruments to serving keys; what fits nowhere waits.
   void fail_over(std::size_t i, std::string_view why) {
-    Key& key = keys[i];
+    Key& key = *keys[i];
     key.failed_over = true;
     const auto released = key.manager->release_all();
     if (released.empty()) return;
@@ -146,10 +180,12 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
   // Called on every change of key i's health. The value the key reports may
   // already be stale (its connections report from their own strands, so two
   // changes can arrive out of order): its current health is read under our lock.
-  void on_key_health_changed(std::size_t i) {
+  void on_key_health_changed(Key& key) {
     std::lock_guard lock(mutex);
     if (stopped) return;
-    Key& key = keys[i];
+    const auto found = std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k.get() == &key; });
+    if (found == keys.end()) return;  // removed
+    const auto i = static_cast<std::size_t>(found - keys.begin());
     const KeyHealth health = key.manager->health();
     const bool was_serving = is_serving(key.health);
     key.health = health;
@@ -170,7 +206,7 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
     const auto now = Clock::now();
     if (settings.strategy == DistributionStrategy::round_robin) {
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        const Key& key = keys[i];
+        const Key& key = *keys[i];
         if (is_serving(key.health) || key.failed_over || key.health == KeyHealth::idle) continue;
         if (now - key.not_serving_since >= settings.failover_after) fail_over(i, "has been down too long");
       }
@@ -191,11 +227,18 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
 
   const asio::any_io_executor executor;
   const Settings settings;
+  const TickerManagerOptions per_key;
+  const std::size_t channel_capacity;
+  const bool conflate;
+  const bool per_connection_channels;
   const std::shared_ptr<ChannelFeed> unified;
-  std::vector<Key> keys;  // fixed once built
 
   mutable std::mutex mutex;
-  std::unordered_map<std::uint32_t, std::size_t> placement;  // token -> key index
+  std::vector<std::shared_ptr<Key>> keys;
+  // A removed key's per-connection feeds, closed: kept so that references
+  // from connection_channel() stay valid until the manager is destroyed.
+  std::vector<std::shared_ptr<ChannelFeed>> retired_feeds;
+  std::unordered_map<std::uint32_t, Key*> placement;  // token -> the key in `keys` that streams it
   std::map<std::uint32_t, Mode> unplaced;                     // moved off a failed key, waiting for room
   asio::steady_timer health_timer;
   bool started = false;
@@ -209,6 +252,20 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
 
 // ---- the manager ---------------------------------------------------------------
 
+namespace {
+
+// The keys, copied under the manager's mutex, to call their managers without it.
+std::vector<std::shared_ptr<MultiKeyTickerManager::Impl::Key>> keys_of(const MultiKeyTickerManager::Impl& m) {
+  std::lock_guard lock(m.mutex);
+  return m.keys;
+}
+
+void check_id(const std::string& id) {
+  if (id.empty()) throw Error("a Kite API key id must not be empty");
+}
+
+}  // namespace
+
 MultiKeyTickerManager::~MultiKeyTickerManager() { stop(); }
 
 void MultiKeyTickerManager::start() {
@@ -219,10 +276,10 @@ void MultiKeyTickerManager::start() {
     m.started = true;
     const auto now = Clock::now();
     m.started_at = now;
-    for (auto& key : m.keys) key.not_serving_since = now;
+    for (auto& key : m.keys) key->not_serving_since = now;
     if (m.settings.health_monitoring) m.schedule_health_check();
   }
-  for (auto& key : m.keys) key.manager->start();
+  for (auto& key : keys_of(m)) key->manager->start();
 }
 
 void MultiKeyTickerManager::stop() {
@@ -233,11 +290,76 @@ void MultiKeyTickerManager::stop() {
     m.stopped = true;
     m.health_timer.cancel();
   }
-  for (auto& key : m.keys) {
-    key.manager->stop();
-    for (auto& feed : key.connection_feeds) feed->close();
+  // A key added concurrently is either in this copy or was added after
+  // `stopped` was set: add_key then starts nothing.
+  for (auto& key : keys_of(m)) {
+    key->manager->stop();
+    for (auto& feed : key->connection_feeds) feed->close();
   }
   m.unified->close();
+}
+
+void MultiKeyTickerManager::add_key(Credential<KiteKey> credential) {
+  Impl& m = *impl_;
+  check_id(credential.id);
+  std::shared_ptr<Impl::Key> key;
+  {
+    std::lock_guard lock(m.mutex);
+    if (m.stopped) throw Error("cannot add a key after stop()");
+    if (std::any_of(m.keys.begin(), m.keys.end(), [&](const auto& k) { return k->id == credential.id; })) {
+      throw Error(fmt::format("duplicate Kite API key id '{}'", credential.id));
+    }
+    key = m.make_key(credential);  // throws for a key or token that cannot go into a URL
+    key->not_serving_since = Clock::now();
+    m.keys.push_back(key);
+    if (!m.started) return;  // start() opens it
+  }
+  log(LogLevel::info, "Kite key {} added", key->id);
+  key->manager->start();  // if stop() ran meanwhile, it stopped this key first and start does nothing
+  std::lock_guard lock(m.mutex);
+  if (!m.stopped) m.place_waiting();  // the new key may already serve; else its first live report places them
+}
+
+void MultiKeyTickerManager::remove_key(std::string_view api_key_id) {
+  Impl& m = *impl_;
+  std::shared_ptr<Impl::Key> key;
+  {
+    std::lock_guard lock(m.mutex);
+    if (m.stopped) throw Error("cannot remove a key after stop()");
+    const std::size_t index = m.key_index(api_key_id);
+    key = m.keys[index];
+    if (m.keys.size() == 1) {
+      throw Error(fmt::format("cannot remove Kite key {}: it is the manager's last key", key->id));
+    }
+    // Its instruments go to the other keys that can take new ones, all or none.
+    const std::size_t held = key->manager->instrument_count();
+    std::size_t free = 0;
+    for (std::size_t k = 0; k < m.keys.size(); ++k) {
+      if (k != index && m.can_take_new(k)) free += m.keys[k]->manager->spare_capacity();
+    }
+    if (held > free) {
+      throw CapacityError(fmt::format("cannot remove Kite key {}: its {} instruments do not fit on the other keys "
+                                      "({} free on keys that can stream); unsubscribe some or add a key first",
+                                      key->id, held, free),
+                          held, free);
+    }
+    const auto released = key->manager->release_all();
+    m.keys.erase(m.keys.begin() + static_cast<std::ptrdiff_t>(index));
+    std::map<Mode, std::vector<std::uint32_t>> by_mode;
+    for (const auto& [token, mode] : released) {
+      m.placement.erase(token);
+      by_mode[mode].push_back(token);
+    }
+    for (const auto& [mode, tokens] : by_mode) {
+      const auto left_over = m.place(tokens, mode, [&](std::size_t k) { return m.can_take_new(k); }, true);
+      for (const auto token : left_over) m.unplaced[token] = mode;  // never: room was counted above
+    }
+    m.instruments_moved.fetch_add(released.size());
+    m.retired_feeds.insert(m.retired_feeds.end(), key->connection_feeds.begin(), key->connection_feeds.end());
+    log(LogLevel::info, "Kite key {} removed: its {} instruments moved to the other keys", key->id, released.size());
+  }
+  key->manager->stop();  // its health report finds the key gone
+  for (auto& feed : key->connection_feeds) feed->close();
 }
 
 void MultiKeyTickerManager::subscribe(std::span<const std::uint32_t> tokens, std::optional<Mode> mode) {
@@ -251,7 +373,7 @@ void MultiKeyTickerManager::subscribe(std::span<const std::uint32_t> tokens, std
   if (m.stopped) throw Error("cannot subscribe after stop()");
 
   std::vector<std::uint32_t> fresh;
-  std::map<std::size_t, std::vector<std::uint32_t>> placed_by_key;
+  std::map<Impl::Key*, std::vector<std::uint32_t>> placed_by_key;
   std::unordered_set<std::uint32_t> seen;
   for (const auto token : tokens) {
     if (!seen.insert(token).second) continue;
@@ -266,8 +388,8 @@ void MultiKeyTickerManager::subscribe(std::span<const std::uint32_t> tokens, std
 
   std::size_t free = 0, capacity = 0;
   for (std::size_t i = 0; i < m.keys.size(); ++i) {
-    capacity += m.keys[i].manager->capacity();
-    if (m.can_take_new(i)) free += m.keys[i].manager->spare_capacity();
+    capacity += m.keys[i]->manager->capacity();
+    if (m.can_take_new(i)) free += m.keys[i]->manager->spare_capacity();
   }
   if (fresh.size() > free) {
     throw CapacityError(fmt::format("cannot place {} more instruments: {} keys can hold {} in all, {} subscribed, "
@@ -275,7 +397,7 @@ void MultiKeyTickerManager::subscribe(std::span<const std::uint32_t> tokens, std
                                     fresh.size(), m.keys.size(), capacity, m.placement.size(), free),
                         fresh.size(), free);
   }
-  for (auto& [key, existing] : placed_by_key) m.keys[key].manager->change_mode(existing, wanted);
+  for (auto& [key, existing] : placed_by_key) key->manager->change_mode(existing, wanted);
   m.place(fresh, wanted, [&](std::size_t k) { return m.can_take_new(k); }, false);
 }
 
@@ -286,14 +408,14 @@ void MultiKeyTickerManager::subscribe_on(std::string_view api_key_id,
   const Mode wanted = mode.value_or(m.settings.default_mode);
   std::lock_guard lock(m.mutex);
   if (m.stopped) throw Error("cannot subscribe after stop()");
-  const std::size_t target = m.key_index(api_key_id);
+  Impl::Key* target = m.find_key(api_key_id).get();
   for (const auto token : tokens) {
     if (const auto it = m.placement.find(token); it != m.placement.end() && it->second != target) {
       throw Error(fmt::format("instrument {} is already subscribed on key {}; unsubscribe it first", token,
-                              m.keys[it->second].id));
+                              it->second->id));
     }
   }
-  m.keys[target].manager->subscribe(tokens, wanted);  // all or nothing; throws CapacityError
+  target->manager->subscribe(tokens, wanted);  // all or nothing; throws CapacityError
   for (const auto token : tokens) {
     m.placement[token] = target;
     m.unplaced.erase(token);
@@ -303,7 +425,7 @@ void MultiKeyTickerManager::subscribe_on(std::string_view api_key_id,
 std::size_t MultiKeyTickerManager::unsubscribe(std::span<const std::uint32_t> tokens) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
-  std::map<std::size_t, std::vector<std::uint32_t>> by_key;
+  std::map<Impl::Key*, std::vector<std::uint32_t>> by_key;
   std::size_t removed = 0;
   for (const auto token : tokens) {
     if (const auto it = m.placement.find(token); it != m.placement.end()) {
@@ -314,14 +436,14 @@ std::size_t MultiKeyTickerManager::unsubscribe(std::span<const std::uint32_t> to
       removed += m.unplaced.erase(token);
     }
   }
-  for (auto& [key, batch] : by_key) m.keys[key].manager->unsubscribe(batch);
+  for (auto& [key, batch] : by_key) key->manager->unsubscribe(batch);
   return removed;
 }
 
 std::size_t MultiKeyTickerManager::change_mode(std::span<const std::uint32_t> tokens, Mode mode) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
-  std::map<std::size_t, std::vector<std::uint32_t>> by_key;
+  std::map<Impl::Key*, std::vector<std::uint32_t>> by_key;
   std::size_t changed = 0;
   for (const auto token : tokens) {
     if (const auto it = m.placement.find(token); it != m.placement.end()) {
@@ -331,48 +453,68 @@ std::size_t MultiKeyTickerManager::change_mode(std::span<const std::uint32_t> to
       ++changed;
     }
   }
-  for (auto& [key, batch] : by_key) changed += m.keys[key].manager->change_mode(batch, mode);
+  for (auto& [key, batch] : by_key) changed += key->manager->change_mode(batch, mode);
   return changed;
 }
 
 void MultiKeyTickerManager::update_access_token(std::string_view api_key_id, Secret access_token) {
-  impl_->keys[impl_->key_index(api_key_id)].manager->update_access_token(std::move(access_token));
+  std::shared_ptr<Impl::Key> key;
+  {
+    std::lock_guard lock(impl_->mutex);
+    key = impl_->find_key(api_key_id);
+  }
+  key->manager->update_access_token(std::move(access_token));
 }
 
 TickerChannel& MultiKeyTickerManager::channel() noexcept { return impl_->unified->channel(); }
 
 TickerChannel& MultiKeyTickerManager::connection_channel(std::string_view api_key_id, std::size_t connection) {
-  auto& key = impl_->keys[impl_->key_index(api_key_id)];
-  if (key.connection_feeds.empty()) {
+  std::lock_guard lock(impl_->mutex);
+  const auto key = impl_->find_key(api_key_id);
+  if (key->connection_feeds.empty()) {
     throw Error("per-connection channels are off; enable them with options.per_connection_channels");
   }
-  if (connection >= key.connection_feeds.size()) {
-    throw Error(fmt::format("key {} has connections 0 to {}, not {}", key.id, key.connection_feeds.size() - 1,
+  if (connection >= key->connection_feeds.size()) {
+    throw Error(fmt::format("key {} has connections 0 to {}, not {}", key->id, key->connection_feeds.size() - 1,
                             connection));
   }
-  return key.connection_feeds[connection]->channel();
+  return key->connection_feeds[connection]->channel();  // outlives the key (retired_feeds)
 }
 
-KeyStats MultiKeyTickerManager::key_stats(std::string_view api_key_id) const {
-  const auto& key = impl_->keys[impl_->key_index(api_key_id)];
+namespace {
+
+KeyStats stats_of(const MultiKeyTickerManager::Impl& m, const MultiKeyTickerManager::Impl::Key& key) {
   KeyStats stats = key.manager->stats();
-  std::lock_guard lock(impl_->mutex);
+  std::lock_guard lock(m.mutex);
   stats.instruments_moved_out = key.moved_out;
   stats.instruments_moved_in = key.moved_in;
   return stats;
 }
 
+}  // namespace
+
+KeyStats MultiKeyTickerManager::key_stats(std::string_view api_key_id) const {
+  std::shared_ptr<Impl::Key> key;
+  {
+    std::lock_guard lock(impl_->mutex);
+    key = impl_->find_key(api_key_id);
+  }
+  return stats_of(*impl_, *key);
+}
+
 std::vector<KeyStats> MultiKeyTickerManager::all_key_stats() const {
   std::vector<KeyStats> all;
-  for (const auto& key : impl_->keys) all.push_back(key_stats(key.id));
+  for (const auto& key : keys_of(*impl_)) all.push_back(stats_of(*impl_, *key));
   return all;
 }
 
 ManagerStats MultiKeyTickerManager::stats() const {
   const Impl& m = *impl_;
   ManagerStats out;
-  out.keys = m.keys.size();
-  for (const auto& api : all_key_stats()) {
+  const auto keys = keys_of(m);
+  out.keys = keys.size();
+  for (const auto& key : keys) {
+    const auto api = stats_of(m, *key);
     if (is_serving(api.health)) ++out.keys_serving;
     out.instruments += api.instruments;
     out.reconnects += api.reconnects;
@@ -380,17 +522,15 @@ ManagerStats MultiKeyTickerManager::stats() const {
     out.connections_open += static_cast<std::size_t>(
         std::count_if(api.connections.begin(), api.connections.end(),
                       [](const ConnectionStats& c) { return c.state == ConnectionState::connected; }));
-  }
-  out.ticks = m.ticks.load();
-  out.messages_delivered = m.unified->delivered();
-  out.messages_dropped = m.unified->dropped();
-  out.ticks_conflated = m.unified->conflated();
-  for (const auto& key : m.keys) {
-    for (const auto& feed : key.connection_feeds) {
+    for (const auto& feed : key->connection_feeds) {
       out.messages_dropped += feed->dropped();
       out.ticks_conflated += feed->conflated();
     }
   }
+  out.ticks = m.ticks.load();
+  out.messages_delivered = m.unified->delivered();
+  out.messages_dropped += m.unified->dropped();
+  out.ticks_conflated += m.unified->conflated();
   out.failovers = m.failovers.load();
   out.instruments_moved = m.instruments_moved.load();
   std::lock_guard lock(m.mutex);
@@ -407,9 +547,9 @@ std::vector<HealthSnapshot> MultiKeyTickerManager::snapshot() const {
 
 std::map<std::string, std::vector<std::uint32_t>> MultiKeyTickerManager::distribution() const {
   std::map<std::string, std::vector<std::uint32_t>> out;
-  for (const auto& key : impl_->keys) {
-    auto& tokens = out[key.id];
-    for (const auto& on_connection : key.manager->distribution()) {
+  for (const auto& key : keys_of(*impl_)) {
+    auto& tokens = out[key->id];
+    for (const auto& on_connection : key->manager->distribution()) {
       tokens.insert(tokens.end(), on_connection.begin(), on_connection.end());
     }
     std::sort(tokens.begin(), tokens.end());
@@ -421,7 +561,7 @@ MultiKeyTickerManager::MultiKeyTickerManager(asio::any_io_executor executor, Mul
   if (options.keys.empty()) throw Error("a Kite ticker manager needs at least one API key (options.keys)");
   std::unordered_set<std::string> ids;
   for (const auto& key : options.keys) {
-    if (key.id.empty()) throw Error("a Kite API key id must not be empty");
+    check_id(key.id);
     if (!ids.insert(key.id).second) throw Error(fmt::format("duplicate Kite API key id '{}'", key.id));
   }
   if (options.channel_capacity == 0) throw Error("channel_capacity must be at least 1");
@@ -432,29 +572,11 @@ MultiKeyTickerManager::MultiKeyTickerManager(asio::any_io_executor executor, Mul
   impl_ = std::make_shared<Impl>(executor,
                                  Impl::Settings{options.distribution, options.default_mode, options.health_monitoring,
                                                 options.health_check_interval, options.failover_after},
-                                 options.channel_capacity, options.conflate_ticks);
+                                 options);
   Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
   m.keys.reserve(options.keys.size());
-  const std::weak_ptr<Impl> weak = impl_;
-  for (std::size_t i = 0; i < options.keys.size(); ++i) {
-    Impl::Key key;
-    key.id = options.keys[i].id;
-    key.manager = std::make_unique<TickerManager>(
-        executor, options.keys[i].id, options.keys[i].payload, options.per_key,
-        [weak, i](TickerMessage&& message) {
-          if (const auto self = weak.lock()) self->deliver(i, std::move(message));
-        },
-        [weak, i](KeyHealth) {
-          if (const auto self = weak.lock()) self->on_key_health_changed(i);
-        });
-    if (options.per_connection_channels) {
-      for (std::size_t c = 0; c < options.per_key.max_connections; ++c) {
-        key.connection_feeds.push_back(
-            std::make_shared<ChannelFeed>(executor, options.channel_capacity, options.conflate_ticks));
-      }
-    }
-    m.keys.push_back(std::move(key));
-  }
+  for (const auto& credential : options.keys) m.keys.push_back(m.make_key(credential));
 }
 
 }  // namespace floodgate::kite

@@ -16,6 +16,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -82,12 +83,20 @@ std::shared_ptr<asio::ssl::context> shared_default_tls() {
   return context;
 }
 
+// The connection's strand. Over an io_context (the usual case) a concrete
+// io_context strand, which net::WebSocket then reads on without allocating
+// per read; over any other executor a strand of the type-erased executor.
+asio::any_io_executor make_connection_strand(const asio::any_io_executor& executor) {
+  if (const auto* io = executor.target<asio::io_context::executor_type>()) return asio::make_strand(*io);
+  return asio::make_strand(executor);
+}
+
 }  // namespace
 
 struct TickerConnection::State : std::enable_shared_from_this<State> {
   State(asio::any_io_executor executor, std::string label_text, KiteKey key_value, ConnectionSettings config,
         Handlers callbacks)
-      : strand(asio::make_strand(executor)),
+      : strand(make_connection_strand(executor)),
         label(std::move(label_text)),
         key(std::move(key_value)),
         settings(std::move(config)),
@@ -277,7 +286,9 @@ struct TickerConnection::State : std::enable_shared_from_this<State> {
           strand, net::WebSocketOptions{.tls = tls,
                                         .allow_plain_ws = settings.allow_plain_ws,
                                         .handshake_timeout = settings.connect_timeout,
-                                        .idle_timeout = settings.watchdog_timeout});
+                                        // The watchdog below notices a silent connection. Beast's
+                                        // idle timer would be re-armed (and allocate) on every read.
+                                        .idle_timeout = std::chrono::milliseconds(0)});
       socket = ws;
       const std::uint64_t dialled_with = token_generation;
       auto [ec, status] = co_await ws->async_connect(endpoint, upgrade_target(), upgrade_headers(), use_tuple);
@@ -368,7 +379,7 @@ struct TickerConnection::State : std::enable_shared_from_this<State> {
   }
 
   // ---- fixed at construction ----------------------------------------------
-  asio::strand<asio::any_io_executor> strand;
+  asio::any_io_executor strand;  // a strand (make_connection_strand)
   const std::string label;
   KiteKey key;  // strand-only: update_access_token replaces the token
   std::uint64_t token_generation = 0;  // strand-only: counts token updates

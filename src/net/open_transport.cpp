@@ -21,8 +21,8 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 }
 
-asio::awaitable<std::error_code> connect_tcp(beast::tcp_stream& stream, const Endpoint& endpoint,
-                                             SteadyTime deadline) {
+template <class TcpStream>
+asio::awaitable<std::error_code> connect_tcp(TcpStream& stream, const Endpoint& endpoint, SteadyTime deadline) {
   const auto executor = co_await asio::this_coro::executor;
 
   // The resolver has no timeout of its own: a timer cancels it.
@@ -47,7 +47,8 @@ asio::awaitable<std::error_code> connect_tcp(beast::tcp_stream& stream, const En
   co_return std::error_code{};
 }
 
-asio::awaitable<std::error_code> handshake_tls(TlsStream& tls, const Endpoint& endpoint, SteadyTime deadline) {
+template <class Tls>
+asio::awaitable<std::error_code> handshake_tls(Tls& tls, const Endpoint& endpoint, SteadyTime deadline) {
   if (set_tls_peer_name(tls.native_handle(), endpoint.host)) co_return errc::tls_handshake_failed;
   auto& stream = beast::get_lowest_layer(tls);
   stream.expires_at(deadline);
@@ -58,5 +59,10 @@ asio::awaitable<std::error_code> handshake_tls(TlsStream& tls, const Endpoint& e
   const bool certificate_failed = SSL_get_verify_result(tls.native_handle()) != X509_V_OK;
   co_return certificate_failed ? errc::certificate_rejected : errc::tls_handshake_failed;
 }
+
+template asio::awaitable<std::error_code> connect_tcp(beast::tcp_stream&, const Endpoint&, SteadyTime);
+template asio::awaitable<std::error_code> connect_tcp(StrandTcpStream&, const Endpoint&, SteadyTime);
+template asio::awaitable<std::error_code> handshake_tls(TlsStream&, const Endpoint&, SteadyTime);
+template asio::awaitable<std::error_code> handshake_tls(StrandTlsStream&, const Endpoint&, SteadyTime);
 
 }  // namespace floodgate::net::detail

@@ -25,9 +25,13 @@ namespace websocket = beast::websocket;
 struct detail::WebSocketState {
   using PlainStream = websocket::stream<beast::tcp_stream>;
   using TlsStream = websocket::stream<detail::TlsStream>;
+  // On an io_context strand: no allocation per read (open_transport.hpp).
+  using StrandPlainStream = websocket::stream<detail::StrandTcpStream>;
+  using StrandTlsStream = websocket::stream<detail::StrandTlsStream>;
 
   WebSocketState(asio::any_io_executor ex, WebSocketOptions opts) : executor(std::move(ex)), options(std::move(opts)) {
     if (!options.tls) options.tls = make_client_tls_context();
+    if (const auto* strand = executor.target<detail::IoStrand>()) io_strand = *strand;
   }
 
   // Runs `f` on the Beast stream; false when there is none (never connected).
@@ -46,8 +50,9 @@ struct detail::WebSocketState {
   }
 
   asio::any_io_executor executor;
+  std::optional<detail::IoStrand> io_strand;  // the executor, when it is an io_context strand
   WebSocketOptions options;
-  std::variant<std::monostate, PlainStream, TlsStream> stream;
+  std::variant<std::monostate, PlainStream, TlsStream, StrandPlainStream, StrandTlsStream> stream;
   beast::flat_buffer buffer;
   bool connect_started = false;
   bool open = false;
@@ -132,15 +137,19 @@ asio::awaitable<Connected> connect(std::shared_ptr<State> state, Endpoint endpoi
   if (!endpoint.tls && !state->options.allow_plain_ws) co_return Connected{errc::insecure_scheme};
   const auto deadline = std::chrono::steady_clock::now() + state->options.handshake_timeout;
 
-  if (endpoint.tls) {
-    auto& ws = state->stream.emplace<State::TlsStream>(state->executor, *state->options.tls);
+  const auto open = [&]<class Stream>(Stream& ws) -> asio::awaitable<Connected> {
     if (auto ec = co_await detail::connect_tcp(beast::get_lowest_layer(ws), endpoint, deadline)) co_return Connected{ec};
-    if (auto ec = co_await detail::handshake_tls(ws.next_layer(), endpoint, deadline)) co_return Connected{ec};
+    if constexpr (!std::is_same_v<Stream, State::PlainStream> && !std::is_same_v<Stream, State::StrandPlainStream>) {
+      if (auto ec = co_await detail::handshake_tls(ws.next_layer(), endpoint, deadline)) co_return Connected{ec};
+    }
     co_return co_await upgrade(*state, ws, endpoint, target, headers, deadline);
+  };
+  if (state->io_strand) {
+    if (endpoint.tls) co_return co_await open(state->stream.emplace<State::StrandTlsStream>(*state->io_strand, *state->options.tls));
+    co_return co_await open(state->stream.emplace<State::StrandPlainStream>(*state->io_strand));
   }
-  auto& ws = state->stream.emplace<State::PlainStream>(state->executor);
-  if (auto ec = co_await detail::connect_tcp(beast::get_lowest_layer(ws), endpoint, deadline)) co_return Connected{ec};
-  co_return co_await upgrade(*state, ws, endpoint, target, headers, deadline);
+  if (endpoint.tls) co_return co_await open(state->stream.emplace<State::TlsStream>(state->executor, *state->options.tls));
+  co_return co_await open(state->stream.emplace<State::PlainStream>(state->executor));
 }
 
 }  // namespace

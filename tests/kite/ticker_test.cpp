@@ -1913,6 +1913,191 @@ TEST_CASE("kite multi manager parks what fits nowhere and places it when room ap
   manager->stop();
 }
 
+namespace {
+
+floodgate::Credential<floodgate::KiteKey> test_credential(std::size_t index) {
+  return {api_keys[index].id, {Secret(api_keys[index].api_key), Secret(api_keys[index].token)}};
+}
+
+/// Every connection of every test key streams at most `per_connection`
+/// instruments, each instrument is streamed once, and together they are `expected`.
+bool server_streams_exactly(const KiteTickerServer& server, const Subscriptions& expected,
+                            std::size_t per_connection) {
+  Subscriptions all;
+  for (const auto& key : api_keys) {
+    for (const auto& connection : server.connections(key.api_key)) {
+      if (connection.subscriptions.size() > per_connection) return false;
+      all.insert(all.end(), connection.subscriptions.begin(), connection.subscriptions.end());
+    }
+  }
+  return sorted(all) == expected;
+}
+
+}  // namespace
+
+TEST_CASE("kite multi manager adds and removes keys at run time, keeping every subscription and mode",
+          "[kite][ticker][multi][keys]") {
+  KiteTickerServer server(multi_server_options());
+  server.start();
+  ChannelReader reader;
+  IoThreads io;
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.per_key.max_connections = 2;
+    o.per_key.max_instruments_per_connection = 10;
+  });
+  reader.start(manager->channel());
+  manager->start();
+  const auto full = nse_tokens(12, 1000), ltp = nse_tokens(12, 2000), quote = nse_tokens(6, 3000);
+  manager->subscribe(full, Mode::full);
+  manager->subscribe(ltp, Mode::ltp);
+  Subscriptions expected = with_mode(full, Mode::full);
+  for (const auto& s : with_mode(ltp, Mode::ltp)) expected.push_back(s);
+  REQUIRE(eventually([&] { return server_streams_exactly(server, sorted(expected), 10); }));
+  const auto on_api1 = manager->distribution().at("API-1");
+  REQUIRE(on_api1.size() == 12);
+
+  // A new key comes up and takes the next subscriptions (it has the most room).
+  manager->add_key(test_credential(2));
+  CHECK(manager->stats().keys == 3);
+  REQUIRE(eventually([&] { return manager->key_stats("API-3").health == kite::KeyHealth::live; }));
+  CHECK(eventually([&] { return server.connections(api_keys[2].api_key).size() == 2; }));
+  manager->subscribe(quote, Mode::quote);
+  for (const auto& s : with_mode(quote, Mode::quote)) expected.push_back(s);
+  expected = sorted(expected);
+  CHECK(manager->distribution().at("API-3") == quote);
+  REQUIRE(eventually([&] { return server_streams_exactly(server, expected, 10); }));
+  CHECK(eventually([&] { return reader.count("API-3", quote.back()) > 2; }));
+
+  // API-1 leaves: its 12 instruments, 6 full and 6 ltp, spread over API-2 (8
+  // free) and API-3 (14 free) in their modes, each to the key with the most
+  // room; its connections close.
+  manager->remove_key("API-1");
+  const auto distribution = manager->distribution();
+  CHECK_FALSE(distribution.contains("API-1"));
+  CHECK(distribution.at("API-2").size() == 12 + 3);
+  CHECK(distribution.at("API-3").size() == 6 + 9);
+  CHECK(eventually([&] { return server.connections(api_keys[0].api_key).empty(); }));
+  REQUIRE(eventually([&] { return server_streams_exactly(server, expected, 10); }));
+  CHECK(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
+  auto stats = manager->stats();
+  CHECK(stats.keys == 2);
+  CHECK(stats.instruments == 30);
+  CHECK(stats.instruments_moved == 12);
+  CHECK(stats.unplaced_instruments == 0);
+  CHECK(manager->key_stats("API-2").instruments_moved_in + manager->key_stats("API-3").instruments_moved_in == 12);
+  CHECK_THROWS_AS(manager->key_stats("API-1"), floodgate::Error);
+  // The moved instruments stream from their new keys, in their modes.
+  for (const auto token : on_api1) {
+    const auto now_on = std::binary_search(distribution.at("API-2").begin(), distribution.at("API-2").end(), token)
+                            ? "API-2"
+                            : "API-3";
+    const auto before = reader.count(now_on, token);
+    CHECK(eventually([&] { return reader.count(now_on, token) > before + 1; }));
+  }
+  CHECK(reader.ticks_of(full.front()).back().kind == kite::PacketKind::full);
+  CHECK(reader.ticks_of(ltp.front()).back().kind == kite::PacketKind::ltp);
+
+  // The removed key can come back, with nothing of its own until asked.
+  manager->add_key(test_credential(0));
+  REQUIRE(eventually([&] { return manager->key_stats("API-1").health == kite::KeyHealth::live; }));
+  CHECK(manager->key_stats("API-1").instruments == 0);
+  stop_and_drain(*manager, reader);
+}
+
+TEST_CASE("kite multi manager refuses a key change it cannot make, and changes nothing",
+          "[kite][ticker][multi][keys]") {
+  KiteTickerServer server(multi_server_options());
+  server.start();
+  IoThreads io;
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.per_key.max_connections = 1;
+    o.per_key.max_instruments_per_connection = 10;
+  });
+  // Before start: the key joins and start() opens it.
+  manager->add_key(test_credential(2));
+  manager->start();
+  REQUIRE(eventually([&] { return manager->stats().connections_open == 3; }));
+  const auto tokens = nse_tokens(25);
+  manager->subscribe(tokens, Mode::full);
+  REQUIRE(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
+  const auto before = manager->distribution();
+
+  // 2 x 10 places on the others, 17 taken: API-1's 8 or 9 do not fit.
+  try {
+    manager->remove_key("API-1");
+    FAIL("expected CapacityError");
+  } catch (const kite::CapacityError& e) {
+    CHECK(e.available() == 20 - (25 - before.at("API-1").size()));
+    CHECK_THAT(e.what(), Catch::Contains("API-1") && !Catch::Contains("kitekey") && !Catch::Contains("tok-"));
+  }
+  CHECK(manager->distribution() == before);
+  CHECK(holds_for([&] { return server_matches_distribution(server, *manager, 3); }, 100ms));
+
+  CHECK_THROWS_AS(manager->remove_key("API-9"), floodgate::Error);
+  CHECK_THROWS_AS(manager->add_key(test_credential(1)), floodgate::Error);  // duplicate id
+  CHECK_THROWS_AS(manager->add_key({"", {Secret("kitekey-9"), Secret("tok")}}), floodgate::Error);
+  CHECK_THROWS_AS(manager->add_key({"API-9", {Secret("kite key"), Secret("tok")}}), floodgate::Error);
+  CHECK(manager->stats().keys == 3);
+
+  // Down to one key, which cannot be removed.
+  manager->unsubscribe(tokens);
+  manager->remove_key("API-1");
+  manager->remove_key("API-2");
+  try {
+    manager->remove_key("API-3");
+    FAIL("expected floodgate::Error");
+  } catch (const kite::CapacityError&) {
+    FAIL("the last key is refused as such");
+  } catch (const floodgate::Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("last key"));
+  }
+  CHECK(manager->stats().keys == 1);
+  manager->stop();
+  CHECK_THROWS_AS(manager->add_key(test_credential(0)), floodgate::Error);
+  CHECK_THROWS_AS(manager->remove_key("API-3"), floodgate::Error);
+}
+
+TEST_CASE("kite multi manager adds and removes keys while other threads subscribe", "[kite][ticker][multi][keys]") {
+  KiteTickerServer server(multi_server_options());
+  server.start();
+  ChannelReader reader;
+  IoThreads io;
+  auto manager = make_multi(io.executor(), server, 2, [](Options& o) {
+    o.per_key.max_connections = 1;
+    o.per_key.max_instruments_per_connection = 40;
+  });
+  reader.start(manager->channel());
+  manager->start();
+  const auto steady = nse_tokens(20, 1000);
+  manager->subscribe(steady, Mode::ltp);
+
+  std::atomic<bool> done{false};
+  std::thread churn([&] {
+    const auto batch = nse_tokens(10, 5000);
+    while (!done) {
+      manager->subscribe(batch, Mode::quote);
+      manager->change_mode(batch, Mode::full);
+      manager->unsubscribe(batch);
+      (void)manager->stats();
+      (void)manager->snapshot();
+    }
+  });
+  // Each round: API-3 joins, API-1 leaves and comes back, API-3 leaves.
+  for (int round = 0; round < 20; ++round) {
+    manager->add_key(test_credential(2));
+    manager->remove_key("API-1");
+    manager->add_key(test_credential(0));
+    manager->remove_key("API-3");
+  }
+  done = true;
+  churn.join();
+  CHECK(manager->stats().instruments == 20);
+  CHECK(manager->stats().unplaced_instruments == 0);
+  REQUIRE(eventually([&] { return server_streams_exactly(server, with_mode(steady, Mode::ltp), 40); }));
+  CHECK(eventually([&] { return server_matches_distribution(server, *manager, 3); }));
+  stop_and_drain(*manager, reader);
+}
+
 TEST_CASE("kite multi manager stop means stop", "[kite][ticker][multi]") {
   KiteTickerServer server(multi_server_options());
   server.start();

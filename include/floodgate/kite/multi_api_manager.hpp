@@ -30,6 +30,15 @@
 // appears. The stats count every move. An expired access token (403) calls
 // `on_auth_failed(id)`; `update_access_token(id, token)` brings the key back.
 //
+// Keys at run time. `add_key` brings a key in (started if the manager is):
+// new subscriptions and instruments waiting for room go to it; instruments on
+// other keys stay where they are. `remove_key` moves the key's instruments,
+// in their modes, onto the other keys that can take new ones (the same
+// placement as `subscribe`), then closes the key's connections. It is all or
+// nothing: when they do not fit, or it is the last key, nothing changes and
+// it throws (CapacityError names the numbers), so no instrument is ever
+// silently parked by a removal.
+//
 // Channels. The unified channel carries every message; per-connection channels
 // (opt in with `per_connection_channels`) carry one connection's. They are Asio
 // concurrent channels: `async_receive` with a callback, a future or `co_await`.
@@ -155,6 +164,17 @@ class MultiKeyTickerManager {
   std::size_t unsubscribe(std::span<const std::uint32_t> tokens);
   /// Returns how many of `tokens` changed mode.
   std::size_t change_mode(std::span<const std::uint32_t> tokens, Mode mode);
+
+  /// Adds a key (started when the manager is). Throws floodgate::Error for an
+  /// empty or duplicate id, a key or token that cannot go into a URL query,
+  /// or after stop().
+  void add_key(Credential<KiteKey> credential);
+  /// Removes a key: its instruments move to the other keys with their modes,
+  /// then its connections close (messages it decoded just before may still
+  /// arrive). Throws floodgate::Error for an unknown id, the last key, or
+  /// after stop(); CapacityError when the other keys cannot take its
+  /// instruments. Either way nothing changed.
+  void remove_key(std::string_view api_key_id);
 
   /// Replaces one key's access token (Kite's expire daily; see
   /// TickerManager::update_access_token). A key that failed with a 403
