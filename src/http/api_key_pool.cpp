@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "floodgate/async/detail/associations.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
@@ -339,9 +340,8 @@ void ApiKeyPool::start(ApiCall call, boost::asio::any_completion_handler<Signatu
       [impl = impl_, call = std::move(call), last](const Pool::Lease& lease, auto done) {
         impl->issue(lease, call, last, std::move(done));
       });
-  const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
-  auto finish = boost::asio::bind_executor(
-      handler_executor, [impl = impl_, handler = std::move(handler), last](
+  const auto associated = async::detail::associations_of(handler, impl_->io);  // the caller's cancellation too
+  auto finish = associated.wrap([impl = impl_, handler = std::move(handler), last](
                             std::error_code ec, async::RunResult<ApiResult, TimePoint> run) mutable {
         ApiResult result = run.value ? std::move(*run.value) : std::move(*last);
         result.key_id = std::move(run.credential);

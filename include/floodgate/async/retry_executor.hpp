@@ -187,7 +187,11 @@ class RetryExecutor {
       if (auto slot = completion_->cancellation_slot(); slot.is_connected()) {
         slot.assign([weak = this->weak_from_this()](boost::asio::cancellation_type type) {
           if (type == boost::asio::cancellation_type::none) return;
-          if (auto self = weak.lock()) boost::asio::post(self->strand_, [self, type] { self->cancel(type); });
+          const auto self = weak.lock();
+          if (!self) return;
+          // Seen at once by an attempt about to start, even one already queued on the strand.
+          self->cancel_requested_.store(true, std::memory_order_relaxed);
+          boost::asio::post(self->strand_, [self, type] { self->cancel(type); });
         });
       }
       boost::asio::post(strand_, [self = this->shared_from_this()] { self->attempt(); });
@@ -197,7 +201,7 @@ class RetryExecutor {
     // Everything below runs on the strand.
 
     void attempt() {
-      if (cancelled_) return finish(errc::cancelled);
+      if (cancel_requested_.load(std::memory_order_relaxed)) return finish(errc::cancelled);
       const auto now = pool_.clock().now();
       if (options_.deadline && now >= *options_.deadline) return finish(errc::deadline_exceeded);
       if (!schedule_.attempts_left()) return finish(errc::attempts_exhausted);
@@ -321,6 +325,7 @@ class RetryExecutor {
     std::optional<Lease> lease_;
     Result result_;
     bool cancelled_ = false;
+    std::atomic<bool> cancel_requested_{false};  // set by the slot's handler, on the caller's thread
     bool waiting_ = false;
     bool auth_failed_ = false;  // the last attempt's credential was rejected
   };
