@@ -244,7 +244,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
         if (verdict.rest && *verdict.rest > Duration::zero()) {
           // The key has nothing left until its reset: rest it now rather than be refused.
           self->pool.cooldown(id, std::chrono::duration_cast<Duration>(*verdict.rest));
-          log(LogLevel::info, "API key {} ({}) used up its rate limit; resting {} ms", id, provider.name,
+          log(LogLevel::debug, "API key {} ({}) used up its rate limit; resting {} ms", id, provider.name,
               std::chrono::ceil<std::chrono::milliseconds>(*verdict.rest).count());
         }
         return done(Outcome<ApiResult>::success(std::move(answer)));
@@ -288,7 +288,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
     } else if (traits.disables) {
       log(LogLevel::warning, "API key {} ({}) rejected; disabled ({})", id, provider, description);
     } else if (traits.cools) {
-      log(LogLevel::info, "API key {} ({}) rate limited; cooling {} ms", id, provider,
+      log(LogLevel::debug, "API key {} ({}) rate limited; cooling {} ms", id, provider,
           std::chrono::ceil<std::chrono::milliseconds>(verdict.outcome.wait()).count());
     }
   }

@@ -174,7 +174,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
     if (static_cast<int>(chats.size()) < scope.chats) return outcome;
     recent.clear();  // the token-wide cooldown covers them all
-    log(LogLevel::info, "bot token {}: 429s in {} chats within {} ms, taken as its overall limit", id, chats.size(),
+    log(LogLevel::debug, "bot token {}: 429s in {} chats within {} ms, taken as its overall limit", id, chats.size(),
         scope.window.count());
     return Outcome<nlohmann::json>::flood_wait(outcome.wait(), CooldownScope::credential, outcome.description());
   }
@@ -224,7 +224,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     issue(id, moved, std::move(handler));
   }
 
-  /// Logs what an outcome does to the token (the pool's lease records it).
+  /// Logs what an outcome does to the token (the pool's lease records it). A
+  /// flood wait is the pool doing its job: debug. A token rejected for good
+  /// needs its operator: warning.
   static void log_outcome(std::string_view id, std::optional<std::int64_t> chat, const Outcome<nlohmann::json>& outcome) {
     const auto traits = outcome.traits();
     if (traits.disables) {
@@ -232,9 +234,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     } else if (traits.cools) {
       const auto seconds = std::chrono::ceil<std::chrono::seconds>(outcome.wait()).count();
       if (outcome.scope() == CooldownScope::destination && chat) {
-        log(LogLevel::info, "bot token {} flood wait {}s in chat {}", id, seconds, *chat);
+        log(LogLevel::debug, "bot token {} flood wait {}s in chat {}", id, seconds, *chat);
       } else {
-        log(LogLevel::info, "bot token {} flood wait {}s", id, seconds);
+        log(LogLevel::debug, "bot token {} flood wait {}s", id, seconds);
       }
     }
   }

@@ -1,6 +1,7 @@
 // Per-operation cancellation of BotPool, BotApiClient and HttpsClient calls,
 // against sim::BotApiServer over real sockets: `||` with a timer (Boost 1.81
 // has no asio::cancel_after), and a cancellation_signal emitted by hand.
+// Also: the log level of a 429 the pool handles as designed.
 #include <catch2/catch.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -16,12 +17,14 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "../net/net_test_support.hpp"
 #include "floodgate/core/error.hpp"
+#include "floodgate/core/log.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
 
 using floodgate::Secret;
@@ -265,4 +268,29 @@ TEST_CASE("HttpsClient and BotApiClient: a request raced with a timer is cancell
     REQUIRE(ec.wait_for(500ms) == std::future_status::ready);
     CHECK(ec.get() == std::errc::operation_canceled);
   }
+}
+
+TEST_CASE("BotPool: a 429 handled as designed is logged at debug, nothing at info or above", "[log]") {
+  CancelSim sim;
+  std::mutex mutex;
+  std::vector<std::pair<floodgate::LogLevel, std::string>> lines;
+  floodgate::set_log_level(floodgate::LogLevel::debug);
+  const auto previous = floodgate::set_log_sink([&](floodgate::LogLevel level, std::string_view line) {
+    std::lock_guard lock(mutex);
+    lines.emplace_back(level, std::string(line));
+  });
+  sim.server.inject(Secret(kTokenA), Fault::flood_wait(30));
+  sim.server.inject(Secret(kTokenB), Fault::flood_wait(30));
+  auto [ec, result] = sim.bots.async_send_message({.chat_id = 3, .text = "x"}, asio::use_future).get();
+  floodgate::set_log_sink(previous);
+  floodgate::set_log_level(floodgate::LogLevel::info);
+  CHECK(ec == floodgate::errc::all_credentials_cooling);  // both tokens answered 429: handled, no error to log
+  std::lock_guard lock(mutex);
+  bool flood_line = false;
+  for (const auto& [level, line] : lines) {
+    INFO(line);
+    CHECK(level == floodgate::LogLevel::debug);
+    flood_line = flood_line || line.find("flood wait 30s") != std::string::npos;
+  }
+  CHECK(flood_line);
 }
