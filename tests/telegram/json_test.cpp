@@ -1,10 +1,13 @@
-// BotPoolOptions from a user's JSON config (floodgate/telegram/json.hpp), and
-// the net/kite formatters that live beside the adapters.
+// The adapters' options from a user's JSON config (telegram/, http/, kite/,
+// redis/ json.hpp), and the formatters of every area (floodgate/fmt.hpp).
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
 
 #include "floodgate/fmt.hpp"
+#include "floodgate/http/json.hpp"
+#include "floodgate/kite/json.hpp"
+#include "floodgate/redis/json.hpp"
 #include "floodgate/telegram/json.hpp"
 
 using namespace std::chrono_literals;
@@ -83,4 +86,55 @@ TEST_CASE("net, kite and redis values format by name", "[fmt]") {
   tick.kind = floodgate::kite::PacketKind::quote;
   tick.last_price = 1523.45;
   CHECK(fmt::format("{}", tick) == "408065 quote 1523.45");
+}
+
+TEST_CASE("ApiKeyPool, Kite manager and Redis options from JSON, round-trip, named errors", "[json]") {
+  const auto api = json::parse(R"({"retry": {"max_attempts": 6}, "unreachable_rest": "15s"})")
+                       .get<floodgate::http::ApiKeyPoolOptions>();
+  CHECK(api.retry.max_attempts == 6);
+  CHECK(api.unreachable_rest == 15s);
+  CHECK(json(json(api).get<floodgate::http::ApiKeyPoolOptions>()) == json(api));
+
+  const auto kite = json::parse(R"({
+    "per_key": {"max_connections": 2, "connection": {"url": "wss://127.0.0.1:9001", "watchdog_timeout": "3s"}},
+    "distribution": "manual", "default_mode": "full", "failover_after": "45s", "conflate_ticks": true
+  })").get<floodgate::kite::MultiKeyTickerManagerOptions>();
+  CHECK(kite.per_key.max_connections == 2);
+  CHECK(kite.per_key.connection.url == "wss://127.0.0.1:9001");
+  CHECK(kite.per_key.connection.watchdog_timeout == 3s);
+  CHECK(kite.distribution == floodgate::kite::DistributionStrategy::manual);
+  CHECK(kite.default_mode == floodgate::kite::Mode::full);
+  CHECK(kite.failover_after == 45s);
+  CHECK(kite.conflate_ticks);
+  const json kite_json = kite;
+  CHECK(kite_json.at("default_mode") == "full");
+  CHECK(json(kite_json.get<floodgate::kite::MultiKeyTickerManagerOptions>()) == kite_json);
+  CHECK_FALSE(kite_json.contains("keys"));  // keys and their secrets are never written
+
+  const auto redis = json::parse(R"({"pool_name": "bots", "on_unavailable": "fail_closed",
+                                     "client": {"command_timeout": "500ms"}})")
+                         .get<floodgate::redis::RedisCooldownOptions>();
+  CHECK(redis.pool_name == "bots");
+  CHECK(redis.on_unavailable == floodgate::redis::FailurePolicy::fail_closed);
+  CHECK(redis.client.command_timeout == 500ms);
+  CHECK(json(json(redis).get<floodgate::redis::RedisCooldownOptions>()) == json(redis));
+  const auto limits = json::parse(R"({"owner": "token-a", "lease": 4, "lease_ttl": "200ms"})")
+                          .get<floodgate::redis::RedisLimitOptions>();
+  CHECK(limits.lease == 4);
+  CHECK(limits.lease_ttl == 200ms);
+
+  const auto error_of = [](auto read) -> std::string {
+    try {
+      read();
+    } catch (const floodgate::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(error_of([] { (void)json::parse(R"({"default_mode": "everything"})").get<floodgate::kite::MultiKeyTickerManagerOptions>(); })
+            .find("MultiKeyTickerManagerOptions.default_mode") != std::string::npos);
+  CHECK(error_of([] { (void)json::parse(R"({"keys": []})").get<floodgate::kite::MultiKeyTickerManagerOptions>(); })
+            .find("unknown key 'keys'") != std::string::npos);
+  CHECK(error_of([] { (void)json::parse(R"({"on_unavailable": "shrug"})").get<floodgate::redis::RedisLimitOptions>(); })
+            .find("RedisLimitOptions.on_unavailable") != std::string::npos);
 }

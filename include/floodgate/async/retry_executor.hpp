@@ -54,6 +54,9 @@
 //   pool (a 429 still cools the credential, a 401 still disables it). `total`
 //   alone (no side effects allowed) cannot end a sent attempt: the run ends
 //   with that attempt's result, or with `errc::cancelled` instead of a retry.
+//   Until that answer comes, the run still holds the pool it reports to: an op
+//   that keeps its owner alive (BotPool, ApiKeyPool and MtprotoPool capture
+//   theirs) makes that safe; otherwise keep the pool alive until it has answered.
 //
 // A gate can be attached (`set_gate`) to pass each attempt through a local
 // rate limiter first: it returns how long the leased credential must wait
