@@ -82,6 +82,8 @@ TEST_CASE("mistakes in a config are errors that name the key", "[json]") {
   CHECK(what.find("RetryPolicy.max_attempts: expected an integer, got string") != std::string::npos);
   what = error_of(json::parse(R"({"max_attempts": -1})"), read_retry);
   CHECK(what.find("RetryPolicy.max_attempts") != std::string::npos);
+  what = error_of(json::parse(R"({"max_attempts": 4294967296})"), read_retry);
+  CHECK(what.find("RetryPolicy.max_attempts: 4294967296 is out of range") != std::string::npos);
   what = error_of(json::parse(R"({"max_wait": -2})"), read_retry);
   CHECK(what.find("RetryPolicy.max_wait") != std::string::npos);
   what = error_of(json::parse(R"([1, 2])"), read_retry);

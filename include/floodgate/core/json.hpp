@@ -177,9 +177,12 @@ void read_value(const Json& j, T& out, const std::string& path) {
       if (j.is_number_unsigned() ? j.get<std::uint64_t>() > std::numeric_limits<T>::max() : j.get<std::int64_t>() < 0) {
         throw Error(fmt::format("{}: {} is out of range (0 to {})", path, j.dump(), std::numeric_limits<T>::max()));
       }
-    } else if (j.is_number_unsigned() || j.get<std::int64_t>() < std::numeric_limits<T>::min() ||
-               j.get<std::int64_t>() > std::numeric_limits<T>::max()) {
-      throw Error(fmt::format("{}: {} is out of range", path, j.dump()));
+    } else if (j.is_number_unsigned()  // nlohmann reads every non-negative integer as unsigned
+                   ? j.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                   : (j.get<std::int64_t>() < std::numeric_limits<T>::min() ||
+                      j.get<std::int64_t>() > std::numeric_limits<T>::max())) {
+      throw Error(fmt::format("{}: {} is out of range ({} to {})", path, j.dump(), std::numeric_limits<T>::min(),
+                              std::numeric_limits<T>::max()));
     }
     out = j.get<T>();
   } else if constexpr (std::is_floating_point_v<T>) {
