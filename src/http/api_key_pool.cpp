@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "floodgate/async/detail/associations.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
@@ -243,7 +244,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
         if (verdict.rest && *verdict.rest > Duration::zero()) {
           // The key has nothing left until its reset: rest it now rather than be refused.
           self->pool.cooldown(id, std::chrono::duration_cast<Duration>(*verdict.rest));
-          log(LogLevel::info, "API key {} ({}) used up its rate limit; resting {} ms", id, provider.name,
+          log(LogLevel::debug, "API key {} ({}) used up its rate limit; resting {} ms", id, provider.name,
               std::chrono::ceil<std::chrono::milliseconds>(*verdict.rest).count());
         }
         return done(Outcome<ApiResult>::success(std::move(answer)));
@@ -287,7 +288,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
     } else if (traits.disables) {
       log(LogLevel::warning, "API key {} ({}) rejected; disabled ({})", id, provider, description);
     } else if (traits.cools) {
-      log(LogLevel::info, "API key {} ({}) rate limited; cooling {} ms", id, provider,
+      log(LogLevel::debug, "API key {} ({}) rate limited; cooling {} ms", id, provider,
           std::chrono::ceil<std::chrono::milliseconds>(verdict.outcome.wait()).count());
     }
   }
@@ -339,9 +340,8 @@ void ApiKeyPool::start(ApiCall call, boost::asio::any_completion_handler<Signatu
       [impl = impl_, call = std::move(call), last](const Pool::Lease& lease, auto done) {
         impl->issue(lease, call, last, std::move(done));
       });
-  const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
-  auto finish = boost::asio::bind_executor(
-      handler_executor, [impl = impl_, handler = std::move(handler), last](
+  const auto associated = async::detail::associations_of(handler, impl_->io);  // the caller's cancellation too
+  auto finish = associated.wrap([impl = impl_, handler = std::move(handler), last](
                             std::error_code ec, async::RunResult<ApiResult, TimePoint> run) mutable {
         ApiResult result = run.value ? std::move(*run.value) : std::move(*last);
         result.key_id = std::move(run.credential);

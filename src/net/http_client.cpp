@@ -20,6 +20,7 @@
 
 #include "body_pieces.hpp"
 #include "open_transport.hpp"
+#include "floodgate/async/detail/associations.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/net/tls.hpp"
@@ -457,10 +458,11 @@ void HttpsClient::start(const std::shared_ptr<State>& state, HttpRequest request
   ++state->requests;
   auto description = fmt::format("{} {}{}", method_name(request.method), request.endpoint.to_string(),
                                  request.target);  // redacted: the target formats its secrets as "2402****"
-  const auto handler_executor = asio::get_associated_executor(handler, state->executor);
+  // co_spawn hands the caller's cancellation slot to the request's coroutine (terminal cancellation).
+  const auto associated = async::detail::associations_of(handler, state->executor);
   asio::co_spawn(
       state->executor, perform(state, std::move(request)),
-      asio::bind_executor(handler_executor, [state, description = std::move(description), handler = std::move(handler)](
+      associated.wrap([state, description = std::move(description), handler = std::move(handler)](
                                                 std::exception_ptr error, Received outcome) mutable {
         if (error) outcome = Received{error_from_exception(error)};
         if (outcome.ec) {

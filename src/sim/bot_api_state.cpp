@@ -13,36 +13,6 @@
 
 namespace floodgate::sim {
 
-Rate Rate::parse(std::string_view text) {
-  const auto invalid = [&] {
-    return Error(fmt::format("invalid rate '{}': expected <count>/<period>, e.g. 30/s, 20/min, 5/250ms", text));
-  };
-  const auto slash = text.find('/');
-  if (slash == std::string_view::npos) throw invalid();
-  Rate rate;
-  const auto count_text = text.substr(0, slash);
-  auto [count_end, count_error] = std::from_chars(count_text.data(), count_text.data() + count_text.size(), rate.count);
-  if (count_error != std::errc{} || count_end != count_text.data() + count_text.size() || rate.count < 1) {
-    throw invalid();
-  }
-  auto unit = text.substr(slash + 1);
-  long long multiplier = 1;
-  if (!unit.empty() && std::isdigit(static_cast<unsigned char>(unit.front()))) {
-    auto [end, error] = std::from_chars(unit.data(), unit.data() + unit.size(), multiplier);
-    if (error != std::errc{} || multiplier < 1) throw invalid();
-    unit.remove_prefix(static_cast<std::size_t>(end - unit.data()));
-  }
-  using namespace std::chrono;
-  milliseconds base{0};
-  if (unit == "ms") base = milliseconds(1);
-  else if (unit == "s" || unit == "sec" || unit == "second") base = seconds(1);
-  else if (unit == "m" || unit == "min" || unit == "minute") base = minutes(1);
-  else if (unit == "h" || unit == "hour") base = hours(1);
-  else throw invalid();
-  rate.period = base * multiplier;
-  return rate;
-}
-
 namespace detail {
 namespace {
 
@@ -179,7 +149,7 @@ std::string_view default_mime_type(std::string_view media) {
 constexpr Time kInFlightGrace = std::chrono::milliseconds(50);
 
 // Seconds a client must wait: whole, at least 1, at most the limit's period.
-std::chrono::seconds retry_after_for(Time wait, std::chrono::milliseconds period) {
+std::chrono::seconds retry_after_for(Time wait, std::chrono::nanoseconds period) {
   const auto longest = std::max(std::chrono::seconds(1), std::chrono::ceil<std::chrono::seconds>(period));
   return std::clamp(std::chrono::ceil<std::chrono::seconds>(wait), std::chrono::seconds(1), longest);
 }
@@ -187,15 +157,17 @@ std::chrono::seconds retry_after_for(Time wait, std::chrono::milliseconds period
 }  // namespace
 
 Time SlidingWindow::wait_needed(const Rate& rate, Time now) {
-  const Time period = rate.period;
+  const Time period = std::chrono::duration_cast<Time>(rate.period());
+  const auto count = static_cast<std::size_t>(rate.tokens());  // whole requests
   while (!accepted_.empty() && accepted_.front() <= now - period) accepted_.pop_front();
-  if (accepted_.size() < static_cast<std::size_t>(rate.count)) return Time{0};
-  return accepted_[accepted_.size() - static_cast<std::size_t>(rate.count)] + period - now;
+  if (count == 0) return period;  // admits nothing
+  if (accepted_.size() < count) return Time{0};
+  return accepted_[accepted_.size() - count] + period - now;
 }
 
 Time TokenBucket::wait_needed(const Rate& rate, int burst, Time now) {
   const double capacity = std::max(1, burst);
-  const double per_ns = static_cast<double>(rate.count) / static_cast<double>(Time(rate.period).count());
+  const double per_ns = rate.tokens() / static_cast<double>(rate.period().count());
   if (!started_) {
     tokens_ = capacity;
     started_ = true;
@@ -540,7 +512,7 @@ std::optional<Reply> BotApiState::check_flood_control(Bot& bot, std::int64_t cha
 
   const Time tolerance = limits.tolerance;
   const auto limited = [&](Time wait, const Rate& rate, Time& cooldown, Time& announced_at) {
-    const auto retry_after = retry_after_for(wait, rate.period);
+    const auto retry_after = retry_after_for(wait, rate.period());
     cooldown = now + retry_after;
     announced_at = now;
     return too_many_requests(retry_after);

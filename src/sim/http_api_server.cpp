@@ -223,13 +223,13 @@ struct HttpApiServer::Impl {
                               "insufficient_quota")};
     }
     if (key.limit) {
-      const auto period = std::chrono::duration_cast<nanoseconds>(key.limit->period);
+      const auto period = key.limit->period();
       if (now >= key.window_start + period) {
         key.window_start = now;
         key.window_count = 0;
       }
       const auto reset = key.window_start + period - now;
-      if (key.window_count >= key.limit->count) {
+      if (key.window_count >= static_cast<int>(key.limit->tokens())) {  // whole requests
         ++stats.rate_limited;
         Answer answer{429, error_body("Rate limit reached for requests", "requests")};
         const auto told = tell_wait(answer, reset);
@@ -287,8 +287,8 @@ struct HttpApiServer::Impl {
     ++key.quota_used;
     if (key.limit) {
       ++key.window_count;
-      const auto reset = key.window_start + std::chrono::duration_cast<nanoseconds>(key.limit->period) - now;
-      const int remaining = key.limit->count - key.window_count;
+      const auto reset = key.window_start + key.limit->period() - now;
+      const int remaining = static_cast<int>(key.limit->tokens()) - key.window_count;
       rate_headers(answer, remaining, reset);
       if (remaining == 0 && options.headers != RateLimitHeaders::none) {
         key.told_until = std::max(key.told_until, now + announced_reset(reset));

@@ -1,5 +1,7 @@
 #include "floodgate/telegram/bot_api_client.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
+#include "floodgate/async/detail/associations.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 
 namespace floodgate::telegram {
@@ -304,9 +307,10 @@ void BotApiClient::start(net::HttpsClient& http, net::HttpRequest request,
   // The HTTP client completes on the executor bound here, never inside this
   // call, so the decoded response can go straight to the handler: a second
   // post would only cost a queue round trip.
-  const auto handler_executor = boost::asio::get_associated_executor(handler, http.get_executor());
-  auto step = boost::asio::bind_executor(handler_executor, [target = std::move(target), handler = std::move(handler)](
-                                                               std::error_code ec, net::HttpResponse http_response) mutable {
+  // The caller's cancellation slot goes to the HTTP request with it.
+  const auto associated = async::detail::associations_of(handler, http.get_executor());
+  auto step = associated.wrap([target = std::move(target), handler = std::move(handler)](
+                                  std::error_code ec, net::HttpResponse http_response) mutable {
     BotApiResponse response;
     if (ec) {
       response.transport = ec;
@@ -323,7 +327,8 @@ void BotApiClient::start(net::HttpsClient& http, net::HttpRequest request,
 void BotApiClient::start_download(net::HttpsClient& http, net::HttpRequest request,
                                   boost::asio::any_completion_handler<DownloadSignature> handler) {
   auto io = http.get_executor();
-  http.async_request(std::move(request), [io, handler = std::move(handler)](
+  const auto slot = boost::asio::get_associated_cancellation_slot(handler);
+  http.async_request(std::move(request), boost::asio::bind_cancellation_slot(slot, [io, handler = std::move(handler)](
                                              std::error_code ec, net::HttpResponse http_response) mutable {
     if (!ec && !http_response.is_success()) {
       // A failed download answers with a Bot API envelope in memory.
@@ -333,7 +338,7 @@ void BotApiClient::start_download(net::HttpsClient& http, net::HttpRequest reque
     }
     const std::uint64_t bytes = ec ? 0 : http_response.body_bytes;
     async::detail::post_completion(io, std::move(handler), ec, bytes);
-  });
+  }));
 }
 
 }  // namespace floodgate::telegram

@@ -1,5 +1,6 @@
 #include "floodgate/telegram/bot_pool.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "floodgate/async/detail/associations.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
@@ -175,7 +177,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
     if (static_cast<int>(chats.size()) < scope.chats) return outcome;
     recent.clear();  // the token-wide cooldown covers them all
-    log(LogLevel::info, "bot token {}: 429s in {} chats within {} ms, taken as its overall limit", id, chats.size(),
+    log(LogLevel::debug, "bot token {}: 429s in {} chats within {} ms, taken as its overall limit", id, chats.size(),
         scope.window.count());
     return Outcome<nlohmann::json>::flood_wait(outcome.wait(), CooldownScope::credential, outcome.description());
   }
@@ -227,7 +229,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     issue(id, moved, std::move(handler));
   }
 
-  /// Logs what an outcome does to the token (the pool's lease records it).
+  /// Logs what an outcome does to the token (the pool's lease records it). A
+  /// flood wait is the pool doing its job: debug. A token rejected for good
+  /// needs its operator: warning.
   static void log_outcome(std::string_view id, std::optional<std::int64_t> chat, const Outcome<nlohmann::json>& outcome) {
     const auto traits = outcome.traits();
     if (traits.disables) {
@@ -235,9 +239,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     } else if (traits.cools) {
       const auto seconds = std::chrono::ceil<std::chrono::seconds>(outcome.wait()).count();
       if (outcome.scope() == CooldownScope::destination && chat) {
-        log(LogLevel::info, "bot token {} flood wait {}s in chat {}", id, seconds, *chat);
+        log(LogLevel::debug, "bot token {} flood wait {}s in chat {}", id, seconds, *chat);
       } else {
-        log(LogLevel::info, "bot token {} flood wait {}s", id, seconds);
+        log(LogLevel::debug, "bot token {} flood wait {}s", id, seconds);
       }
     }
   }
@@ -248,6 +252,42 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   struct Queued {
     Call call;
     Handler handler;
+    std::uint64_t serial = 0;  // names it for a cancellation while it waits in its lane
+  };
+
+  /// Whether a chat's head call has a request on the wire. A head cancelled
+  /// then ends for its caller at once, but the chat's next call waits for the
+  /// answer: a call may not overtake one the server may still apply.
+  struct Sending {
+    std::mutex mutex;
+    bool on_wire = false;
+    std::function<void()> when_answered;
+
+    void begin() {
+      std::lock_guard lock(mutex);
+      on_wire = true;
+    }
+    void end() {
+      std::function<void()> next;
+      {
+        std::lock_guard lock(mutex);
+        on_wire = false;
+        next = std::move(when_answered);
+        when_answered = nullptr;
+      }
+      if (next) next();
+    }
+    /// Runs `next` now, or once the request on the wire is answered.
+    void then(std::function<void()> next) {
+      {
+        std::lock_guard lock(mutex);
+        if (on_wire) {
+          when_answered = std::move(next);
+          return;
+        }
+      }
+      next();
+    }
   };
   /// One chat: its queue, its token, and the tokens that cannot reach it.
   struct Lane {
@@ -262,13 +302,39 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
 
   void enqueue(std::int64_t chat, Queued queued) {
     bool start_now = false;
+    auto slot = boost::asio::get_associated_cancellation_slot(queued.handler);
     {
       std::lock_guard lock(lanes_mutex);
+      queued.serial = ++last_serial;
+      if (slot.is_connected()) {
+        // Waiting in the lane, nothing is sent yet: any cancellation type ends it
+        // at once. Once it is the head, run() takes the slot over.
+        slot.assign([weak = weak_from_this(), chat, serial = queued.serial](boost::asio::cancellation_type type) {
+          if (type == boost::asio::cancellation_type::none) return;
+          if (const auto self = weak.lock()) self->cancel_queued(chat, serial);
+        });
+      }
       Lane& lane = lane_locked(chat);
       lane.waiting.push_back(std::move(queued));
       start_now = !std::exchange(lane.running, true);
     }
     if (start_now) run_head(chat);
+  }
+
+  /// The caller cancelled a call still waiting in its chat's lane: it ends now, unsent.
+  void cancel_queued(std::int64_t chat, std::uint64_t serial) {
+    std::optional<Handler> cancelled;
+    {
+      std::lock_guard lock(lanes_mutex);
+      const auto lane = lanes.find(chat);
+      if (lane == lanes.end()) return;
+      auto& waiting = lane->second.waiting;
+      const auto it = std::find_if(waiting.begin(), waiting.end(), [&](const Queued& q) { return q.serial == serial; });
+      if (it == waiting.end()) return;  // already the head: run() answers the slot now
+      cancelled.emplace(std::move(it->handler));
+      waiting.erase(it);
+    }
+    async::detail::post_completion(io, std::move(*cancelled), make_error_code(errc::cancelled), BotPoolResult{});
   }
 
   /// The chat's lane, created if needed and made the most recent; forgets idle chats.
@@ -322,27 +388,46 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     auto self = shared_from_this();
-    auto anywhere = [self, chat, head](std::uint32_t earlier_attempts) {
+    // The caller's cancellation slot goes with every step of the head call.
+    const auto slot = boost::asio::get_associated_cancellation_slot(head->handler);
+    auto sending = std::make_shared<Sending>();
+    auto anywhere = [self, chat, head, slot, sending](std::uint32_t earlier_attempts) {
       self->run(head->call, std::nullopt, true,
-                Handler([self, chat, head, earlier_attempts](std::error_code ec, BotPoolResult result) mutable {
-                  result.attempts += earlier_attempts;
-                  self->finish_head(chat, ec, std::move(result), std::move(head->handler));
-                }));
+                Handler(boost::asio::bind_cancellation_slot(
+                    slot, [self, chat, head, sending, earlier_attempts](std::error_code ec, BotPoolResult result) mutable {
+                      result.attempts += earlier_attempts;
+                      self->finish_head(chat, ec, std::move(result), std::move(head->handler), *sending);
+                    })),
+                sending);
     };
     if (!preferred) return anywhere(0);
-    auto through_chat_token = [self, chat, head, preferred, anywhere] {
+    auto through_chat_token = [self, chat, head, preferred, anywhere, slot, sending] {
       self->run(head->call, preferred, true,
-                Handler([self, chat, head, anywhere](std::error_code ec, BotPoolResult result) mutable {
-                  if (moves_to_another_token(ec)) return anywhere(result.attempts);
-                  self->finish_head(chat, ec, std::move(result), std::move(head->handler));
-                }));
+                Handler(boost::asio::bind_cancellation_slot(
+                    slot, [self, chat, head, anywhere, sending](std::error_code ec, BotPoolResult result) mutable {
+                      if (moves_to_another_token(ec)) return anywhere(result.attempts);
+                      self->finish_head(chat, ec, std::move(result), std::move(head->handler), *sending);
+                    })),
+                sending);
     };
     // The chat's own limit on its token is waited out here, for this chat alone: the
     // retry executor's gate would pause the whole token, holding up its other chats.
     const auto pace = chat_pace(*preferred, chat);
     if (pace <= Duration::zero() || pace > options.retry.max_wait) return through_chat_token();
     auto timer = std::make_shared<boost::asio::steady_timer>(io, pace);
-    timer->async_wait([timer, through_chat_token](boost::system::error_code) { through_chat_token(); });
+    if (auto waiting_slot = slot; waiting_slot.is_connected()) {
+      // Nothing is sent while the chat's pace is waited out: any cancellation type ends the call.
+      waiting_slot.assign([timer](boost::asio::cancellation_type type) {
+        if (type != boost::asio::cancellation_type::none) timer->cancel();
+      });
+    }
+    timer->async_wait([self, chat, head, sending, timer, through_chat_token](boost::system::error_code ec) {
+      if (ec == boost::asio::error::operation_aborted) {
+        return self->finish_head(chat, make_error_code(errc::cancelled), BotPoolResult{}, std::move(head->handler),
+                                 *sending);
+      }
+      through_chat_token();
+    });
   }
 
   /// How long token `id` must wait before its per-chat limit admits one more
@@ -361,9 +446,8 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
 
   /// The head call of `chat` ended: tell its caller, end the calls that may
   /// not overtake a failure, and start the next.
-  void finish_head(std::int64_t chat, std::error_code ec, BotPoolResult result, Handler handler) {
+  void finish_head(std::int64_t chat, std::error_code ec, BotPoolResult result, Handler handler, Sending& sending) {
     std::vector<Queued> ended_behind;
-    bool next = false;
     bool token_changed = false;
     {
       std::lock_guard lock(lanes_mutex);
@@ -377,7 +461,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         lane.token = result.token_id;
         token_changed = true;
       }
-      if (ec) {
+      if (ec && ec != errc::cancelled) {  // the caller's cancellation is no failure for the calls behind
         std::deque<Queued> kept;
         for (auto& queued : lane.waiting) {
           if (queued.call.may_overtake) {
@@ -388,11 +472,6 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         }
         lane.waiting = std::move(kept);
       }
-      next = !lane.waiting.empty();
-      if (!next) {
-        lane.running = false;
-        lane.idle_since = SteadyClock{}.now();
-      }
     }
     if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
     const auto behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
@@ -402,7 +481,21 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
       behind.description = behind_description;
       async::detail::post_completion(io, std::move(queued.handler), ec, std::move(behind));
     }
-    if (next) run_head(chat);
+    sending.then([self = shared_from_this(), chat] { self->next_in_lane(chat); });
+  }
+
+  /// Starts the chat's next call, or leaves the lane idle.
+  void next_in_lane(std::int64_t chat) {
+    {
+      std::lock_guard lock(lanes_mutex);
+      Lane& lane = lanes.at(chat);
+      if (lane.waiting.empty()) {
+        lane.running = false;
+        lane.idle_since = SteadyClock{}.now();
+        return;
+      }
+    }
+    run_head(chat);
   }
 
   /// A 403 about token `id` in `chat`: that pair is unreachable for a while.
@@ -435,7 +528,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
 
   /// One call through the retry executor: bound to `owner`, or any usable token.
   /// `reroute_unreachable`: a 403 about this bot marks the pair unreachable and moves the call.
-  void run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler);
+  /// `sending`: told when a request goes on the wire and when it is answered (a chat's head call).
+  void run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler,
+           std::shared_ptr<Sending> sending = nullptr);
 
   boost::asio::any_io_executor io;
   BotPoolOptions options;
@@ -446,6 +541,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   std::mutex lanes_mutex;  // guards lanes and lane_recency
   std::unordered_map<std::int64_t, Lane> lanes;
   std::list<std::int64_t> lane_recency;  // least recently used first
+  std::uint64_t last_serial = 0;         // of Queued calls
 };
 
 BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
@@ -508,17 +604,19 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
   impl_->run(std::move(call), std::move(owner), false, std::move(handler));
 }
 
-void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler) {
+void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler,
+                        std::shared_ptr<Sending> sending) {
   const auto chat = chat_of(call);
   const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
   const bool edit = method_starts_with(call.method, "edit");
   auto migrated = std::make_shared<std::atomic<std::int64_t>>(0);  // 0: the chat has not moved
   auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = shared_from_this(), call = std::move(call), chat, edit, reroute_unreachable, migrated](
+      [impl = shared_from_this(), call = std::move(call), chat, edit, reroute_unreachable, migrated, sending](
           const Pool::Lease& lease, auto done) {
+        if (sending) sending->begin();
         impl->issue_following_migration(
             lease.id(), call, migrated,
-            [impl, chat, edit, reroute_unreachable, id = lease.id(),
+            [impl, chat, edit, reroute_unreachable, id = lease.id(), sending,
              done = std::move(done)](BotApiResponse response) mutable {
               auto outcome = classify(std::move(response), chat.has_value());
               if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
@@ -531,14 +629,15 @@ void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool rerout
                                                               CooldownScope::destination, outcome.description());
               }
               Impl::log_outcome(id, chat, outcome);
-              done(std::move(outcome));
+              done(std::move(outcome));  // reported to the pool even when the caller cancelled meanwhile
+              if (sending) sending->end();
             });
       });
   // The retry executor completes on the executor bound here, never inside
-  // async_run, so the result can go straight to the handler, without a second post.
-  const auto handler_executor = boost::asio::get_associated_executor(handler, io);
-  auto finish = boost::asio::bind_executor(
-      handler_executor,
+  // async_run, so the result can go straight to the handler, without a second
+  // post; and it honours the caller's cancellation slot, bound here too.
+  const auto associated = async::detail::associations_of(handler, io);
+  auto finish = associated.wrap(
       [handler = std::move(handler), migrated](std::error_code ec,
                                               async::RunResult<nlohmann::json, TimePoint> run) mutable {
         BotPoolResult result;
@@ -574,6 +673,7 @@ void BotPool::start_download(std::string token_id, std::string file_path, std::f
                                           make_error_code(errc::all_credentials_disabled), std::uint64_t{0});
   }
   const auto handler_executor = boost::asio::get_associated_executor(handler, impl_->io);
+  // The executor binder keeps the handler's cancellation slot: the client's request honours it.
   t->client.async_download(file_path, std::move(destination),
                            boost::asio::bind_executor(handler_executor, std::move(handler)));
 }

@@ -9,7 +9,9 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -191,6 +193,32 @@ TEST_CASE_METHOD(VirtualRig, "async limiter: a cancelled waiter takes nothing an
   time.advance(2s);
   CHECK(log.entries == Entries{"first:operation cancelled@500", "second@1000"});
   CHECK(bucket.time_until() == 0s);  // the cancelled waiter took nothing
+}
+
+namespace {
+// A coroutine of its own (not a lambda): g++ 12 mishandles some temporaries inside co_await in lambdas.
+asio::awaitable<void> acquire_or_time_out(AsyncLimiter<Bucket>& waiter, ManualClock clock, std::string& winner) {
+  using namespace asio::experimental::awaitable_operators;
+  auto timer = floodgate::async::make_timer(co_await asio::this_coro::executor, clock);
+  timer.expires_after(300ms);
+  auto acquire = waiter.async_acquire(1, asio::as_tuple(asio::use_awaitable));
+  auto wait = timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  const auto first = co_await (std::move(acquire) || std::move(wait));
+  winner = first.index() == 0 ? "acquired" : "timer";
+}
+}  // namespace
+
+TEST_CASE_METHOD(VirtualRig, "async limiter: async_acquire || timer ends with the timer and takes nothing",
+                 "[limiter_async][cancel]") {
+  Bucket bucket(Rate::per_second(1), 1, clock);
+  REQUIRE(bucket.try_acquire());
+  AsyncLimiter waiter(io.get_executor(), bucket);
+  std::string winner;
+  asio::co_spawn(io, acquire_or_time_out(waiter, clock, winner), asio::detached);
+  time.advance(300ms);
+  CHECK(winner == "timer");
+  time.advance(700ms);
+  CHECK(bucket.try_acquire());  // the token refilled at 1 s went to nobody
 }
 
 TEST_CASE_METHOD(VirtualRig, "async limiter: impossible requests fail, destruction ends the waiters", "[limiter_async]") {

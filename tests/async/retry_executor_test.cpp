@@ -2,7 +2,12 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
@@ -257,6 +262,103 @@ TEST_CASE("cancellation while waiting completes once with cancelled", "[retry]")
   f.time.advance(60s);
   CHECK(count == 1);
   CHECK(f.calls.empty());
+}
+
+namespace {
+/// An asynchronous attempt that leaves each request "on the wire" until the test answers it.
+struct HeldAttempts {
+  std::vector<std::string> sent;  // credential of each request
+  std::vector<std::function<void(Outcome<std::string>)>> replies;
+  auto op() {
+    return floodgate::async::async_attempt<std::string>([this](const Pool::Lease& lease, auto done) {
+      sent.push_back(lease.id());
+      replies.emplace_back(std::move(done));
+    });
+  }
+};
+}  // namespace
+
+TEST_CASE("terminal or partial cancellation of a request on the wire ends the wait at once, never re-sends",
+          "[retry][cancel]") {
+  const auto type = GENERATE(boost::asio::cancellation_type::terminal, boost::asio::cancellation_type::partial);
+  Fixture f({"A", "B"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  HeldAttempts held;
+  boost::asio::cancellation_signal signal;
+  int count = 0;
+  std::error_code result;
+  Result run;
+  executor.async_run(held.op(), {}, boost::asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, Result r) {
+                       ++count;
+                       result = ec;
+                       run = std::move(r);
+                     }));
+  f.time.poll();
+  REQUIRE(held.sent.size() == 1);
+  signal.emit(type);
+  f.time.poll();
+  REQUIRE(count == 1);
+  CHECK(result == std::errc::operation_canceled);
+  CHECK(run.credential == held.sent[0]);  // who sent the request that may still be applied
+  CHECK(run.attempts == 1);
+  // The reply comes late: a 429 still cools that credential, and nothing is sent again.
+  held.replies[0](flood(30));
+  f.settle();
+  CHECK(count == 1);
+  CHECK(held.sent.size() == 1);
+  CHECK(f.pool.snapshot(held.sent[0])->state == CredentialState::cooling);
+}
+
+TEST_CASE("total cancellation of a request on the wire lets it end, then sends nothing more", "[retry][cancel]") {
+  Fixture f({"A", "B"});
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  HeldAttempts held;
+  boost::asio::cancellation_signal signal;
+  auto c = std::make_shared<Fixture::Completion>();
+  executor.async_run(held.op(), {}, boost::asio::bind_cancellation_slot(signal.slot(), [c](std::error_code ec, Result r) {
+                       ++c->count;
+                       c->ec = ec;
+                       c->result = std::move(r);
+                     }));
+  f.time.poll();
+  REQUIRE(held.sent.size() == 1);
+  signal.emit(boost::asio::cancellation_type::total);
+  f.time.poll();
+  CHECK(c->count == 0);  // a sent request has a side effect: total cannot end it now
+  held.replies[0](flood(30));  // not applied: a retry would move to B, but the caller cancelled
+  f.settle();
+  CHECK(c->count == 1);
+  CHECK(c->ec == std::errc::operation_canceled);
+  CHECK(held.sent.size() == 1);
+}
+
+namespace {
+// A coroutine of its own (not a lambda): g++ 12 mishandles some temporaries inside co_await in lambdas.
+template <class Op>
+boost::asio::awaitable<void> race_with_timer(Executor& executor, Op op, ManualClock clock, ManualClock::duration after,
+                                             bool& timer_won) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  auto timer = floodgate::async::make_timer(co_await boost::asio::this_coro::executor, clock);
+  timer.expires_after(after);
+  auto run = executor.async_run(std::move(op), {}, boost::asio::as_tuple(boost::asio::use_awaitable));
+  auto wait = timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  const auto winner = co_await (std::move(run) || std::move(wait));
+  timer_won = winner.index() == 1;
+}
+}  // namespace
+
+TEST_CASE("a run raced against a timer with || ends with the timer, cancelled", "[retry][cancel]") {
+  Fixture f({"A"});
+  f.policy.max_wait = 60s;
+  Executor executor(f.io.get_executor(), f.pool, f.policy);
+  f.pool.cooldown("A", 30s);  // within max_wait: the run waits for A
+  bool timer_won = false;
+  boost::asio::co_spawn(f.io, race_with_timer(executor, f.scripted({ok()}), f.clock, 5s, timer_won),
+                        boost::asio::detached);
+  f.time.advance(5s);
+  f.settle();
+  CHECK(timer_won);
+  CHECK(f.calls.empty());  // the run was cancelled while it waited: A never sent, not even after its cooldown
 }
 
 TEST_CASE("a pool emptied under a run ends it with no_credentials", "[retry]") {

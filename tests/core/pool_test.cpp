@@ -376,3 +376,18 @@ TEST_CASE("acquire_id reports a limiter pause as rate_limited, a flood wait over
   clock.advance(200ms);
   CHECK(pool.acquire_id("A", "chat-2"));
 }
+
+TEST_CASE("an integer destination is the same destination as its decimal text", "[pool][cooldown]") {
+  ManualClock clock;
+  Pool<> pool({}, clock);
+  add_credentials(pool, {"A"});
+  const std::int64_t chat_id = -1001234567890123;  // a supergroup id: wider than 32 bits
+  pool.acquire(chat_id)->flood_wait(30s, CooldownScope::destination);
+  CHECK_FALSE(pool.acquire(chat_id));
+  CHECK_FALSE(pool.acquire("-1001234567890123"));  // the text names the same chat
+  CHECK_FALSE(pool.acquire_id("A", chat_id));
+  CHECK(pool.acquire(std::int64_t{42}));               // other chats flow
+  CHECK(pool.acquire(std::uint32_t{408065}));          // an instrument token
+  CHECK(pool.cooldown("A", 42, 10s));
+  CHECK_FALSE(pool.acquire("42"));
+}

@@ -3,11 +3,17 @@
 // fallback chain, budgets and replayed bodies.
 #include <catch2/catch.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
 #include <unistd.h>
 
 #include "floodgate/core/error.hpp"
@@ -411,4 +417,37 @@ TEST_CASE("ApiKeyPool: bad configuration is refused with a clear error") {
   auto header = provider("https://example.com", make_keys("k", 1));
   header.auth = KeyAuth::header("");
   CHECK_THROWS_WITH(ApiKeyPool(io.executor(), client, {header}), Catch::Contains("needs a name"));
+}
+
+TEST_CASE("ApiKeyPool: a call cancelled on the wire ends at once with operation_canceled and is not sent again",
+          "[cancel]") {
+  Setup setup;
+  setup.primary->inject(setup.key("p-1"), sim::HttpFault::slow_reply(800ms));
+  setup.primary->inject(setup.key("p-2"), sim::HttpFault::slow_reply(800ms));
+  boost::asio::cancellation_signal signal;
+  std::promise<std::tuple<std::error_code, ApiResult>> done;
+  boost::asio::post(setup.io.executor(), [&] {
+    setup.pool().async_call(transcribe("cancelled"),
+                            boost::asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, ApiResult r) {
+                              done.set_value({ec, std::move(r)});
+                            }));
+  });
+  // Wait (bounded) until the request is on the wire, then cancel.
+  for (int i = 0; i < 200 && setup.stats("p-1").requests + setup.stats("p-2").requests == 0; ++i) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto cancelled_at = std::chrono::steady_clock::now();
+  boost::asio::post(setup.io.executor(), [&] { signal.emit(boost::asio::cancellation_type::terminal); });
+  auto future = done.get_future();
+  REQUIRE(future.wait_for(400ms) == std::future_status::ready);  // not the 800 ms reply
+  auto [ec, result] = future.get();
+  CHECK(ec == std::errc::operation_canceled);
+  CHECK(std::chrono::steady_clock::now() - cancelled_at < 400ms);
+  CHECK(result.attempts == 1);
+  CHECK((result.key_id == "p-1" || result.key_id == "p-2"));  // who sent it: it may still be applied
+  // The reply comes: it counts for the key; nothing was sent again, to any provider.
+  for (int i = 0; i < 200 && !setup.record(result.key_id)->successes; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(setup.record(result.key_id)->successes == 1);
+  CHECK(setup.primary->applied_ids().count("cancelled") == 1);
+  CHECK(setup.backup->applied_ids().count("cancelled") == 0);
 }

@@ -10,6 +10,9 @@
 #include <floodgate/telegram/mtproto_pool.hpp>
 #include <floodgate/core/cooldown_store.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
@@ -18,6 +21,7 @@
 #include <future>
 #include <map>
 #include <sstream>
+#include <thread>
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
@@ -407,4 +411,30 @@ TEST_CASE("mtproto pool: a send whose answer may have been applied is sent once 
   // Two calls, two requests in all: neither was repeated on its own session or moved to the other.
   CHECK(f.received(*pool, "account1", "sendMessage") + f.received(*pool, "account2", "sendMessage") == 2);
   CHECK(f.received(*pool, "account2", "sendMessage") >= 1);
+}
+
+TEST_CASE("mtproto pool: a send cancelled while TDLib holds it ends at once and is not sent again",
+          "[telegram][mtproto][pool][cancel]") {
+  Fixture f(2);
+  f.script(1, {{"sendMessage", {"silent"}}});  // received, never answered
+  f.script(2, {{"sendMessage", {"silent"}}});
+  auto pool = f.pool();
+  asio::cancellation_signal signal;
+  std::promise<std::tuple<std::error_code, Pool::Result>> done;
+  asio::post(f.io.executor(), [&] {
+    pool->async_send(send_message(8), {}, asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, Pool::Result r) {
+                       done.set_value({ec, std::move(r)});
+                     }));
+  });
+  const auto sent = [&] { return f.received(*pool, "account1", "sendMessage") + f.received(*pool, "account2", "sendMessage"); };
+  for (int i = 0; i < 500 && sent() == 0; ++i) std::this_thread::sleep_for(2ms);
+  REQUIRE(sent() == 1);
+  asio::post(f.io.executor(), [&] { signal.emit(asio::cancellation_type::terminal); });
+  auto future = done.get_future();
+  REQUIRE(future.wait_for(2s) == std::future_status::ready);
+  auto [ec, result] = future.get();
+  CHECK(ec == std::errc::operation_canceled);
+  CHECK(result.attempts == 1);
+  CHECK_FALSE(result.credential.empty());  // the session that holds the request
+  CHECK(sent() == 1);
 }

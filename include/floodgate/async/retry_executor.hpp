@@ -39,9 +39,24 @@
 // with a value, or with an error (a rejected outcome's error, usually
 // bad_request; outcome_unknown, all_credentials_cooling, attempts_exhausted,
 // deadline_exceeded, no_credentials, all_credentials_disabled,
-// unknown_credential, cancelled). Per-operation cancellation is honoured while
-// the run waits; an attempt already sent is reported to the pool first (a
-// success still delivers its value).
+// unknown_credential, cancelled).
+//
+// Per-operation cancellation (the completion handler's cancellation slot):
+// - while the run waits (for a cooling credential, a backoff, a gate) or
+//   before its first attempt: it ends at once with `errc::cancelled` (equal to
+//   `std::errc::operation_canceled`) and nothing more is sent. Any type
+//   (terminal, partial, total) does this;
+// - while an attempt is in flight: `terminal` and `partial` end the caller's
+//   wait at once with `errc::cancelled`, and the request is never sent again.
+//   The request itself is not recalled: it may still be applied by the server
+//   (`RunResult::credential` names the credential that sent it, as for
+//   outcome_unknown), and its reply, when it comes, is still reported to the
+//   pool (a 429 still cools the credential, a 401 still disables it). `total`
+//   alone (no side effects allowed) cannot end a sent attempt: the run ends
+//   with that attempt's result, or with `errc::cancelled` instead of a retry.
+//   Until that answer comes, the run still holds the pool it reports to: an op
+//   that keeps its owner alive (BotPool, ApiKeyPool and MtprotoPool capture
+//   theirs) makes that safe; otherwise keep the pool alive until it has answered.
 //
 // A gate can be attached (`set_gate`) to pass each attempt through a local
 // rate limiter first: it returns how long the leased credential must wait
@@ -175,7 +190,11 @@ class RetryExecutor {
       if (auto slot = completion_->cancellation_slot(); slot.is_connected()) {
         slot.assign([weak = this->weak_from_this()](boost::asio::cancellation_type type) {
           if (type == boost::asio::cancellation_type::none) return;
-          if (auto self = weak.lock()) boost::asio::post(self->strand_, [self] { self->cancel(); });
+          const auto self = weak.lock();
+          if (!self) return;
+          // Seen at once by an attempt about to start, even one already queued on the strand.
+          self->cancel_requested_.store(true, std::memory_order_relaxed);
+          boost::asio::post(self->strand_, [self, type] { self->cancel(type); });
         });
       }
       boost::asio::post(strand_, [self = this->shared_from_this()] { self->attempt(); });
@@ -185,7 +204,7 @@ class RetryExecutor {
     // Everything below runs on the strand.
 
     void attempt() {
-      if (cancelled_) return finish(errc::cancelled);
+      if (cancel_requested_.load(std::memory_order_relaxed)) return finish(errc::cancelled);
       const auto now = pool_.clock().now();
       if (options_.deadline && now >= *options_.deadline) return finish(errc::deadline_exceeded);
       if (!schedule_.attempts_left()) return finish(errc::attempts_exhausted);
@@ -250,6 +269,7 @@ class RetryExecutor {
       if (traits.cools) outcome.set_wait(schedule_.flood_cooldown(outcome.wait()));
       auth_failed_ = traits.disables;
       lease.report(outcome);
+      if (!completion_) return;  // cancelled while in flight: reported, never sent again
       if (outcome.kind() == OutcomeKind::success) {
         result_.value.emplace(std::move(outcome).value());
         return finish({});
@@ -279,9 +299,16 @@ class RetryExecutor {
       }));
     }
 
-    void cancel() {
-      cancelled_ = true;
-      if (waiting_) timer_->cancel();  // an attempt in flight finishes first and is reported
+    void cancel(boost::asio::cancellation_type type) {
+      cancelled_ = true;  // no attempt starts after this one
+      if (lease_) {
+        // In flight: the reply is still reported to the pool when it comes (on_outcome).
+        // Total alone may not leave a side effect behind: the attempt's ending decides.
+        constexpr auto ends_now = boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::partial;
+        if ((type & ends_now) != boost::asio::cancellation_type::none) finish(errc::cancelled);
+        return;
+      }
+      if (waiting_) timer_->cancel();  // the wait's handler finds cancelled_ and finishes
     }
 
     void finish(std::error_code ec) {
@@ -301,6 +328,7 @@ class RetryExecutor {
     std::optional<Lease> lease_;
     Result result_;
     bool cancelled_ = false;
+    std::atomic<bool> cancel_requested_{false};  // set by the slot's handler, on the caller's thread
     bool waiting_ = false;
     bool auth_failed_ = false;  // the last attempt's credential was rejected
   };

@@ -8,11 +8,13 @@
 //     🩹 API-4: Resting after failures until 22:31:10 (ejected 2×)
 //     ⛔ API-2: Disabled (authentication failed)
 //   response.body = floodgate::prometheus_text(pool.snapshot(), {.pool = "telegram"});
+//   (core/prometheus.hpp; PrometheusRegistry puts several pools on one page)
 //
 // Snapshots hold only ids, never payloads, so nothing here can print a secret.
 #pragma once
 
 #include "floodgate/core/health.hpp"
+#include "floodgate/core/prometheus.hpp"  // prometheus_text, PrometheusRegistry
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -43,20 +45,6 @@ inline std::string short_duration(std::chrono::nanoseconds d) {
   return fmt::format("{}s", total);
 }
 
-/// Prometheus label values escape backslash, double quote and newline.
-inline std::string label_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
 }  // namespace detail
 
 /// One line of the status view.
@@ -83,44 +71,6 @@ inline std::string status_table(std::span<const HealthSnapshot> snapshots, Statu
     out += status_line(s, options);
     out += '\n';
   }
-  return out;
-}
-
-struct PrometheusOptions {
-  std::string prefix = "floodgate";  ///< metric name prefix
-  std::string pool;                  ///< if set, every series gets a pool="…" label
-};
-
-/// The snapshots in the Prometheus text exposition format (version 0.0.4).
-inline std::string prometheus_text(std::span<const HealthSnapshot> snapshots, const PrometheusOptions& options = {}) {
-  std::string out;
-  const std::string pool_label =
-      options.pool.empty() ? "" : fmt::format(",pool=\"{}\"", detail::label_escape(options.pool));
-  auto family = [&](std::string_view name, std::string_view type, std::string_view help, auto value_of) {
-    fmt::format_to(std::back_inserter(out), "# HELP {}_{} {}\n# TYPE {}_{} {}\n", options.prefix, name, help,
-                   options.prefix, name, type);
-    for (const auto& s : snapshots) {
-      fmt::format_to(std::back_inserter(out), "{}_{}{{credential=\"{}\"{}}} {}\n", options.prefix, name,
-                     detail::label_escape(s.id), pool_label, value_of(s));
-    }
-  };
-  using S = const HealthSnapshot&;
-  family("requests_total", "counter", "Leases handed out.", [](S s) { return s.requests; });
-  family("successes_total", "counter", "Calls reported successful.", [](S s) { return s.successes; });
-  family("failures_total", "counter", "Calls reported failed (transient or auth).", [](S s) { return s.failures; });
-  family("bad_requests_total", "counter", "Calls the service rejected as malformed.", [](S s) { return s.bad_requests; });
-  family("flood_waits_total", "counter", "Flood waits (429, FLOOD_WAIT) received.", [](S s) { return s.flood_waits; });
-  family("abandoned_total", "counter", "Leases dropped without a report.", [](S s) { return s.abandoned; });
-  family("in_flight", "gauge", "Leases out now.", [](S s) { return s.in_flight; });
-  family("up", "gauge", "1 if the credential is usable now.", [](S s) { return s.state == CredentialState::ready ? 1 : 0; });
-  family("disabled", "gauge", "1 if the credential is disabled.",
-         [](S s) { return s.state == CredentialState::disabled ? 1 : 0; });
-  family("cooldown_seconds", "gauge", "Seconds until a cooling or resting credential is usable.",
-         [](S s) { return std::chrono::duration<double>(s.cooldown_remaining).count(); });
-  family("ejections", "gauge", "Current ejection multiplier after repeated failures.", [](S s) { return s.ejections; });
-  family("success_rate", "gauge", "Smoothed success rate used for selection.", [](S s) { return s.smoothed_success_rate; });
-  family("latency_seconds", "gauge", "Smoothed latency of successful calls.",
-         [](S s) { return std::chrono::duration<double>(s.latency_ewma).count(); });
   return out;
 }
 

@@ -9,7 +9,7 @@
 //   pool.add({"token-1", {floodgate::Secret(t1)}});
 //   pool.add({"token-2", {floodgate::Secret(t2)}});
 //
-//   if (auto lease = pool.acquire(std::to_string(chat_id))) {
+//   if (auto lease = pool.acquire(chat_id)) {  // an integer or text destination
 //     auto reply = send(lease->payload().token.reveal(), chat_id, text);
 //     if (reply.ok)                lease->success();
 //     else if (reply.retry_after)  lease->flood_wait(std::chrono::seconds(*reply.retry_after));
@@ -52,6 +52,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,19 @@
 #include <vector>
 
 namespace floodgate {
+
+namespace detail {
+/// Integers a user holds as destinations (chat ids, instrument tokens); not bool or characters.
+template <class T>
+concept IntegerDestination = std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char> &&
+                             !std::same_as<T, char8_t> && !std::same_as<T, char16_t> && !std::same_as<T, char32_t> &&
+                             !std::same_as<T, wchar_t>;
+/// An integer destination's key: its decimal text.
+template <IntegerDestination T>
+std::string destination_text(T destination) {
+  return std::to_string(destination);
+}
+}  // namespace detail
 
 /// When a failing credential is taken out of rotation, and for how long.
 struct EjectionPolicy {
@@ -199,6 +213,10 @@ class CredentialPool {
     if (until) persist([&](CooldownSink& sink) { sink.set_scoped_cooldown(id, destination, to_wall(*until)); });
     return until.has_value();
   }
+  template <detail::IntegerDestination Destination>
+  bool cooldown(std::string_view id, Destination destination, duration wait) {
+    return cooldown(id, detail::destination_text(destination), wait);
+  }
 
   /// Ends every cooldown and ejection of a credential now.
   bool clear_cooldown(std::string_view id) {
@@ -234,6 +252,12 @@ class CredentialPool {
 
   /// The best usable credential that is not cooling for `destination`.
   AcquireResult acquire(std::string_view destination) { return acquire_impl(destination); }
+  /// The same for an integer destination (a Telegram chat id, an instrument
+  /// token): the destination is its decimal text, as BotPool keys chats.
+  template <detail::IntegerDestination Destination>
+  AcquireResult acquire(Destination destination) {
+    return acquire_impl(detail::destination_text(destination));
+  }
 
   /// The credential `id` itself, for calls that must go through one given
   /// credential (an edit goes to the bot that sent the message). Counted
@@ -250,6 +274,10 @@ class CredentialPool {
   AcquireResult acquire_id(std::string_view id) { return acquire_id_impl(id, {}); }
   AcquireResult acquire_id(std::string_view id, std::string_view destination) {
     return acquire_id_impl(id, destination);
+  }
+  template <detail::IntegerDestination Destination>
+  AcquireResult acquire_id(std::string_view id, Destination destination) {
+    return acquire_id_impl(id, detail::destination_text(destination));
   }
 
   // ---- observation ------------------------------------------------------

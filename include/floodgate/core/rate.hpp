@@ -7,6 +7,8 @@
 //   Rate::per_minute(20)      // 20 tokens each minute
 //   Rate{2.5, 1s}             // fractional rates are fine
 //   Rate::zero()              // never admits anything
+//   Rate::parse("30/s")       // from configuration: "20/min", "100/h", "5/250ms", "1/3s", "2.5/s"
+//   rate.to_string()          // "30/s": what parse reads back (also fmt::format("{}", rate))
 //
 // Every limiter in floodgate (TokenBucket, KeyedLimiter, LimitSet) works with
 // the Generic Cell Rate Algorithm, the token bucket written as a single time
@@ -32,12 +34,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 namespace floodgate {
 
@@ -59,6 +64,63 @@ class Rate {
   static Rate per_minute(double tokens) { return Rate(tokens, std::chrono::minutes{1}); }
   static Rate per_hour(double tokens) { return Rate(tokens, std::chrono::hours{1}); }
   static Rate zero() { return Rate(0, std::chrono::seconds{1}); }
+
+  /// "<count>/<period>": a count (an integer or a decimal, >= 0) per a period
+  /// that is a unit (ms, s, min, h; also sec, second, m, minute, hour) with an
+  /// optional whole multiplier ("250ms", "3s"). Throws floodgate::Error naming
+  /// the text and what was expected.
+  static Rate parse(std::string_view text) {
+    const auto invalid = [&](std::string_view why) {
+      return Error(fmt::format("invalid rate '{}': {}; expected <count>/<period>, e.g. 30/s, 20/min, 5/250ms",
+                               text, why));
+    };
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) throw invalid("no '/'");
+    const auto count_text = text.substr(0, slash);
+    double count = 0;
+    const auto [count_end, count_error] =
+        std::from_chars(count_text.data(), count_text.data() + count_text.size(), count, std::chars_format::fixed);
+    if (count_text.empty() || count_error != std::errc{} || count_end != count_text.data() + count_text.size() ||
+        !std::isfinite(count) || count < 0) {
+      throw invalid("the count is not a number >= 0");
+    }
+    auto unit = text.substr(slash + 1);
+    std::int64_t multiplier = 1;
+    if (!unit.empty() && unit.front() >= '0' && unit.front() <= '9') {
+      const auto [end, error] = std::from_chars(unit.data(), unit.data() + unit.size(), multiplier);
+      if (error != std::errc{} || multiplier < 1 || multiplier > 1'000'000'000) throw invalid("bad period multiplier");
+      unit.remove_prefix(static_cast<std::size_t>(end - unit.data()));
+    }
+    using namespace std::chrono;
+    nanoseconds base{0};
+    if (unit == "ns") base = nanoseconds(1);
+    else if (unit == "ms") base = milliseconds(1);
+    else if (unit == "s" || unit == "sec" || unit == "second") base = seconds(1);
+    else if (unit == "m" || unit == "min" || unit == "minute") base = minutes(1);
+    else if (unit == "h" || unit == "hour") base = hours(1);
+    else throw invalid("unknown period unit (ns, ms, s, min, h)");
+    return Rate(count, base * multiplier);
+  }
+
+  /// The text `parse` reads back: "30/s", "20/min", "5/250ms", "2.5/s".
+  std::string to_string() const {
+    struct Unit {
+      std::int64_t ns;
+      const char* name;
+    };
+    constexpr Unit units[] = {{3'600'000'000'000, "h"}, {60'000'000'000, "min"}, {1'000'000'000, "s"},
+                              {1'000'000, "ms"}, {1, "ns"}};
+    const auto n = period_.count();
+    std::string unit;
+    for (const auto& [unit_ns, name] : units) {
+      if (n % unit_ns != 0) continue;
+      unit = n == unit_ns ? std::string(name) : fmt::format("{}{}", n / unit_ns, name);
+      break;
+    }
+    return fmt::format("{}/{}", tokens_, unit);
+  }
+
+  friend bool operator==(const Rate&, const Rate&) = default;
 
   double tokens() const noexcept { return tokens_; }
   std::chrono::nanoseconds period() const noexcept { return period_; }
@@ -194,3 +256,12 @@ inline std::chrono::nanoseconds wait_duration(std::int64_t wait) noexcept {
 
 }  // namespace detail
 }  // namespace floodgate
+
+/// "30/s": `Rate::to_string()`.
+template <>
+struct fmt::formatter<floodgate::Rate> : fmt::formatter<std::string_view> {
+  template <class FormatContext>
+  auto format(const floodgate::Rate& rate, FormatContext& ctx) const {
+    return fmt::formatter<std::string_view>::format(rate.to_string(), ctx);
+  }
+};

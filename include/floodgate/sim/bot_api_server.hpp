@@ -72,19 +72,14 @@
 #include "floodgate/core/clock.hpp"
 #include "floodgate/core/secret.hpp"
 #include "floodgate/net/http_client.hpp"
+#include "floodgate/core/rate.hpp"
 #include "floodgate/sim/test_certificates.hpp"
 
 namespace floodgate::sim {
 
-/// At most `count` requests per `period`.
-struct Rate {
-  int count = 1;
-  std::chrono::milliseconds period{std::chrono::seconds(1)};
-
-  /// Parses "30/s", "1/s", "20/min", "100/h", "5/250ms". Throws floodgate::Error.
-  static Rate parse(std::string_view text);
-  friend bool operator==(const Rate&, const Rate&) = default;
-};
+/// At most `tokens()` requests per `period()` (core/rate.hpp: `Rate::parse("30/s")`).
+/// A sliding window counts whole requests: a fractional count rounds down.
+using floodgate::Rate;
 
 /// Flood control of one token. An empty optional means "no such limit".
 struct BotApiLimits {

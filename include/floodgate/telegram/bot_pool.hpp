@@ -86,6 +86,12 @@
 //   says so (no request is sent for that chat again until a mark expires).
 //   `BotPoolResult::token_id` always names the token that delivered.
 //
+// Cancellation: every call honours its handler's cancellation slot (`||`,
+// bind_cancellation_slot). A call not sent yet ends at once with
+// errc::cancelled and is never sent; a call on the wire ends the caller's
+// wait at once (terminal, partial) and is never sent again, while its answer
+// still feeds the pool and holds its chat's next call (docs/telegram-bot-api.md).
+//
 // Every call completes exactly once with `void(std::error_code, BotPoolResult)`.
 // Errors: floodgate::errc (bad_request, all_credentials_cooling,
 // attempts_exhausted, …); `BotPoolResult::description` holds Telegram's words.

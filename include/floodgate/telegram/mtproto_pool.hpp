@@ -439,7 +439,7 @@ class BasicMtprotoPool {
       }
       if (error->kind == OutcomeKind::flood_wait) {
         const bool scoped = error->chat_scoped && !chat.empty();
-        log(LogLevel::info, "mtproto {}: {}; cooling for {}s{}", session.id(), error->message,
+        log(LogLevel::debug, "mtproto {}: {}; cooling for {}s{}", session.id(), error->message,
             error->retry_after.count(), scoped ? fmt::format(" for chat {}", chat) : std::string());
       }
       return error->template outcome<nlohmann::json>(!chat.empty());

@@ -1,0 +1,103 @@
+// nlohmann::json serializers of the core's options (floodgate/core/json.hpp):
+// a user's config maps onto them, round-trips, and mistakes are named.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "floodgate/core/json.hpp"
+
+using namespace floodgate;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+std::string error_of(const json& j, auto read) {
+  try {
+    read(j);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("a user's JSON maps onto PoolOptions and RetryPolicy; left-out keys keep defaults", "[json]") {
+  const auto config = json::parse(R"({
+    "pool": {"ejection": {"consecutive_failures": 3, "base_rest": "45s", "max_rest": "10min"}, "latency_smoothing": 0.5},
+    "retry": {"max_attempts": 4, "max_wait": 1.5, "backoff_base": "250ms", "flood_jitter_cap": "1s"}
+  })");
+  const auto pool = config.at("pool").get<PoolOptions>();
+  CHECK(pool.ejection.consecutive_failures == 3);
+  CHECK(pool.ejection.base_rest == 45s);
+  CHECK(pool.ejection.max_rest == 10min);
+  CHECK(pool.ejection.successes_to_forgive == EjectionPolicy{}.successes_to_forgive);
+  CHECK(pool.latency_smoothing == 0.5);
+  const auto retry = config.at("retry").get<RetryPolicy>();
+  CHECK(retry.max_attempts == 4);
+  CHECK(retry.max_wait == 1500ms);  // a bare number is seconds
+  CHECK(retry.backoff_base == 250ms);
+  CHECK(retry.backoff_cap == RetryPolicy{}.backoff_cap);
+  CHECK(retry.flood_jitter_cap == 1s);
+}
+
+TEST_CASE("options round-trip through JSON; durations are written as text", "[json]") {
+  RetryPolicy retry;
+  retry.max_attempts = 3;
+  retry.max_wait = 90s;
+  retry.backoff_base = 1500us;
+  const json j = retry;
+  CHECK(j.at("max_wait") == "90s");
+  CHECK(j.at("backoff_base") == "1500us");
+  CHECK(j.at("backoff_cap") == "10s");
+  const auto back = j.get<RetryPolicy>();
+  CHECK(back.max_attempts == 3);
+  CHECK(back.max_wait == 90s);
+  CHECK(back.backoff_base == 1500us);
+  CHECK(json(back) == j);
+
+  PoolOptions pool;
+  pool.ejection.max_rest = 2h;
+  const json p = pool;
+  CHECK(p.at("ejection").at("max_rest") == "2h");
+  CHECK(json(p.get<PoolOptions>()) == p);
+
+  KeyedLimiterOptions keys{.max_keys = 1000, .shards = 4};
+  CHECK(json(json(keys).get<KeyedLimiterOptions>()) == json(keys));
+
+  Rate rate = Rate::zero();
+  json("20/min").get_to(rate);
+  CHECK(rate == Rate::per_minute(20));
+  CHECK(json(rate) == "20/min");
+}
+
+TEST_CASE("mistakes in a config are errors that name the key", "[json]") {
+  const auto read_pool = [](const json& j) { (void)j.get<PoolOptions>(); };
+  const auto read_retry = [](const json& j) { (void)j.get<RetryPolicy>(); };
+  auto what = error_of(json::parse(R"({"latncy_smoothing": 0.3})"), read_pool);
+  CHECK(what.find("unknown key 'latncy_smoothing'") != std::string::npos);
+  CHECK(what.find("latency_smoothing") != std::string::npos);  // the keys it has
+  what = error_of(json::parse(R"({"ejection": {"base_rest": "30 parsecs"}})"), read_pool);
+  CHECK(what.find("PoolOptions.ejection.base_rest") != std::string::npos);
+  what = error_of(json::parse(R"({"max_attempts": "eight"})"), read_retry);
+  CHECK(what.find("RetryPolicy.max_attempts: expected an integer, got string") != std::string::npos);
+  what = error_of(json::parse(R"({"max_attempts": -1})"), read_retry);
+  CHECK(what.find("RetryPolicy.max_attempts") != std::string::npos);
+  what = error_of(json::parse(R"({"max_attempts": 4294967296})"), read_retry);
+  CHECK(what.find("RetryPolicy.max_attempts: 4294967296 is out of range") != std::string::npos);
+  what = error_of(json::parse(R"({"max_wait": -2})"), read_retry);
+  CHECK(what.find("RetryPolicy.max_wait") != std::string::npos);
+  what = error_of(json::parse(R"([1, 2])"), read_retry);
+  CHECK(what.find("RetryPolicy: expected an object") != std::string::npos);
+  what = error_of(json("30 per second"), [](const json& j) {
+    Rate rate = Rate::zero();
+    j.get_to(rate);
+  });
+  CHECK(what.find("invalid rate '30 per second'") != std::string::npos);
+}
+
+TEST_CASE("a Secret is written redacted, never in clear", "[json]") {
+  const Secret token("2402491234:AAHsecret-value");
+  const auto written = floodgate::json_detail::write_value(token);
+  CHECK(written == "2402****");
+  CHECK(written.dump().find("AAH") == std::string::npos);
+}
