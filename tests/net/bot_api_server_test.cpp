@@ -351,12 +351,13 @@ TEST_CASE("BotApiServer: stop closes the port and keeps the statistics") {
   h.server.stop();  // idempotent
 }
 
-TEST_CASE("Rate::parse") {
+TEST_CASE("Rate::parse") {  // the simulator's rates are the core's Rate (tests/core/rate_text_test.cpp)
   CHECK(sim::Rate::parse("30/s") == sim::Rate{30, 1s});
   CHECK(sim::Rate::parse("20/min") == sim::Rate{20, 1min});
   CHECK(sim::Rate::parse("5/250ms") == sim::Rate{5, 250ms});
   CHECK(sim::Rate::parse("100/h") == sim::Rate{100, 1h});
-  for (const char* bad : {"", "30", "0/s", "-1/s", "3/fortnight", "x/s", "3/0s"}) {
+  CHECK(sim::Rate::parse("0/s").is_zero());  // a limit that admits nothing
+  for (const char* bad : {"", "30", "-1/s", "3/fortnight", "x/s", "3/0s"}) {
     CHECK_THROWS_AS(sim::Rate::parse(bad), floodgate::Error);
   }
 }
