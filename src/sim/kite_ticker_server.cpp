@@ -99,6 +99,8 @@ class SessionControl {
   /// written, and a frame sent at the same time would be a second write on the
   /// socket (Beast forbids it): faults only reach open sessions.
   virtual bool open() const = 0;
+  /// Closed (or failed); an accepted session that is not open yet is neither.
+  virtual bool finished() const = 0;
   virtual void drop() = 0;
   virtual void silence() = 0;
   /// `malformed` counts it in Stats::malformed_frames_sent.
@@ -143,11 +145,17 @@ struct ServerCore {
     return result.get();
   }
 
-  /// Up to `count` live sessions of `api_key`, newest first (server thread).
-  std::vector<std::shared_ptr<SessionControl>> sessions_of(std::string_view api_key, std::size_t count) {
+  /// Up to `count` open sessions of `api_key`, newest first (server thread);
+  /// with `Which::accepted` also those whose 101 is still being written (the
+  /// client may already have read it: they count as connections).
+  enum class Which { open, accepted };
+  std::vector<std::shared_ptr<SessionControl>> sessions_of(std::string_view api_key, std::size_t count,
+                                                           Which which = Which::open) {
     std::vector<std::shared_ptr<SessionControl>> found;
     for (auto it = sessions.rbegin(); it != sessions.rend() && found.size() < count; ++it) {
-      if (auto session = it->second.lock(); session && session->open() && session->api_key() == api_key) {
+      auto session = it->second.lock();
+      if (!session || session->api_key() != api_key) continue;
+      if (which == Which::open ? session->open() : !session->finished()) {
         found.push_back(std::move(session));
       }
     }
@@ -247,6 +255,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   // SessionControl
   const std::string& api_key() const override { return api_key_; }
   bool open() const override { return open_ && !finished_; }
+  bool finished() const override { return finished_; }
   void drop() override { finish(); }
   void silence() override {
     silent_ = true;
@@ -629,7 +638,9 @@ KiteTickerServer::Stats KiteTickerServer::stats() const {
 std::vector<KiteTickerServer::ConnectionInfo> KiteTickerServer::connections(std::string_view api_key) const {
   return impl_->on_io([&] {
     std::vector<ConnectionInfo> result;
-    for (const auto& session : impl_->sessions_of(api_key, all)) result.push_back(session->info());
+    for (const auto& session : impl_->sessions_of(api_key, all, ServerCore::Which::accepted)) {
+      result.push_back(session->info());
+    }
     std::reverse(result.begin(), result.end());  // oldest first
     return result;
   });
