@@ -344,6 +344,7 @@ class Session final : public SessionControl, public std::enable_shared_from_this
   }
 
   void on_open() {
+    if (finished_) return;  // dropped while its 101 was being written
     if (key_->drop_on_accept) return finish();  // the 101 went out; nothing else will
     open_ = true;
     next_tick_ = Clock::now() + server_.tick_period;
@@ -648,7 +649,9 @@ std::vector<KiteTickerServer::ConnectionInfo> KiteTickerServer::connections(std:
 
 std::size_t KiteTickerServer::drop_connections(std::string_view api_key, std::size_t count) {
   return impl_->on_io([&] {
-    const auto sessions = impl_->sessions_of(api_key, count);
+    // A drop writes nothing (a TCP close), so it may reach a session whose 101
+    // is still being written: the client may already count it as connected.
+    const auto sessions = impl_->sessions_of(api_key, count, ServerCore::Which::accepted);
     for (const auto& session : sessions) session->drop();
     return sessions.size();
   });

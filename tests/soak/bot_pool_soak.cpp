@@ -23,7 +23,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -31,7 +30,6 @@
 #include <string>
 #include <thread>
 #include <tuple>
-#include <unistd.h>
 #include <vector>
 
 #include <fmt/format.h>
@@ -42,6 +40,8 @@
 #include "floodgate/net/tls.hpp"
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
+
+#include "soak_common.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -54,44 +54,8 @@ using floodgate::telegram::SentMessage;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kUnderAsan = true;
-#else
-constexpr bool kUnderAsan = false;
-#endif
-
-struct Args {
-  std::chrono::seconds duration{120};
-  std::uint64_t seed = 1;
-};
-
-Args parse_args(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string name = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "usage: bot_pool_soak [--seconds N] [--seed S]\n");
-      std::exit(2);
-    }
-    const std::string value = argv[++i];
-    if (name == "--seconds") {
-      args.duration = std::chrono::seconds(std::stoll(value));
-    } else if (name == "--seed") {
-      args.seed = std::stoull(value);
-    } else {
-      std::fprintf(stderr, "bot_pool_soak: unknown option %s\n", name.c_str());
-      std::exit(2);
-    }
-  }
-  return args;
-}
-
-std::size_t resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
+using floodgate::soak::kUnderAsan;
+using floodgate::soak::resident_bytes;
 
 /// What the soak knows of one submitted sendMessage.
 struct Submitted {
@@ -255,7 +219,7 @@ void inject_random_fault(BotApiServer& server, const std::vector<Secret>& tokens
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = parse_args(argc, argv);
+  const auto args = floodgate::soak::parse_args("bot_pool_soak", argc, argv);
   floodgate::set_log_level(floodgate::LogLevel::warning);  // flood waits handled as designed are not news
   std::mt19937_64 rng(args.seed);
 

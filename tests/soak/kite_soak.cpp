@@ -37,14 +37,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include <fmt/format.h>
@@ -52,6 +50,8 @@
 #include "floodgate/core/log.hpp"
 #include "floodgate/kite/multi_api_manager.hpp"
 #include "floodgate/sim/kite_ticker_server.hpp"
+
+#include "soak_common.hpp"
 
 namespace asio = boost::asio;
 namespace kite = floodgate::kite;
@@ -62,44 +62,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kUnderAsan = true;
-#else
-constexpr bool kUnderAsan = false;
-#endif
-
-struct Args {
-  std::chrono::seconds duration{120};
-  std::uint64_t seed = 1;
-};
-
-Args parse_args(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string name = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "usage: kite_soak [--seconds N] [--seed S]\n");
-      std::exit(2);
-    }
-    const std::string value = argv[++i];
-    if (name == "--seconds") {
-      args.duration = std::chrono::seconds(std::stoll(value));
-    } else if (name == "--seed") {
-      args.seed = std::stoull(value);
-    } else {
-      std::fprintf(stderr, "kite_soak: unknown option %s\n", name.c_str());
-      std::exit(2);
-    }
-  }
-  return args;
-}
-
-std::size_t resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
+using floodgate::soak::kUnderAsan;
+using floodgate::soak::resident_bytes;
 
 constexpr std::size_t kKeys = 4;
 constexpr std::size_t kConnectionsPerKey = 2;
@@ -296,7 +260,7 @@ struct Faults {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = parse_args(argc, argv);
+  const auto args = floodgate::soak::parse_args("kite_soak", argc, argv);
   floodgate::set_log_level(floodgate::LogLevel::error);  // drops and malformed frames handled as designed are not news
   std::mt19937_64 rng(args.seed);
 

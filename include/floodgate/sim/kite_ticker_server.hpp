@@ -152,7 +152,8 @@ class KiteTickerServer {
     std::vector<std::pair<std::uint32_t, kite::Mode>> subscriptions;  ///< sorted by token
     bool silent = false;
   };
-  /// The key's open connections, oldest first.
+  /// The key's connections, oldest first: every accepted one, including those
+  /// whose 101 reply is still on its way (the client may already have read it).
   std::vector<ConnectionInfo> connections(std::string_view api_key) const;
 
   // ---- faults ----------------------------------------------------------------
