@@ -942,7 +942,14 @@ TEST_CASE("BotPool: a 50 MB upload streams from disk: peak memory grows far less
   const auto growth_kb = static_cast<std::int64_t>(peak) - static_cast<std::int64_t>(before);
   INFO("peak RSS growth " << growth_kb << " kB for a " << (kSize >> 10) << " kB upload");
   CHECK(before > 0);
-  CHECK(growth_kb < 8 * 1024);  // under 8 MB for 50 MB
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's quarantine keeps freed buffers for a while and its allocator pads
+  // each one: the same streaming peaks a little above 8 MB there.
+  constexpr std::int64_t kBoundKb = 16 * 1024;
+#else
+  constexpr std::int64_t kBoundKb = 8 * 1024;
+#endif
+  CHECK(growth_kb < kBoundKb);  // a fraction of the 50 MB
 }
 
 namespace {
