@@ -65,6 +65,14 @@ bool is_not_modified(const Outcome<nlohmann::json>& outcome) {
          outcome.description().find("message is not modified") != std::string::npos;
 }
 
+/// A delete repeated after a lost answer finds the message gone: the lost
+/// answer's request deleted it, which is what the caller asked for. (On a first
+/// attempt the same words are a real error: there was no such message.)
+bool is_already_deleted(const Outcome<nlohmann::json>& outcome) {
+  return outcome.kind() == OutcomeKind::rejected &&
+         outcome.description().find("message to delete not found") != std::string::npos;
+}
+
 /// Telegram's 403s about one bot rather than the chat: another bot may still reach it.
 bool is_unreachable_for_this_bot(const Outcome<nlohmann::json>& outcome) {
   if (outcome.kind() != OutcomeKind::rejected) return false;
@@ -609,17 +617,24 @@ void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool rerout
   const auto chat = chat_of(call);
   const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
   const bool edit = method_starts_with(call.method, "edit");
+  const bool deletion = method_starts_with(call.method, "delete");
   auto migrated = std::make_shared<std::atomic<std::int64_t>>(0);  // 0: the chat has not moved
+  // An earlier attempt's request may have been applied (its answer was lost).
+  auto maybe_applied = std::make_shared<std::atomic<bool>>(false);
   auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = shared_from_this(), call = std::move(call), chat, edit, reroute_unreachable, migrated, sending](
-          const Pool::Lease& lease, auto done) {
+      [impl = shared_from_this(), call = std::move(call), chat, edit, deletion, reroute_unreachable, migrated,
+       maybe_applied, sending](const Pool::Lease& lease, auto done) {
         if (sending) sending->begin();
         impl->issue_following_migration(
             lease.id(), call, migrated,
-            [impl, chat, edit, reroute_unreachable, id = lease.id(), sending,
+            [impl, chat, edit, deletion, reroute_unreachable, maybe_applied, id = lease.id(), sending,
              done = std::move(done)](BotApiResponse response) mutable {
               auto outcome = classify(std::move(response), chat.has_value());
               if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
+              if (deletion && maybe_applied->load() && is_already_deleted(outcome)) {
+                outcome = Outcome<nlohmann::json>::success(true);
+              }
+              if (outcome.traits().may_be_applied) maybe_applied->store(true);
               if (chat) outcome = impl->widen_flood_scope(id, *chat, std::move(outcome));
               if (chat && reroute_unreachable && is_unreachable_for_this_bot(outcome)) {
                 // Kept from this chat like a cooldown (so the pool persists it), and the call moves.

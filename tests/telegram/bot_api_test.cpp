@@ -340,6 +340,25 @@ TEST_CASE("BotPool: reads and edits are repeated after a lost answer; a send onl
     REQUIRE(sim.server.messages(11).size() == 1);
     CHECK(sim.server.messages(11).at(0).text == "v2");
   }
+  SECTION("a delete whose answer was cut off is repeated and ends in success: the first request deleted it") {
+    auto [ec, sent] = sim.send(14, "to delete");
+    REQUIRE_FALSE(ec);
+    const auto message = sent.sent().value();
+    sim.server.inject(Secret(kTokenA), Fault::truncated_response());
+    auto [ec1, deleted] = sim.bots.async_call_as(message.token_id, "deleteMessage",
+                                                 {{"chat_id", 14}, {"message_id", message.message_id}},
+                                                 asio::use_future).get();
+    CHECK_FALSE(ec1);
+    CHECK(deleted.attempts == 2);
+    CHECK(sim.server.stats(Secret(kTokenA)).by_method["deletemessage"] == 2);
+  }
+  SECTION("a first delete of a message that does not exist is still an error") {
+    auto [ec, deleted] = sim.bots.async_call_as("token-a", "deleteMessage", {{"chat_id", 14}, {"message_id", 999}},
+                                                asio::use_future).get();
+    CHECK(ec == errc::bad_request);
+    CHECK(deleted.attempts == 1);
+    CHECK(deleted.description.find("message to delete not found") != std::string::npos);
+  }
   SECTION("a send the caller marked safe to repeat is repeated: the duplicate is the caller's choice") {
     sim.server.inject(Secret(kTokenA), Fault::truncated_response());
     auto [ec, result] = sim.bots.async_call("sendMessage", {{"chat_id", 12}, {"text", "dup ok"}},

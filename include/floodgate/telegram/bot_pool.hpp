@@ -55,7 +55,9 @@
 // end with `errc::all_credentials_disabled` (`errc::auth_failed` when their own
 // request was the one rejected). They run on the same retry executor as every
 // other call: one retry path. An edit that changes nothing ("message is not
-// modified") is a success. A call to a group that became a supergroup (400
+// modified") is a success, and so is a delete repeated after a lost answer
+// that finds the message gone ("message to delete not found": the first
+// request deleted it). A call to a group that became a supergroup (400
 // with migrate_to_chat_id) is sent once more to the new chat by the same
 // token, and `BotPoolResult::migrated_to_chat_id` tells the caller the new id
 // (the new chat's local limits are not applied to that one follow-up).
