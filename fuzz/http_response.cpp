@@ -43,7 +43,7 @@ struct Harness {
 };
 
 // Reads the request head, writes `reply`, closes.
-void serve_once(Harness& h, std::shared_ptr<const std::string> reply) {
+void serve_once(Harness& h, const std::shared_ptr<const std::string>& reply) {
   auto socket = std::make_shared<tcp::socket>(h.io);
   h.acceptor.async_accept(*socket, [socket, reply](boost::system::error_code ec) {
     if (ec) return;

@@ -224,7 +224,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
   void issue(const Pool::Lease& lease, const ApiCall& call, std::shared_ptr<ApiResult> last, Done done) {
     Key* k = key(lease.id());
     if (!k) return done(Outcome<ApiResult>::auth_failed("key added to the pool without an ApiKeyPool provider"));
-    http.async_request(build(call, *k), [self = shared_from_this(), k, id = lease.id(), last,
+    http.async_request(build(call, *k), [self = shared_from_this(), k, id = lease.id(), last = std::move(last),
                                          done = std::move(done)](std::error_code ec, net::HttpResponse response) mutable {
       if (ec) {
         if (ec == net::errc::dns_failed || ec == net::errc::connect_failed || ec == net::errc::tls_handshake_failed) {
@@ -304,7 +304,7 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
 
 ApiKeyPool::ApiKeyPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
                        std::vector<ProviderSpec> providers, ApiKeyPoolOptions options)
-    : impl_(std::make_shared<Impl>(std::move(executor), http, std::move(providers), std::move(options))) {}
+    : impl_(std::make_shared<Impl>(std::move(executor), http, std::move(providers), options)) {}
 
 ApiKeyPool::~ApiKeyPool() = default;
 

@@ -42,7 +42,7 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
       count(delivered_);
       return;
     }
-    if (const TickBatch* batch = message.ticks()) {
+    if (const TickBatch* batch = message.ticks()) {  // NOLINT(bugprone-use-after-move): try_send moves only when it succeeds
       for (std::uint32_t i = 0; i < batch->size(); ++i) {
         tally(held_.push((*batch)[i].instrument_token, Held{*batch, i, {}}));
       }

@@ -457,13 +457,13 @@ std::size_t MultiKeyTickerManager::change_mode(std::span<const std::uint32_t> to
   return changed;
 }
 
-void MultiKeyTickerManager::update_access_token(std::string_view api_key_id, Secret access_token) {
+void MultiKeyTickerManager::update_access_token(std::string_view api_key_id, const Secret& access_token) {
   std::shared_ptr<Impl::Key> key;
   {
     std::lock_guard lock(impl_->mutex);
     key = impl_->find_key(api_key_id);
   }
-  key->manager->update_access_token(std::move(access_token));
+  key->manager->update_access_token(access_token);
 }
 
 TickerChannel& MultiKeyTickerManager::channel() noexcept { return impl_->unified->channel(); }
@@ -557,7 +557,7 @@ std::map<std::string, std::vector<std::uint32_t>> MultiKeyTickerManager::distrib
   return out;
 }
 
-MultiKeyTickerManager::MultiKeyTickerManager(asio::any_io_executor executor, MultiKeyTickerManagerOptions options) {
+MultiKeyTickerManager::MultiKeyTickerManager(asio::any_io_executor executor, const MultiKeyTickerManagerOptions& options) {
   if (options.keys.empty()) throw Error("a Kite ticker manager needs at least one API key (options.keys)");
   std::unordered_set<std::string> ids;
   for (const auto& key : options.keys) {
@@ -569,7 +569,7 @@ MultiKeyTickerManager::MultiKeyTickerManager(asio::any_io_executor executor, Mul
     throw Error("health_check_interval must be positive");
   }
 
-  impl_ = std::make_shared<Impl>(executor,
+  impl_ = std::make_shared<Impl>(std::move(executor),
                                  Impl::Settings{options.distribution, options.default_mode, options.health_monitoring,
                                                 options.health_check_interval, options.failover_after},
                                  options);

@@ -94,7 +94,7 @@ asio::any_io_executor make_connection_strand(const asio::any_io_executor& execut
 }  // namespace
 
 struct TickerConnection::State : std::enable_shared_from_this<State> {
-  State(asio::any_io_executor executor, std::string label_text, KiteKey key_value, ConnectionSettings config,
+  State(const asio::any_io_executor& executor, std::string label_text, KiteKey key_value, ConnectionSettings config,
         Handlers callbacks)
       : strand(make_connection_strand(executor)),
         label(std::move(label_text)),
@@ -360,7 +360,7 @@ struct TickerConnection::State : std::enable_shared_from_this<State> {
   }
 
   void launch() {
-    asio::co_spawn(strand, run(), [self = shared_from_this()](std::exception_ptr error) {
+    asio::co_spawn(strand, run(), [self = shared_from_this()](const std::exception_ptr& error) {
       if (!error) return;
       // Only allocation failure can get here; the connection is lost for good.
       log(LogLevel::error, "Kite connection {} stopped by an internal error", self->label);

@@ -212,7 +212,7 @@ struct TickerManager::Impl {
   bool auth_failure_reported = false;  // on_auth_failed called since the last token update
 };
 
-TickerManager::TickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+TickerManager::TickerManager(const boost::asio::any_io_executor& executor, std::string id, const KiteKey& key,
                                      TickerManagerOptions options, MessageHandler on_message,
                                      HealthHandler on_health) {
   check_limit("max_connections", options.max_connections, kite_max_connections_per_key);
@@ -342,7 +342,7 @@ std::size_t TickerManager::change_mode(std::span<const std::uint32_t> tokens, Mo
       });
 }
 
-void TickerManager::update_access_token(Secret access_token) {
+void TickerManager::update_access_token(const Secret& access_token) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   m.auth_failure_reported = false;

@@ -85,7 +85,7 @@ struct PieceBody {
     }
 
    private:
-    static constexpr std::size_t kChunkSize = 64 * 1024;
+    static constexpr std::size_t kChunkSize = std::size_t{64} * 1024;
 
     bool has_more() const { return index_ < pieces_->size(); }
     void finish_file(boost::system::error_code& ec) {

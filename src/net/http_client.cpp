@@ -434,7 +434,7 @@ asio::awaitable<Received> perform(std::shared_ptr<State> state, HttpRequest requ
   }
 }
 
-std::error_code error_from_exception(std::exception_ptr error) {
+std::error_code error_from_exception(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
   } catch (const std::bad_alloc&) {
@@ -463,7 +463,7 @@ void HttpsClient::start(const std::shared_ptr<State>& state, HttpRequest request
   asio::co_spawn(
       state->executor, perform(state, std::move(request)),
       associated.wrap([state, description = std::move(description), handler = std::move(handler)](
-                                                std::exception_ptr error, Received outcome) mutable {
+                                                const std::exception_ptr& error, Received outcome) mutable {
         if (error) outcome = Received{error_from_exception(error)};
         if (outcome.ec) {
           ++state->failures;

@@ -168,7 +168,7 @@ void WebSocket::start_connect(Endpoint endpoint, RequestTarget target, HttpHeade
   auto handler_executor = asio::get_associated_executor(handler, executor_);
   asio::co_spawn(executor_, connect(state_, std::move(endpoint), std::move(target), std::move(headers)),
                  asio::bind_executor(handler_executor, [state = state_, handler = std::move(handler)](
-                                                           std::exception_ptr error, Connected result) mutable {
+                                                           const std::exception_ptr& error, Connected result) mutable {
                    if (error) result = Connected{std::make_error_code(std::errc::not_enough_memory), 0};
                    if (state->cancelled) result.ec = errc::cancelled;
                    state->open = !result.ec;

@@ -142,7 +142,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
   Impl(asio::any_io_executor executor, RedisUrl u, RedisClientOptions o)
       : strand(asio::make_strand(executor)),
         url(std::move(u)),
-        options(o),
+        options(std::move(o)),
         resolver(strand),
         deadline_timer(strand),
         backoff_timer(strand),
@@ -184,7 +184,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
 
   tcp::socket& lowest() { return tls_stream ? tls_stream->next_layer() : *socket; }
 
-  void connect_to(tcp::resolver::results_type endpoints, std::uint64_t gen) {
+  void connect_to(const tcp::resolver::results_type& endpoints, std::uint64_t gen) {
     if (url.tls) {
       tls_stream = std::make_shared<asio::ssl::stream<tcp::socket>>(strand, *tls_context);
     } else {
@@ -232,7 +232,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
       const bool last = i + 1 == steps.size();
       const std::string command = steps[i][0];
       in_flight.push_back(Pending{encode(steps[i]), [self = shared_from_this(), gen, last, command](
-                                                        std::error_code ec, RedisReply reply) {
+                                                        std::error_code ec, const RedisReply& reply) {
                                     if (gen != self->generation || ec) return;
                                     self->handshake_step(command, last, reply);
                                   },
@@ -510,7 +510,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
 };
 
 RedisClient::RedisClient(asio::any_io_executor executor, RedisUrl url, RedisClientOptions options)
-    : impl_(std::make_shared<Impl>(std::move(executor), std::move(url), options)) {}
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(url), std::move(options))) {}
 
 RedisClient::~RedisClient() { close(); }
 
@@ -552,7 +552,7 @@ bool RedisClient::connected() const noexcept { return impl_->connected.load(); }
 
 const RedisUrl& RedisClient::url() const noexcept { return impl_->url; }
 
-void RedisClient::start_command(std::vector<std::string> args, Handler handler) {
+void RedisClient::start_command(const std::vector<std::string>& args, Handler handler) {
   auto complete = Impl::to_completion(std::move(handler), impl_->strand);
   asio::post(impl_->strand, [impl = impl_, bytes = encode(args), complete = std::move(complete)]() mutable {
     impl->enqueue(std::move(bytes), std::move(complete));

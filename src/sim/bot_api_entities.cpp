@@ -12,7 +12,7 @@ namespace {
 
 constexpr std::string_view kParseError = "Bad Request: can't parse entities: ";
 
-FormattedText failed(std::string message) { return {{}, std::string(kParseError) + message}; }
+FormattedText failed(const std::string& message) { return {{}, std::string(kParseError) + message}; }
 
 std::string lower(std::string_view text) {
   std::string out(text);

@@ -1077,7 +1077,7 @@ std::int64_t BotApiState::push_message(const std::string& token, std::int64_t ch
     auto& stored = store_message(&bot, chat_id, from_user_id, false, std::move(text));
     message = message_json(stored, false);
   }
-  return push_update(token, nlohmann::json{{"message", nlohmann::json(std::move(message))}});
+  return push_update(token, nlohmann::json{{"message", nlohmann::json(message)}});
 }
 
 std::int64_t BotApiState::push_callback_query(const std::string& token, std::int64_t user_id, std::string data) {
@@ -1093,7 +1093,7 @@ std::int64_t BotApiState::push_callback_query(const std::string& token, std::int
                  {"chat_instance", fmt::format("{}", 5000000000000000000 + number)},
                  {"data", std::move(data)}};
   }
-  return push_update(token, nlohmann::json{{"callback_query", nlohmann::json(std::move(query))}});
+  return push_update(token, nlohmann::json{{"callback_query", nlohmann::json(query)}});
 }
 
 std::string BotApiState::add_file(const std::string& token, std::string bytes, std::string file_name,

@@ -16,11 +16,11 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <fmt/format.h>
@@ -90,7 +90,7 @@ void write_file(const std::string& path, std::string_view text) {
   const auto temporary = path + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw floodgate::Error(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+    if (!out) throw floodgate::Error(fmt::format("cannot write {}: {}", path, std::generic_category().message(errno)));
     out << text;
     out.close();
     if (!out) {
@@ -101,7 +101,7 @@ void write_file(const std::string& path, std::string_view text) {
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     const int error = errno;
     std::remove(temporary.c_str());
-    throw floodgate::Error(fmt::format("cannot write {}: {}", path, std::strerror(error)));
+    throw floodgate::Error(fmt::format("cannot write {}: {}", path, std::generic_category().message(error)));
   }
 }
 

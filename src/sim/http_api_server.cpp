@@ -41,7 +41,7 @@ constexpr auto kIdleConnectionTimeout = std::chrono::minutes(2);
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 
-void log_coroutine_failure(std::exception_ptr error) {
+void log_coroutine_failure(const std::exception_ptr& error) {
   if (!error) return;
   try {
     std::rethrow_exception(error);

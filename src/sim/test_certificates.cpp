@@ -67,7 +67,7 @@ Owned<X509> new_certificate(EVP_PKEY* subject_key, const char* common_name) {
   if (!serial || !BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get()))) fail("setting the serial");
 
   if (!X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) ||
-      !X509_gmtime_adj(X509_getm_notAfter(cert.get()), 24 * 3600)) {
+      !X509_gmtime_adj(X509_getm_notAfter(cert.get()), 24L * 3600)) {
     fail("setting the validity period");
   }
   check(X509_set_pubkey(cert.get(), subject_key), "setting the public key");

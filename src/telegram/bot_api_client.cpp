@@ -310,7 +310,7 @@ void BotApiClient::start(net::HttpsClient& http, net::HttpRequest request,
   // The caller's cancellation slot goes to the HTTP request with it.
   const auto associated = async::detail::associations_of(handler, http.get_executor());
   auto step = associated.wrap([target = std::move(target), handler = std::move(handler)](
-                                  std::error_code ec, net::HttpResponse http_response) mutable {
+                                  std::error_code ec, const net::HttpResponse& http_response) mutable {
     BotApiResponse response;
     if (ec) {
       response.transport = ec;
@@ -329,7 +329,7 @@ void BotApiClient::start_download(net::HttpsClient& http, net::HttpRequest reque
   auto io = http.get_executor();
   const auto slot = boost::asio::get_associated_cancellation_slot(handler);
   http.async_request(std::move(request), boost::asio::bind_cancellation_slot(slot, [io, handler = std::move(handler)](
-                                             std::error_code ec, net::HttpResponse http_response) mutable {
+                                             std::error_code ec, const net::HttpResponse& http_response) mutable {
     if (!ec && !http_response.is_success()) {
       // A failed download answers with a Bot API envelope in memory.
       const auto response = decode_bot_api_response(http_response.status, http_response.body);

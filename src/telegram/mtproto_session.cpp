@@ -173,12 +173,19 @@ std::string check_binlog(const fs::path& file) {
 }  // namespace
 
 fs::path default_sessions_root() {
-  const char* home = std::getenv("HOME");
-  if (home == nullptr || *home == '\0') {
-    const passwd* user = ::getpwuid(::geteuid());
-    home = user != nullptr ? user->pw_dir : ".";
+  fs::path home = ".";
+  if (const char* variable = std::getenv("HOME"); variable != nullptr && *variable != '\0') {
+    home = variable;
+  } else {
+    // getpwuid_r: getpwuid's result is shared by every thread of the process.
+    passwd entry{};
+    passwd* user = nullptr;
+    std::vector<char> buffer(std::size_t{16} * 1024);
+    if (::getpwuid_r(::geteuid(), &entry, buffer.data(), buffer.size(), &user) == 0 && user != nullptr) {
+      home = user->pw_dir;
+    }
   }
-  return fs::path(home) / ".floodgate" / "sessions";
+  return home / ".floodgate" / "sessions";
 }
 
 std::string_view to_string(MtprotoSession::State state) noexcept {
@@ -676,6 +683,7 @@ void MtprotoSession::close(WaitHandler handler) {
   }
   if (!open) {
     // Nothing left to close; still after every callback already queued.
+    // NOLINTNEXTLINE(bugprone-use-after-move): handler was moved above only when open
     return asio::post(impl_->strand, [impl = impl_, handler = std::move(handler)]() mutable {
       impl->silenced = true;
       impl->complete(std::move(handler), std::error_code{});

@@ -94,6 +94,7 @@ std::vector<std::filesystem::path> versioned_candidates(const std::vector<std::f
   std::stable_sort(found.begin(), found.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   std::vector<std::filesystem::path> paths;
+  paths.reserve(found.size());
   for (auto& [version, path] : found) paths.push_back(std::move(path));
   return paths;
 }

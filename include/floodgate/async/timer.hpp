@@ -196,7 +196,7 @@ class ManualTimer {
             boost::asio::query(executor_, boost::asio::execution::context))),
         id_(queue_->new_timer()) {}
   ManualTimer(ManualTimer&& other) noexcept
-      : executor_(other.executor_), clock_(other.clock_), queue_(other.queue_),
+      : executor_(std::move(other.executor_)), clock_(std::move(other.clock_)), queue_(other.queue_),
         id_(std::exchange(other.id_, 0)), expiry_(other.expiry_) {}
   ManualTimer& operator=(ManualTimer&&) = delete;
   ManualTimer(const ManualTimer&) = delete;

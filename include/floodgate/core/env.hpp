@@ -78,7 +78,7 @@ class Environment {
     if (use_process_) {
       // floodgate only reads the environment; a program that calls setenv
       // while other threads read it has that race with or without floodgate.
-      const char* v = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
+      const char* v = std::getenv(std::string(name).c_str());
       if (v && *v) return std::string(v);
     }
     if (auto it = file_values_.find(name); it != file_values_.end() && !it->second.empty()) return it->second;

@@ -132,7 +132,7 @@ class Rate {
   std::chrono::nanoseconds interval() const noexcept {
     if (is_zero()) return std::chrono::nanoseconds{0};
     const double ns = std::ceil(static_cast<double>(period_.count()) / tokens_);
-    constexpr double max_ns = static_cast<double>(std::numeric_limits<std::int64_t>::max() / 4);
+    constexpr double max_ns = static_cast<double>(std::numeric_limits<std::int64_t>::max() / 4);  // NOLINT(bugprone-integer-division): an integer bound, then converted
     return std::chrono::nanoseconds{static_cast<std::int64_t>(std::clamp(ns, 1.0, max_ns))};
   }
 
@@ -191,7 +191,7 @@ struct Gcra {
     }
     const std::int64_t interval = rate.interval().count();
     const double tolerance = std::floor(burst * static_cast<double>(interval));
-    if (tolerance > static_cast<double>(std::numeric_limits<std::int64_t>::max() / 4)) {
+    if (tolerance > static_cast<double>(std::numeric_limits<std::int64_t>::max() / 4)) {  // NOLINT(bugprone-integer-division): an integer bound, then converted
       throw Error(fmt::format("rate limiter: burst {} at this rate spans more than 70 years", burst));
     }
     return {interval, static_cast<std::int64_t>(tolerance)};

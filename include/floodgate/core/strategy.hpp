@@ -115,7 +115,7 @@ class BestHealth {
   };
   static Key key_of(SlotId id, const Candidate& c) {
     // Scores are in [0, 1]: adding one half and truncating rounds to nearest.
-    return {static_cast<std::int32_t>(c.score * 1000.0 + 0.5), c.last_acquired, id};
+    return {static_cast<std::int32_t>(c.score * 1000.0 + 0.5), c.last_acquired, id};  // NOLINT(bugprone-incorrect-roundings): never negative
   }
 
   detail::IndexedHeap<Key, Before> heap_;

@@ -142,7 +142,7 @@ class MultiKeyTickerManager {
  public:
   /// Throws floodgate::Error for no keys, empty or duplicate ids, limits
   /// outside Kite's, or a key or token that cannot go into a URL query.
-  MultiKeyTickerManager(boost::asio::any_io_executor executor, MultiKeyTickerManagerOptions options);
+  MultiKeyTickerManager(boost::asio::any_io_executor executor, const MultiKeyTickerManagerOptions& options);
 
   ~MultiKeyTickerManager();  ///< stop()
   MultiKeyTickerManager(const MultiKeyTickerManager&) = delete;
@@ -181,7 +181,7 @@ class MultiKeyTickerManager {
   /// comes back, takes new and waiting instruments again, and those that
   /// moved away stay where they are. Throws floodgate::Error for an unknown
   /// id or a token that cannot go into a URL query.
-  void update_access_token(std::string_view api_key_id, Secret access_token);
+  void update_access_token(std::string_view api_key_id, const Secret& access_token);
 
   /// Every message of every key.
   TickerChannel& channel() noexcept;

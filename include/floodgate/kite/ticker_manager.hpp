@@ -130,7 +130,7 @@ class TickerManager {
   /// Throws floodgate::Error for limits outside Kite's (see the options) and
   /// for what TickerConnection refuses. `id` names the key in stats and
   /// logs and must not be the key itself.
-  TickerManager(boost::asio::any_io_executor executor, std::string id, KiteKey key,
+  TickerManager(const boost::asio::any_io_executor& executor, std::string id, const KiteKey& key,
                     TickerManagerOptions options, MessageHandler on_message = {}, HealthHandler on_health = {});
   ~TickerManager();  ///< stop()
   TickerManager(const TickerManager&) = delete;
@@ -153,7 +153,7 @@ class TickerManager {
   /// the new token, a key that was `failed` by a 403 included, with every
   /// subscription in its mode. Throws floodgate::Error for a token that
   /// cannot go into a URL query.
-  void update_access_token(Secret access_token);
+  void update_access_token(const Secret& access_token);
 
   /// Unsubscribes everything and returns what was subscribed, with modes:
   /// how a failed key's instruments are handed to another key.

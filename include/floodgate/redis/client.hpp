@@ -118,7 +118,7 @@ class RedisClient {
   template <class CompletionToken>
   auto async_command(std::vector<std::string> args, CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, Signature>(
-        [this](auto handler, std::vector<std::string> a) { start_command(std::move(a), Handler(std::move(handler))); },
+        [this](auto handler, const std::vector<std::string>& a) { start_command(a, Handler(std::move(handler))); },
         token, std::move(args));
   }
 
@@ -135,7 +135,7 @@ class RedisClient {
 
  private:
   struct Impl;
-  void start_command(std::vector<std::string> args, Handler handler);
+  void start_command(const std::vector<std::string>& args, Handler handler);
   void start_eval(Script script, std::vector<std::string> keys, std::vector<std::string> args,
                   Handler handler);
 

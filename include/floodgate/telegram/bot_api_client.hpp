@@ -200,7 +200,7 @@ class BotApiClient {
   }
   /// Calls `method` with a multipart/form-data body (uploads).
   template <class CompletionToken>
-  auto async_call_form(std::string method, net::MultipartForm form, CompletionToken&& token) {
+  auto async_call_form(std::string_view method, net::MultipartForm form, CompletionToken&& token) {
     return async_send(make_form_request(method, std::move(form)), std::forward<CompletionToken>(token));
   }
 

@@ -42,8 +42,8 @@ namespace floodgate::telegram {
 /// file and which symbol; `path()` and `symbol()` give them separately.
 class TdjsonLoadError : public Error {
  public:
-  TdjsonLoadError(std::string message, std::string path, std::string symbol = {})
-      : Error(std::move(message)), path_(std::move(path)), symbol_(std::move(symbol)) {}
+  TdjsonLoadError(const std::string& message, std::string path, std::string symbol = {})
+      : Error(message), path_(std::move(path)), symbol_(std::move(symbol)) {}
   const std::string& path() const noexcept { return path_; }
   /// The missing function, or empty when the library itself did not load.
   const std::string& symbol() const noexcept { return symbol_; }
