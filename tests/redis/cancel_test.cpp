@@ -1,7 +1,6 @@
 // Per-operation cancellation of RedisClient::async_command / async_eval and
 // RedisLimitSet::async_try_acquire, against a real redis-server: `||` with a
-// timer (Boost 1.81 has no asio::cancel_after) and a cancellation_signal
-// emitted by hand.
+// timer (tests/async/cancel_race.hpp) and a cancellation_signal emitted by hand.
 //
 // Two ways to hold a command where the test wants it, both Redis' own:
 // - not written yet: another connection runs CLIENT PAUSE, so the client
@@ -14,10 +13,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -25,6 +21,7 @@
 #include <future>
 #include <string>
 
+#include "../async/cancel_race.hpp"
 #include "../telegram/io_runner.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/redis/client.hpp"
@@ -39,6 +36,7 @@ using floodgate::redis::RedisClientOptions;
 using floodgate::redis::RedisLimitSet;
 using floodgate::redis::RedisReply;
 using floodgate::test::IoRunner;
+using floodgate::test::run_race;
 using floodgate::test::RedisServer;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
@@ -69,32 +67,6 @@ struct Pauser {
   }
   RedisClient client;
 };
-
-struct Race {
-  std::error_code ec;  // the raced operation's, when it won
-  bool timer_won = false;
-  std::chrono::steady_clock::duration took{};
-};
-
-/// Races `operation` (an awaitable of a tuple whose first element is the error) against an `after` timer.
-template <class Operation>
-asio::awaitable<Race> race(Operation operation, std::chrono::milliseconds after) {
-  using namespace asio::experimental::awaitable_operators;
-  const auto start = std::chrono::steady_clock::now();
-  asio::steady_timer timer(co_await asio::this_coro::executor, after);
-  auto wait = timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  const auto winner = co_await (std::move(operation) || std::move(wait));
-  Race result;
-  result.took = std::chrono::steady_clock::now() - start;
-  result.timer_won = winner.index() == 1;
-  if (winner.index() == 0) result.ec = std::get<0>(std::get<0>(winner));
-  co_return result;
-}
-
-template <class Operation>
-Race run_race(IoRunner& io, Operation operation, std::chrono::milliseconds after) {
-  return asio::co_spawn(io.executor(), race(std::move(operation), after), asio::use_future).get();
-}
 
 }  // namespace
 
@@ -136,7 +108,7 @@ TEST_CASE("redis client: async_command || timer on a written command ends with t
   REQUIRE(run(client, {"PING"}).second.text == "PONG");
   auto blocker = client.async_command({"BLPOP", "nothing", "0.6"}, asio::use_future);  // holds the connection
   auto incr = client.async_command({"INCR", "counter"}, asio::as_tuple(asio::use_awaitable));
-  const auto result = run_race(io, std::move(incr), 100ms);
+  const auto result = run_race(io.executor(), std::move(incr), 100ms);
   CHECK(result.timer_won);
   CHECK(result.took < 400ms);  // not the BLPOP's 0.6 s
   // Written before the cancel: Redis runs it, once, and its reply is read and dropped,
@@ -180,7 +152,7 @@ TEST_CASE("redis client: async_eval || timer ends with the timer; a script call 
     REQUIRE(run(client, {"PING"}).second.text == "PONG");
     auto blocker = client.async_command({"BLPOP", "nothing", "0.5"}, asio::use_future);
     auto eval = client.async_eval(script, {"n"}, {"5"}, asio::as_tuple(asio::use_awaitable));
-    const auto result = run_race(io, std::move(eval), 100ms);
+    const auto result = run_race(io.executor(), std::move(eval), 100ms);
     CHECK(result.timer_won);
     CHECK(result.took < 400ms);
     blocker.get();
@@ -195,7 +167,7 @@ TEST_CASE("redis client: async_eval || timer ends with the timer; a script call 
     RedisClient client(io.executor(), parse_redis_url(server.url()), patient());
     client.start();
     auto eval = client.async_eval(script, {"n"}, {"5"}, asio::as_tuple(asio::use_awaitable));
-    const auto result = run_race(io, std::move(eval), 100ms);
+    const auto result = run_race(io.executor(), std::move(eval), 100ms);
     CHECK(result.timer_won);
     CHECK(result.took < 400ms);
     CHECK(run(client, {"GET", "n"}).second.type == RedisReply::Type::nil);
@@ -247,7 +219,7 @@ TEST_CASE("redis limits: async_try_acquire || timer ends with the timer while Re
   REQUIRE(std::get<1>(limits.async_try_acquire(7, 1, asio::use_future).get()).admitted);
   auto blocker = client.async_command({"BLPOP", "nothing", "0.5"}, asio::use_future);
   auto acquire = limits.async_try_acquire(7, 1, asio::as_tuple(asio::use_awaitable));
-  const auto result = run_race(io, std::move(acquire), 100ms);
+  const auto result = run_race(io.executor(), std::move(acquire), 100ms);
   CHECK(result.timer_won);
   CHECK(result.took < 400ms);
   blocker.get();
