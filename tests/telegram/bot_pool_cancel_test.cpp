@@ -1,4 +1,4 @@
-// Per-operation cancellation of BotPool, BotApiClient and HttpsClient calls,
+// Per-operation cancellation of BotPool, BotApiClient, HttpsClient and StatusMessage calls,
 // against sim::BotApiServer over real sockets: `||` with a timer (Boost 1.81
 // has no asio::cancel_after), and a cancellation_signal emitted by hand.
 // Also: the log level of a 429 the pool handles as designed.
@@ -26,6 +26,7 @@
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
+#include "floodgate/telegram/status_message.hpp"
 
 using floodgate::Secret;
 using floodgate::sim::BotApiLimits;
@@ -275,6 +276,55 @@ TEST_CASE("HttpsClient and BotApiClient: a request raced with a timer is cancell
     REQUIRE(ec.wait_for(500ms) == std::future_status::ready);
     CHECK(ec.get() == std::errc::operation_canceled);
   }
+}
+
+TEST_CASE("StatusMessage: async_finish || timer while waiting for its edit slot ends with the timer; nothing is sent",
+          "[cancel]") {
+  CancelSim sim;
+  auto [ec, sent] = sim.bots.async_send_message({.chat_id = 21, .text = "0%"}, asio::use_future).get();
+  REQUIRE_FALSE(ec);
+  auto status = floodgate::telegram::StatusMessage::create(sim.bots, sent.sent().value(), "0%", 400ms);
+  auto finish = status->async_finish("done", asio::as_tuple(asio::use_awaitable));
+  const auto result = run_race(sim, std::move(finish), 100ms);
+  CHECK(result.timer_won);
+  CHECK(result.took < 300ms);
+  // Past the slot the edit would have taken: none was sent, the message is stopped for good.
+  std::this_thread::sleep_for(500ms);
+  status->update("ignored");
+  CHECK(status->edits_sent() == 0);
+  CHECK(sim.sent("editmessagetext") == 0);
+  CHECK(sim.server.messages(21).at(0).text == "0%");
+}
+
+TEST_CASE("StatusMessage: async_finish cancelled with its edit on the wire ends at once; the edit is applied once",
+          "[cancel]") {
+  CancelSim sim;
+  auto [ec, sent] = sim.bots.async_send_message({.chat_id = 22, .text = "0%"}, asio::use_future).get();
+  REQUIRE_FALSE(ec);
+  auto status = floodgate::telegram::StatusMessage::create(sim.bots, sent.sent().value(), "0%", 0ms);
+  sim.slow_replies(600ms, 1);
+  const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::total);
+  asio::cancellation_signal signal;
+  std::promise<std::error_code> done;
+  asio::post(sim.io.executor(), [&] {
+    status->async_finish("done", asio::bind_cancellation_slot(signal.slot(), [&](std::error_code finish_ec) {
+                           done.set_value(finish_ec);
+                         }));
+  });
+  REQUIRE(eventually([&] { return sim.sent("editmessagetext") == 1; }));  // on the wire
+  asio::post(sim.io.executor(), [&] { signal.emit(type); });
+  auto finished = done.get_future();
+  if (type == asio::cancellation_type::terminal) {
+    REQUIRE(finished.wait_for(300ms) == std::future_status::ready);  // not the reply's 600 ms
+    CHECK(finished.get() == std::errc::operation_canceled);
+  } else {
+    // Total waits for the edit's answer: it showed the final text, so the finish succeeded.
+    CHECK_FALSE(finished.get());
+  }
+  REQUIRE(eventually([&] { return sim.server.messages(22).at(0).text == "done"; }));
+  std::this_thread::sleep_for(100ms);
+  CHECK(sim.sent("editmessagetext") == 1);  // applied once, never sent again
+  CHECK(status->edits_sent() == 1);
 }
 
 TEST_CASE("BotPool: a 429 handled as designed is logged at debug, nothing at info or above", "[log]") {
