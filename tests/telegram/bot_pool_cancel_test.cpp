@@ -1,6 +1,6 @@
 // Per-operation cancellation of BotPool, BotApiClient, HttpsClient and StatusMessage calls,
-// against sim::BotApiServer over real sockets: `||` with a timer (Boost 1.81
-// has no asio::cancel_after), and a cancellation_signal emitted by hand.
+// against sim::BotApiServer over real sockets: `||` with a timer
+// (tests/async/cancel_race.hpp), and a cancellation_signal emitted by hand.
 // Also: the log level of a 429 the pool handles as designed.
 #include <catch2/catch.hpp>
 
@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "../async/cancel_race.hpp"
 #include "../net/net_test_support.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
@@ -34,6 +35,7 @@ using floodgate::sim::BotApiServer;
 using floodgate::sim::Fault;
 using floodgate::telegram::BotPool;
 using floodgate::telegram::BotPoolResult;
+using floodgate::test::Race;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 
@@ -79,30 +81,8 @@ struct CancelSim {
   BotPool bots;
 };
 
-struct Race {
-  std::error_code ec;     // the raced operation's, when it won
-  bool timer_won = false;
-  std::chrono::steady_clock::duration took{};
-};
-
-/// Races `operation` (an awaitable of a tuple whose first element is the error) against a `after` timer.
-template <class Operation>
-asio::awaitable<Race> race(Operation operation, std::chrono::milliseconds after) {
-  using namespace asio::experimental::awaitable_operators;
-  const auto start = std::chrono::steady_clock::now();
-  asio::steady_timer timer(co_await asio::this_coro::executor, after);
-  auto wait = timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  const auto winner = co_await (std::move(operation) || std::move(wait));
-  Race race;
-  race.took = std::chrono::steady_clock::now() - start;
-  race.timer_won = winner.index() == 1;
-  if (winner.index() == 0) race.ec = std::get<0>(std::get<0>(winner));
-  co_return race;
-}
-
-template <class Operation>
-Race run_race(CancelSim& sim, Operation operation, std::chrono::milliseconds after) {
-  return asio::co_spawn(sim.io.executor(), race(std::move(operation), after), asio::use_future).get();
+Race run_race(CancelSim& sim, auto operation, std::chrono::milliseconds after) {
+  return floodgate::test::run_race(sim.io.executor(), std::move(operation), after);
 }
 
 /// Waits (real time, bounded) until `done()`; the simulator answers on its own thread.
