@@ -66,10 +66,10 @@ TEST_CASE("real tdlib: TdjsonClient async_send || timer ends with the timer; the
           "[telegram][mtproto][real][cancel]") {
   Fixture f;
   const auto client = f.tdjson.create_client();
-  auto send = f.tdjson.async_send(client, alarm(0.8), asio::as_tuple(asio::use_awaitable));
+  auto send = f.tdjson.async_send(client, alarm(2.0), asio::as_tuple(asio::use_awaitable));
   const auto result = run_race(f.io.executor(), std::move(send), 100ms);
   CHECK(result.timer_won);
-  CHECK(result.took < 500ms);  // not the alarm's 0.8 s
+  CHECK(result.took < 1s);  // not the alarm's 2 s
   // TDLib still answers; nobody waits for it: counted, dropped, exactly once.
   REQUIRE(f.io.wait_until([&] { return f.tdjson.stats().unmatched >= 1; }, 5s));
   CHECK(f.tdjson.stats().pending == 0);
@@ -89,7 +89,7 @@ TEST_CASE("real tdlib: TdjsonClient async_send: terminal ends at once with opera
   const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::total);
   const auto started = std::chrono::steady_clock::now();
   asio::post(f.io.executor(), [&] {
-    f.tdjson.async_send(client, alarm(0.3), asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, json r) {
+    f.tdjson.async_send(client, alarm(1.0), asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, json r) {
                           done.set_value({ec, std::move(r)});
                         }));
     signal.emit(type);
@@ -99,12 +99,12 @@ TEST_CASE("real tdlib: TdjsonClient async_send: terminal ends at once with opera
   if (type == asio::cancellation_type::terminal) {
     CHECK(ec == std::errc::operation_canceled);
     CHECK(ec == errc::cancelled);
-    CHECK(took < 250ms);
+    CHECK(took < 700ms);
   } else {
     // Handed to TDLib, which cannot recall it: total cannot be honoured; the reply ends it.
     CHECK_FALSE(ec);
     CHECK(reply.value("@type", "") == "ok");
-    CHECK(took >= 250ms);
+    CHECK(took >= 900ms);
   }
   f.tdjson.async_send(client, {{"@type", "close"}}, asio::use_future).get();
 }
@@ -118,7 +118,7 @@ TEST_CASE("real tdlib: MtprotoSession async_wait_ready and async_send || timer e
   auto wait = session->async_wait_ready(asio::as_tuple(asio::use_awaitable));
   auto raced = run_race(f.io.executor(), std::move(wait), 100ms);
   CHECK(raced.timer_won);
-  CHECK(raced.took < 500ms);
+  CHECK(raced.took < 1s);
   CHECK(session->state() == State::authorizing);  // the login goes on
 
   // By hand: the wait ends with operation_canceled, whatever the type.
@@ -138,10 +138,10 @@ TEST_CASE("real tdlib: MtprotoSession async_wait_ready and async_send || timer e
   CHECK(ec.get() == std::errc::operation_canceled);
   CHECK(other.wait_for(50ms) == std::future_status::timeout);
 
-  auto send = session->async_send(alarm(0.8), asio::as_tuple(asio::use_awaitable));
+  auto send = session->async_send(alarm(2.0), asio::as_tuple(asio::use_awaitable));
   raced = run_race(f.io.executor(), std::move(send), 100ms);
   CHECK(raced.timer_won);
-  CHECK(raced.took < 500ms);
+  CHECK(raced.took < 1s);
   CHECK(session->state() == State::authorizing);  // a cancelled request does not touch the session
 
   CHECK_FALSE(session->async_close(asio::use_future).get());
@@ -179,7 +179,7 @@ TEST_CASE("real tdlib: MtprotoPool async_wait_ready || timer ends with the timer
   auto wait = pool.async_wait_ready(asio::as_tuple(asio::use_awaitable));
   const auto raced = run_race(f.io.executor(), std::move(wait), 150ms);
   CHECK(raced.timer_won);
-  CHECK(raced.took < 500ms);
+  CHECK(raced.took < 1s);
 
   asio::cancellation_signal signal;
   std::promise<std::error_code> cancelled;
