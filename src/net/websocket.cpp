@@ -1,9 +1,12 @@
 #include "floodgate/net/websocket.hpp"
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -90,6 +93,34 @@ struct Connected {
   int status = 0;
 };
 
+// What cancel() does: the connection is closed and every operation in flight
+// ends with errc::cancelled.
+void close_for_good(State& state) noexcept {
+  state.cancelled = true;
+  state.open = false;
+  state.visit([](auto& ws) { beast::get_lowest_layer(ws).close(); });
+}
+
+// Terminal cancellation of one operation closes the connection, as cancel()
+// does: a stream cannot resume a half-read or half-written message. Partial
+// and total are not honoured for the same reason.
+template <class Handler>
+void close_on_terminal_cancellation(const std::shared_ptr<State>& state, Handler& handler) {
+  auto slot = asio::get_associated_cancellation_slot(handler);
+  if (!slot.is_connected()) return;
+  slot.assign([weak = std::weak_ptr(state)](asio::cancellation_type type) {
+    if ((type & asio::cancellation_type::terminal) == asio::cancellation_type::none) return;
+    if (auto alive = weak.lock()) close_for_good(*alive);
+  });
+}
+
+// Runs the handler, its cancellation slot cleared first (its operation is over).
+template <class Handler, class... Args>
+void complete(Handler& handler, Args&&... args) {
+  asio::get_associated_cancellation_slot(handler).clear();
+  std::move(handler)(std::forward<Args>(args)...);
+}
+
 // The upgrade on an already connected (and, for wss, TLS-secured) stream.
 template <class Stream>
 asio::awaitable<Connected> upgrade(State& state, Stream& ws, const Endpoint& endpoint, const RequestTarget& target,
@@ -131,8 +162,8 @@ asio::awaitable<Connected> upgrade(State& state, Stream& ws, const Endpoint& end
   co_return Connected{{}, status};
 }
 
-asio::awaitable<Connected> connect(std::shared_ptr<State> state, Endpoint endpoint, RequestTarget target,
-                                   HttpHeaders headers) {
+asio::awaitable<Connected> open_connection(std::shared_ptr<State> state, Endpoint endpoint, RequestTarget target,
+                                           HttpHeaders headers) {
   if (endpoint.host.empty() || endpoint.port == 0) co_return Connected{errc::invalid_url};
   if (!endpoint.tls && !state->options.allow_plain_ws) co_return Connected{errc::insecure_scheme};
   const auto deadline = std::chrono::steady_clock::now() + state->options.handshake_timeout;
@@ -152,6 +183,17 @@ asio::awaitable<Connected> connect(std::shared_ptr<State> state, Endpoint endpoi
   co_return co_await open(state->stream.emplace<State::PlainStream>(state->executor));
 }
 
+// co_spawn hands the caller's slot to the step in progress (resolve, connect,
+// TLS, upgrade), terminal cancellation only: that step ends at once.
+asio::awaitable<Connected> connect(std::shared_ptr<State> state, Endpoint endpoint, RequestTarget target,
+                                   HttpHeaders headers) {
+  auto result = co_await open_connection(state, std::move(endpoint), std::move(target), std::move(headers));
+  if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
+    result.ec = errc::cancelled;
+  }
+  co_return result;
+}
+
 }  // namespace
 
 WebSocket::WebSocket(executor_type executor, WebSocketOptions options)
@@ -166,30 +208,33 @@ void WebSocket::start_connect(Endpoint endpoint, RequestTarget target, HttpHeade
     return;
   }
   auto handler_executor = asio::get_associated_executor(handler, executor_);
+  auto slot = asio::get_associated_cancellation_slot(handler);
   asio::co_spawn(executor_, connect(state_, std::move(endpoint), std::move(target), std::move(headers)),
-                 asio::bind_executor(handler_executor, [state = state_, handler = std::move(handler)](
-                                                           const std::exception_ptr& error, Connected result) mutable {
-                   if (error) result = Connected{std::make_error_code(std::errc::not_enough_memory), 0};
-                   if (state->cancelled) result.ec = errc::cancelled;
-                   state->open = !result.ec;
-                   if (result.ec) state->visit([](auto& ws) { beast::get_lowest_layer(ws).close(); });
-                   std::move(handler)(result.ec, result.status);
-                 }));
+                 asio::bind_cancellation_slot(
+                     slot, asio::bind_executor(handler_executor, [state = state_, handler = std::move(handler)](
+                                                                     const std::exception_ptr& error, Connected result) mutable {
+                       if (error) result = Connected{std::make_error_code(std::errc::not_enough_memory), 0};
+                       if (result.ec == errc::cancelled) state->cancelled = true;
+                       if (state->cancelled) result.ec = errc::cancelled;
+                       state->open = !result.ec;
+                       if (result.ec) state->visit([](auto& ws) { beast::get_lowest_layer(ws).close(); });
+                       std::move(handler)(result.ec, result.status);
+                     })));
 }
 
 void WebSocket::start_read(asio::any_completion_handler<ReadSignature> handler) {
   auto& buffer = state_->buffer;
   buffer.consume(buffer.size());
   const bool started = state_->open && state_->visit([&](auto& ws) {
+    close_on_terminal_cancellation(state_, handler);
     ws.async_read(buffer, [state = state_, h = std::move(handler), &ws](beast::error_code ec, std::size_t) mutable {
       if (ec) {
         state->open = false;
-        std::move(h)(classify(*state, ec), WebSocketMessage{});
-        return;
+        return complete(h, classify(*state, ec), WebSocketMessage{});
       }
       const auto bytes = state->buffer.cdata();
-      std::move(h)(std::error_code{},
-                   WebSocketMessage{ws.got_binary(), {static_cast<const std::byte*>(bytes.data()), bytes.size()}});
+      complete(h, std::error_code{},
+               WebSocketMessage{ws.got_binary(), {static_cast<const std::byte*>(bytes.data()), bytes.size()}});
     });
   });
   if (!started) asio::post(executor_, asio::append(std::move(handler), not_open_error(), WebSocketMessage{}));
@@ -199,10 +244,11 @@ void WebSocket::start_write(std::string text, asio::any_completion_handler<Write
   auto message = std::make_shared<std::string>(std::move(text));
   const bool started = state_->open && state_->visit([&](auto& ws) {
     ws.text(true);
+    close_on_terminal_cancellation(state_, handler);
     ws.async_write(asio::buffer(*message), [state = state_, message, h = std::move(handler)](
                                               beast::error_code ec, std::size_t) mutable {
       if (ec) state->open = false;
-      std::move(h)(ec ? classify(*state, ec) : std::error_code{});
+      complete(h, ec ? classify(*state, ec) : std::error_code{});
     });
   });
   if (!started) asio::post(executor_, asio::append(std::move(handler), not_open_error()));
@@ -211,18 +257,15 @@ void WebSocket::start_write(std::string text, asio::any_completion_handler<Write
 void WebSocket::start_close(asio::any_completion_handler<WriteSignature> handler) {
   const bool started = state_->open && state_->visit([&](auto& ws) {
     state_->open = false;
+    close_on_terminal_cancellation(state_, handler);
     ws.async_close(websocket::close_code::normal, [state = state_, h = std::move(handler)](beast::error_code ec) mutable {
-      std::move(h)(ec && !is_closed_by_peer(ec) ? classify(*state, ec) : std::error_code{});
+      complete(h, ec && !is_closed_by_peer(ec) ? classify(*state, ec) : std::error_code{});
     });
   });
   if (!started) asio::post(executor_, asio::append(std::move(handler), std::error_code{}));
 }
 
-void WebSocket::cancel() noexcept {
-  state_->cancelled = true;
-  state_->open = false;
-  state_->visit([](auto& ws) { beast::get_lowest_layer(ws).close(); });
-}
+void WebSocket::cancel() noexcept { close_for_good(*state_); }
 
 bool WebSocket::is_open() const noexcept { return state_->open; }
 

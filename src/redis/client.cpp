@@ -16,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <deque>
@@ -131,11 +132,27 @@ Script::Script(std::string source) {
 }
 
 struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
-  using Completion = std::function<void(std::error_code, RedisReply)>;
+  using Callback = std::function<void(std::error_code, RedisReply)>;
   struct Pending {
     std::string bytes;
-    Completion complete;
+    Callback complete;
     Clock::time_point deadline;
+    std::uint64_t operation = 0;  ///< the caller's operation it serves; 0: the client's own (handshake)
+  };
+
+  // One caller's command, or script call (up to three commands: EVALSHA,
+  // SCRIPT LOAD, EVALSHA): completed once, on the strand.
+  struct Operation {
+    std::uint64_t id = 0;
+    RedisClient::Completion completion;
+    bool cancelled = false;  // set on the strand; an eval sends no further step
+
+    void finish(std::error_code ec, RedisReply reply) {
+      if (auto c = std::move(completion)) c->complete(ec, std::move(reply));
+    }
+    static Callback completer(const std::shared_ptr<Operation>& op) {
+      return [op](std::error_code ec, RedisReply reply) { op->finish(ec, std::move(reply)); };
+    }
   };
   enum class State { idle, connecting, handshaking, ready, waiting, closed };
 
@@ -437,7 +454,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
     });
   }
 
-  void enqueue(std::string bytes, Completion complete) {
+  void enqueue(std::string bytes, Callback complete, std::uint64_t operation = 0) {
     switch (state) {
       case State::closed: return complete(make_error_code(floodgate::errc::shut_down), {});
       case State::idle:
@@ -448,8 +465,50 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
     }
     if (queue.size() + in_flight.size() >= options.max_pending) return complete(make_error_code(errc::unavailable), {});
     // Waiting for the connection counts against the connect deadline, not this one.
-    queue.push_back(Pending{std::move(bytes), std::move(complete), Clock::now() + options.command_timeout});
+    queue.push_back(Pending{std::move(bytes), std::move(complete), Clock::now() + options.command_timeout, operation});
     if (state == State::ready) write_pending(generation);
+  }
+
+  // Runs on the caller's thread, in the initiating function: the slot's
+  // handler only posts to the strand, where the operation is looked up.
+  std::shared_ptr<Operation> make_operation(RedisClient::Completion completion) {
+    auto op = std::make_shared<Operation>();
+    op->id = next_operation.fetch_add(1, std::memory_order_relaxed);
+    op->completion = std::move(completion);
+    if (auto slot = op->completion->cancellation_slot(); slot.is_connected()) {
+      slot.assign([weak = weak_from_this(), weak_op = std::weak_ptr<Operation>(op)](asio::cancellation_type type) {
+        if (type == asio::cancellation_type::none) return;
+        auto self = weak.lock();
+        if (!self) return;
+        asio::post(self->strand, [self, weak_op, type] {
+          if (auto alive = weak_op.lock()) self->cancel(*alive, type);
+        });
+      });
+    }
+    return op;
+  }
+
+  // A command not written yet is dropped (never sent); a written one is not
+  // recalled: on terminal or partial its caller is answered now and its
+  // reply, which must still be read in order, goes nowhere.
+  void cancel(Operation& op, asio::cancellation_type type) {
+    if (!op.completion) return;  // already answered
+    op.cancelled = true;
+    const auto of_op = [&op](const Pending& p) { return p.operation == op.id; };
+    const auto cancelled = make_error_code(floodgate::errc::cancelled);
+    if (auto it = std::find_if(queue.begin(), queue.end(), of_op); it != queue.end()) {
+      auto complete = std::move(it->complete);
+      queue.erase(it);
+      return complete(cancelled, {});
+    }
+    if (auto it = std::find_if(in_flight.begin(), in_flight.end(), of_op); it != in_flight.end()) {
+      constexpr auto ends_now = asio::cancellation_type::terminal | asio::cancellation_type::partial;
+      if ((type & ends_now) == asio::cancellation_type::none) return;  // total: its reply ends it
+      auto complete = std::exchange(it->complete, [](std::error_code, RedisReply) {});
+      it->operation = 0;
+      return complete(cancelled, {});
+    }
+    op.finish(cancelled, {});  // not queued yet, or between the steps of a script call: nothing in flight
   }
 
   void shutdown() {
@@ -467,15 +526,6 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
     queue.clear();
     for (auto& p : in) p.complete(make_error_code(floodgate::errc::shut_down), {});
     for (auto& p : queued) p.complete(make_error_code(floodgate::errc::shut_down), {});
-  }
-
-  // Completes a caller's handler on its own executor (never inline in the initiation).
-  static Completion to_completion(Handler handler, asio::any_io_executor fallback) {
-    auto shared = std::make_shared<Handler>(std::move(handler));
-    return [shared, fallback](std::error_code ec, RedisReply reply) {
-      auto ex = asio::get_associated_executor(*shared, fallback);
-      asio::dispatch(ex, [shared, ec, reply = std::move(reply)]() mutable { std::move(*shared)(ec, std::move(reply)); });
-    };
   }
 
   asio::strand<asio::any_io_executor> strand;
@@ -501,6 +551,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
   std::uint64_t generation = 0;
   std::error_code last_failure;
   std::atomic<bool> connected{false};
+  std::atomic<std::uint64_t> next_operation{1};
 
   std::string channel;
   std::mutex callbacks_mutex;  // held while a callback runs; close() takes it to clear them
@@ -552,36 +603,44 @@ bool RedisClient::connected() const noexcept { return impl_->connected.load(); }
 
 const RedisUrl& RedisClient::url() const noexcept { return impl_->url; }
 
-void RedisClient::start_command(const std::vector<std::string>& args, Handler handler) {
-  auto complete = Impl::to_completion(std::move(handler), impl_->strand);
-  asio::post(impl_->strand, [impl = impl_, bytes = encode(args), complete = std::move(complete)]() mutable {
-    impl->enqueue(std::move(bytes), std::move(complete));
+void RedisClient::start_command(const std::vector<std::string>& args, Completion completion) {
+  auto op = impl_->make_operation(std::move(completion));
+  asio::post(impl_->strand, [impl = impl_, bytes = encode(args), op]() mutable {
+    if (op->cancelled) return;  // answered by cancel()
+    impl->enqueue(std::move(bytes), Impl::Operation::completer(op), op->id);
   });
 }
 
 void RedisClient::start_eval(Script script, std::vector<std::string> keys, std::vector<std::string> args,
-                             Handler handler) {
+                             Completion completion) {
   std::vector<std::string> call{"EVALSHA", script.sha1(), std::to_string(keys.size())};
   for (auto& k : keys) call.push_back(std::move(k));
   for (auto& a : args) call.push_back(std::move(a));
-  auto complete = Impl::to_completion(std::move(handler), impl_->strand);
+  auto op = impl_->make_operation(std::move(completion));
   auto bytes = encode(call);
-  asio::post(impl_->strand, [impl = impl_, script = std::move(script), bytes = std::move(bytes),
-                             complete = std::move(complete)]() mutable {
+  asio::post(impl_->strand, [impl = impl_, script = std::move(script), bytes = std::move(bytes), op]() mutable {
+    if (op->cancelled) return;
     std::weak_ptr<Impl> weak = impl;
     // NOSCRIPT: Redis does not know the script (restarted, flushed): it did not run; load it, call again.
-    impl->enqueue(bytes, [weak, script, bytes, complete](std::error_code ec, RedisReply reply) mutable {
-      auto self = weak.lock();
-      if (ec || !self || !reply.is_error() || !reply.text.starts_with("NOSCRIPT")) {
-        return complete(ec, std::move(reply));
-      }
-      self->enqueue(encode({"SCRIPT", "LOAD", script.source()}),
-                    [weak, bytes, complete](std::error_code lec, RedisReply loaded) mutable {
-                      auto again = weak.lock();
-                      if (lec || !again || loaded.is_error()) return complete(lec, std::move(loaded));
-                      again->enqueue(std::move(bytes), std::move(complete));
-                    });
-    });
+    impl->enqueue(
+        bytes,
+        [weak, script, bytes, op](std::error_code ec, RedisReply reply) mutable {
+          auto self = weak.lock();
+          if (ec || !self || !reply.is_error() || !reply.text.starts_with("NOSCRIPT")) {
+            return op->finish(ec, std::move(reply));
+          }
+          if (op->cancelled) return op->finish(make_error_code(floodgate::errc::cancelled), {});
+          self->enqueue(
+              encode({"SCRIPT", "LOAD", script.source()}),
+              [weak, bytes, op](std::error_code lec, RedisReply loaded) mutable {
+                auto again = weak.lock();
+                if (lec || !again || loaded.is_error()) return op->finish(lec, std::move(loaded));
+                if (op->cancelled) return op->finish(make_error_code(floodgate::errc::cancelled), {});
+                again->enqueue(std::move(bytes), Impl::Operation::completer(op), op->id);
+              },
+              op->id);
+        },
+        op->id);
   });
 }
 

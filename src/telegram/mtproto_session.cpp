@@ -6,6 +6,8 @@
 
 #include "floodgate/async/detail/post_completion.hpp"
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/crc.hpp>
@@ -22,6 +24,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -277,8 +280,36 @@ struct MtprotoSession::Impl : std::enable_shared_from_this<Impl> {
   std::string reason;
   bool close_sent = false;
   bool closed_by_tdlib = false;
-  std::vector<WaitHandler> ready_waiters;
-  std::vector<WaitHandler> close_waiters;
+  // Keyed, so that a cancelled waiter can be taken out (a node-based map: Boost
+  // 1.81's any_completion_handler cannot be move-assigned, which vector::erase does).
+  using Waiters = std::map<std::uint64_t, WaitHandler>;
+  Waiters ready_waiters;
+  Waiters close_waiters;
+  std::uint64_t last_waiter = 0;
+
+  // Under `mutex`. The waiter's cancellation slot takes it out again and
+  // completes it with errc::cancelled: on any type when `any_type` (waiting
+  // has no side effect), else on terminal or partial only.
+  void add_waiter(Waiters Impl::*list, WaitHandler handler, bool any_type) {
+    const auto key = ++last_waiter;
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    (this->*list).emplace(key, std::move(handler));
+    if (!slot.is_connected()) return;
+    slot.assign([weak = weak_from_this(), list, key, any_type](asio::cancellation_type type) {
+      constexpr auto ends_now = asio::cancellation_type::terminal | asio::cancellation_type::partial;
+      if (type == asio::cancellation_type::none || (!any_type && (type & ends_now) == asio::cancellation_type::none)) {
+        return;
+      }
+      const auto self = weak.lock();
+      if (!self) return;
+      Waiters::node_type node;
+      {
+        std::lock_guard lock(self->mutex);
+        node = (self.get()->*list).extract(key);
+      }
+      if (!node.empty()) self->complete(std::move(node.mapped()), make_error_code(errc::cancelled));
+    });
+  }
 };
 
 void MtprotoSession::Impl::start() {
@@ -499,7 +530,7 @@ void MtprotoSession::Impl::inspect_reply(const nlohmann::json& reply) {
 }
 
 void MtprotoSession::Impl::set_state(State next, std::error_code code, std::string why) {
-  std::vector<WaitHandler> waiters;
+  Waiters waiters;
   std::error_code outcome;
   {
     std::lock_guard lock(mutex);
@@ -529,7 +560,7 @@ void MtprotoSession::Impl::set_state(State next, std::error_code code, std::stri
   } else {
     log(LogLevel::info, "mtproto {}: {}", id, to_string(next));
   }
-  for (auto& waiter : waiters) complete(std::move(waiter), outcome);
+  for (auto& [key, waiter] : waiters) complete(std::move(waiter), outcome);
   if (options.on_state_change) {
     // Through the strand, in order; checked again there, since the session
     // may have closed (or been destroyed) meanwhile.
@@ -556,14 +587,14 @@ void MtprotoSession::Impl::tdlib_closed() {
   // Queued behind the state-change callback just posted: the close completes
   // after the session's last callback, and nothing runs after it.
   asio::post(strand, [self = shared_from_this()] {
-    std::vector<WaitHandler> waiters;
+    Waiters waiters;
     {
       std::lock_guard lock(self->mutex);
       waiters = std::move(self->close_waiters);
       self->close_waiters.clear();
     }
     self->silenced = true;
-    for (auto& waiter : waiters) self->complete(std::move(waiter), std::error_code{});
+    for (auto& [key, waiter] : waiters) self->complete(std::move(waiter), std::error_code{});
   });
 }
 
@@ -597,15 +628,18 @@ MtprotoSession::~MtprotoSession() {
   }
   impl_->silenced = true;
   if (impl_->client) impl_->tdjson.clear_update_handler(*impl_->client);
-  std::vector<WaitHandler> waiters;
+  Impl::Waiters ready;
+  Impl::Waiters closing;
   {
     std::lock_guard lock(impl_->mutex);
-    waiters = std::move(impl_->ready_waiters);
-    std::move(impl_->close_waiters.begin(), impl_->close_waiters.end(), std::back_inserter(waiters));
+    ready = std::move(impl_->ready_waiters);
+    closing = std::move(impl_->close_waiters);
     impl_->ready_waiters.clear();
     impl_->close_waiters.clear();
   }
-  for (auto& waiter : waiters) impl_->complete(std::move(waiter), make_error_code(errc::shut_down));
+  for (auto* waiters : {&ready, &closing}) {
+    for (auto& [key, waiter] : *waiters) impl_->complete(std::move(waiter), make_error_code(errc::shut_down));
+  }
   // A pending login retry must not outlive the strand's executor: cancel it there.
   asio::post(impl_->strand, [impl = impl_] {
     if (impl->login.retry) impl->login.retry->cancel();
@@ -638,7 +672,7 @@ void MtprotoSession::wait_ready(WaitHandler handler) {
     switch (impl_->state) {
       case State::starting:
       case State::authorizing:
-        impl_->ready_waiters.push_back(std::move(handler));
+        impl_->add_waiter(&Impl::ready_waiters, std::move(handler), /*any_type=*/true);
         return;
       case State::ready: break;
       case State::waiting: outcome = make_error_code(errc::deadline_exceeded); break;
@@ -665,13 +699,16 @@ void MtprotoSession::send(nlohmann::json request, SendHandler handler) {
 
   // The reply is inspected on the handler's own executor, right before it runs.
   auto executor = asio::get_associated_executor(handler, impl_->tdjson.get_executor());
+  // The caller's cancellation slot goes with it to TdjsonClient (its rules).
+  auto slot = asio::get_associated_cancellation_slot(handler);
   impl_->tdjson.async_send(
       *impl_->client, std::move(request),
-      asio::bind_executor(executor, [weak = std::weak_ptr<Impl>(impl_), handler = std::move(handler)](
-                                        std::error_code ec, nlohmann::json reply) mutable {
-        if (auto self = weak.lock(); self && !ec) self->inspect_reply(reply);
-        std::move(handler)(ec, std::move(reply));
-      }));
+      asio::bind_cancellation_slot(
+          slot, asio::bind_executor(executor, [weak = std::weak_ptr<Impl>(impl_), handler = std::move(handler)](
+                                                  std::error_code ec, nlohmann::json reply) mutable {
+            if (auto self = weak.lock(); self && !ec) self->inspect_reply(reply);
+            std::move(handler)(ec, std::move(reply));
+          })));
 }
 
 void MtprotoSession::close(WaitHandler handler) {
@@ -679,7 +716,7 @@ void MtprotoSession::close(WaitHandler handler) {
   {
     std::lock_guard lock(impl_->mutex);
     open = impl_->client && !impl_->closed_by_tdlib;
-    if (open) impl_->close_waiters.push_back(std::move(handler));
+    if (open) impl_->add_waiter(&Impl::close_waiters, std::move(handler), /*any_type=*/false);
   }
   if (!open) {
     // Nothing left to close; still after every callback already queued.

@@ -1,5 +1,6 @@
 #include "floodgate/telegram/status_message.hpp"
 
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <mutex>
@@ -25,6 +26,8 @@ struct StatusMessage::State {
   bool timer_armed = false;
   bool in_flight = false;
   bool finishing = false;  // async_finish was called: updates are ignored from then on
+  bool stopped = false;    // the finish was cancelled: no edit is sent any more
+  bool cancel_after_edit = false;  // total cancellation with an edit in flight: decided by its answer
   std::uint64_t edits = 0;
   std::optional<boost::asio::any_completion_handler<FinishSignature>> finish;
 };
@@ -62,6 +65,11 @@ void StatusMessage::start_finish(std::string text, boost::asio::any_completion_h
   }
   state_->finishing = true;
   state_->wanted = std::move(text);
+  if (auto slot = boost::asio::get_associated_cancellation_slot(handler); slot.is_connected()) {
+    slot.assign([weak = weak_from_this()](boost::asio::cancellation_type type) {
+      if (auto self = weak.lock(); self && type != boost::asio::cancellation_type::none) self->cancel_finish(type);
+    });
+  }
   state_->finish = std::move(handler);
   if (state_->wanted == state_->shown && !state_->in_flight) {
     auto done = std::move(*state_->finish);
@@ -71,9 +79,31 @@ void StatusMessage::start_finish(std::string text, boost::asio::any_completion_h
   schedule_locked(state_->next_slot);
 }
 
+// Not sent yet: dropped, any type. In flight: terminal and partial end the
+// wait now (the edit's answer still updates `shown`); total waits for it.
+void StatusMessage::cancel_finish(boost::asio::cancellation_type type) {
+  std::lock_guard lock(state_->mutex);
+  if (!state_->finish) return;
+  constexpr auto ends_now = boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::partial;
+  if (state_->in_flight && (type & ends_now) == boost::asio::cancellation_type::none) {
+    state_->cancel_after_edit = true;
+    return;
+  }
+  stop_locked(make_error_code(errc::cancelled));
+}
+
+void StatusMessage::stop_locked(std::error_code ec) {
+  state_->stopped = true;
+  state_->wanted = state_->shown;
+  if (state_->timer_armed) state_->timer.cancel();  // flush() then finds nothing to send
+  auto done = std::move(*state_->finish);
+  state_->finish.reset();
+  async::detail::post_completion(state_->io, std::move(done), ec);
+}
+
 // Arms the timer for `when` unless an edit is in flight (its completion schedules the next) or armed.
 void StatusMessage::schedule_locked(std::chrono::steady_clock::time_point when) {
-  if (state_->in_flight || state_->timer_armed || state_->wanted == state_->shown) return;
+  if (state_->stopped || state_->in_flight || state_->timer_armed || state_->wanted == state_->shown) return;
   state_->timer_armed = true;
   state_->timer.expires_at(when);
   state_->timer.async_wait([self = shared_from_this()](boost::system::error_code) { self->flush(); });
@@ -84,7 +114,7 @@ void StatusMessage::flush() {
   {
     std::lock_guard lock(state_->mutex);
     state_->timer_armed = false;
-    if (state_->wanted == state_->shown) return;
+    if (state_->stopped || state_->wanted == state_->shown) return;
     state_->in_flight = true;
     ++state_->edits;
     text = state_->wanted;
@@ -100,6 +130,10 @@ void StatusMessage::on_edited(const std::string& text, std::error_code ec, const
   state_->in_flight = false;
   const auto now = std::chrono::steady_clock::now();
   state_->next_slot = now + state_->interval;
+  if (state_->stopped) {
+    if (!ec) state_->shown = text;  // a cancelled finish's edit: what the chat shows now; nothing more is sent
+    return;
+  }
   if (!ec) {
     state_->shown = text;
   } else if (ec == errc::all_credentials_cooling && result.earliest) {
@@ -117,6 +151,7 @@ void StatusMessage::on_edited(const std::string& text, std::error_code ec, const
     state_->finish.reset();
     return async::detail::post_completion(state_->io, std::move(done), std::error_code{});
   }
+  if (state_->finish && state_->cancel_after_edit) return stop_locked(make_error_code(errc::cancelled));
   schedule_locked(state_->next_slot);
 }
 

@@ -4,6 +4,7 @@
 
 #include "floodgate/async/detail/post_completion.hpp"
 
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
@@ -283,6 +284,15 @@ void TdjsonClient::start_send(ClientId client, nlohmann::json request, std::chro
         entry.timeout->async_wait([weak = std::weak_ptr<State>(state_), key](boost::system::error_code ec) {
           if (ec) return;  // cancelled: the reply came first
           if (auto state = weak.lock()) state->complete(key, make_error_code(errc::deadline_exceeded), nullptr);
+        });
+      }
+      // TDLib has no way to recall a request: terminal or partial cancellation
+      // ends the caller's wait and the reply, when it comes, is unmatched.
+      if (auto slot = asio::get_associated_cancellation_slot(entry.handler); slot.is_connected()) {
+        slot.assign([weak = std::weak_ptr<State>(state_), key](asio::cancellation_type type) {
+          constexpr auto ends_now = asio::cancellation_type::terminal | asio::cancellation_type::partial;
+          if ((type & ends_now) == asio::cancellation_type::none) return;
+          if (auto state = weak.lock()) state->complete(key, make_error_code(errc::cancelled), nullptr);
         });
       }
       s.pending.emplace(key, std::move(entry));

@@ -1,6 +1,6 @@
-// Per-operation cancellation of BotPool, BotApiClient and HttpsClient calls,
-// against sim::BotApiServer over real sockets: `||` with a timer (Boost 1.81
-// has no asio::cancel_after), and a cancellation_signal emitted by hand.
+// Per-operation cancellation of BotPool, BotApiClient, HttpsClient and StatusMessage calls,
+// against sim::BotApiServer over real sockets: `||` with a timer
+// (tests/async/cancel_race.hpp), and a cancellation_signal emitted by hand.
 // Also: the log level of a 429 the pool handles as designed.
 #include <catch2/catch.hpp>
 
@@ -22,10 +22,12 @@
 #include <thread>
 #include <vector>
 
+#include "../async/cancel_race.hpp"
 #include "../net/net_test_support.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
+#include "floodgate/telegram/status_message.hpp"
 
 using floodgate::Secret;
 using floodgate::sim::BotApiLimits;
@@ -33,6 +35,7 @@ using floodgate::sim::BotApiServer;
 using floodgate::sim::Fault;
 using floodgate::telegram::BotPool;
 using floodgate::telegram::BotPoolResult;
+using floodgate::test::Race;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 
@@ -78,30 +81,8 @@ struct CancelSim {
   BotPool bots;
 };
 
-struct Race {
-  std::error_code ec;     // the raced operation's, when it won
-  bool timer_won = false;
-  std::chrono::steady_clock::duration took{};
-};
-
-/// Races `operation` (an awaitable of a tuple whose first element is the error) against a `after` timer.
-template <class Operation>
-asio::awaitable<Race> race(Operation operation, std::chrono::milliseconds after) {
-  using namespace asio::experimental::awaitable_operators;
-  const auto start = std::chrono::steady_clock::now();
-  asio::steady_timer timer(co_await asio::this_coro::executor, after);
-  auto wait = timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  const auto winner = co_await (std::move(operation) || std::move(wait));
-  Race race;
-  race.took = std::chrono::steady_clock::now() - start;
-  race.timer_won = winner.index() == 1;
-  if (winner.index() == 0) race.ec = std::get<0>(std::get<0>(winner));
-  co_return race;
-}
-
-template <class Operation>
-Race run_race(CancelSim& sim, Operation operation, std::chrono::milliseconds after) {
-  return asio::co_spawn(sim.io.executor(), race(std::move(operation), after), asio::use_future).get();
+Race run_race(CancelSim& sim, auto operation, std::chrono::milliseconds after) {
+  return floodgate::test::run_race(sim.io.executor(), std::move(operation), after);
 }
 
 /// Waits (real time, bounded) until `done()`; the simulator answers on its own thread.
@@ -275,6 +256,55 @@ TEST_CASE("HttpsClient and BotApiClient: a request raced with a timer is cancell
     REQUIRE(ec.wait_for(500ms) == std::future_status::ready);
     CHECK(ec.get() == std::errc::operation_canceled);
   }
+}
+
+TEST_CASE("StatusMessage: async_finish || timer while waiting for its edit slot ends with the timer; nothing is sent",
+          "[cancel]") {
+  CancelSim sim;
+  auto [ec, sent] = sim.bots.async_send_message({.chat_id = 21, .text = "0%"}, asio::use_future).get();
+  REQUIRE_FALSE(ec);
+  auto status = floodgate::telegram::StatusMessage::create(sim.bots, sent.sent().value(), "0%", 1500ms);
+  auto finish = status->async_finish("done", asio::as_tuple(asio::use_awaitable));
+  const auto result = run_race(sim, std::move(finish), 100ms);
+  CHECK(result.timer_won);
+  CHECK(result.took < 1s);
+  // Past the slot the edit would have taken: none was sent, the message is stopped for good.
+  std::this_thread::sleep_for(1600ms);
+  status->update("ignored");
+  CHECK(status->edits_sent() == 0);
+  CHECK(sim.sent("editmessagetext") == 0);
+  CHECK(sim.server.messages(21).at(0).text == "0%");
+}
+
+TEST_CASE("StatusMessage: async_finish cancelled with its edit on the wire ends at once; the edit is applied once",
+          "[cancel]") {
+  CancelSim sim;
+  auto [ec, sent] = sim.bots.async_send_message({.chat_id = 22, .text = "0%"}, asio::use_future).get();
+  REQUIRE_FALSE(ec);
+  auto status = floodgate::telegram::StatusMessage::create(sim.bots, sent.sent().value(), "0%", 0ms);
+  sim.slow_replies(1500ms, 1);
+  const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::total);
+  asio::cancellation_signal signal;
+  std::promise<std::error_code> done;
+  asio::post(sim.io.executor(), [&] {
+    status->async_finish("done", asio::bind_cancellation_slot(signal.slot(), [&](std::error_code finish_ec) {
+                           done.set_value(finish_ec);
+                         }));
+  });
+  REQUIRE(eventually([&] { return sim.sent("editmessagetext") == 1; }));  // on the wire
+  asio::post(sim.io.executor(), [&] { signal.emit(type); });
+  auto finished = done.get_future();
+  if (type == asio::cancellation_type::terminal) {
+    REQUIRE(finished.wait_for(1s) == std::future_status::ready);  // not the reply's 1.5 s
+    CHECK(finished.get() == std::errc::operation_canceled);
+  } else {
+    // Total waits for the edit's answer: it showed the final text, so the finish succeeded.
+    CHECK_FALSE(finished.get());
+  }
+  REQUIRE(eventually([&] { return sim.server.messages(22).at(0).text == "done"; }));
+  std::this_thread::sleep_for(100ms);
+  CHECK(sim.sent("editmessagetext") == 1);  // applied once, never sent again
+  CHECK(status->edits_sent() == 1);
 }
 
 TEST_CASE("BotPool: a 429 handled as designed is logged at debug, nothing at info or above", "[log]") {

@@ -24,6 +24,19 @@
 // `cancel()` abort them. The request target may hold `Secret`s; they are
 // revealed on the wire only and print redacted everywhere else.
 //
+// Cancellation (the handler's cancellation slot: bind_cancellation_slot, `||`;
+// emit it on the WebSocket's executor, as for any Asio I/O object): every
+// operation honours `terminal` cancellation, and ends at once with
+// errc::cancelled (== std::errc::operation_canceled). Like `cancel()`, it
+// closes the connection: a stream cannot resume a message half read or half
+// written, so the object is then only good for destruction (is_open() false;
+// every later operation completes with errc::cancelled). A cancelled
+// async_connect stops the step it was in (DNS, TCP, TLS, upgrade). A message
+// whose write was cancelled may have reached the peer in part or whole; one
+// that had wholly left when the signal came completes with success (it was
+// sent), and the connection is closed all the same.
+// `partial` and `total` are not honoured, for the same reason.
+//
 // Completion tokens: callbacks, `asio::use_future` and `asio::use_awaitable`.
 // Errors are `std::error_code`, so futures and coroutines get them as the first
 // element of a tuple, as with `HttpsClient`.

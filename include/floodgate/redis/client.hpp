@@ -15,8 +15,19 @@
 //   redis::errc::timeout      no reply within `command_timeout` (it may have run)
 //   errc::auth_failed         Redis refused the URL's user/password
 //   errc::shut_down           the client was closed
+//   errc::cancelled           the caller cancelled it (below)
 // Commands given while the first connection (or a reconnection) is being set
 // up wait for it, at most `connect_timeout`.
+//
+// Cancellation (the handler's cancellation slot: bind_cancellation_slot, `||`):
+// a command not written yet (waiting for the connection or behind others)
+// ends at once with floodgate::errc::cancelled (== std::errc::operation_canceled)
+// and is never sent, whatever the type. A command already written ends the
+// caller's wait at once on `terminal` or `partial` with errc::cancelled, but
+// it is not recalled: Redis may still run it, as after a timeout; its reply is
+// read and dropped, and the connection stays in use. `total` alone cannot end
+// a written command: it ends with its reply. An `async_eval` cancelled between
+// its steps (NOSCRIPT, SCRIPT LOAD) sends nothing more. The client stays usable.
 //
 // Connection. After the (TLS) connect the client sends AUTH [user] password
 // and SELECT db when the URL asks, then SUBSCRIBE for a subscriber client.
@@ -40,7 +51,6 @@
 // handler is running or will run. Thread-safe: any method from any thread.
 #pragma once
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 
@@ -52,6 +62,7 @@
 #include <system_error>
 #include <vector>
 
+#include "floodgate/async/detail/pending_op.hpp"
 #include "floodgate/core/backoff.hpp"
 #include "floodgate/net/tls.hpp"
 #include "floodgate/redis/error.hpp"
@@ -89,7 +100,6 @@ class Script {
 class RedisClient {
  public:
   using Signature = void(std::error_code, RedisReply);
-  using Handler = boost::asio::any_completion_handler<Signature>;
 
   RedisClient(boost::asio::any_io_executor executor, RedisUrl url, RedisClientOptions options = {});
   ~RedisClient();
@@ -118,7 +128,10 @@ class RedisClient {
   template <class CompletionToken>
   auto async_command(std::vector<std::string> args, CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, Signature>(
-        [this](auto handler, const std::vector<std::string>& a) { start_command(a, Handler(std::move(handler))); },
+        [this](auto handler, const std::vector<std::string>& a) {
+          start_command(a, async::detail::make_pending_op<std::error_code, RedisReply>(
+                                          std::move(handler), get_executor()));
+        },
         token, std::move(args));
   }
 
@@ -128,16 +141,18 @@ class RedisClient {
                   CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, Signature>(
         [this](auto handler, Script s, std::vector<std::string> k, std::vector<std::string> a) {
-          start_eval(std::move(s), std::move(k), std::move(a), Handler(std::move(handler)));
+          start_eval(std::move(s), std::move(k), std::move(a),
+                     async::detail::make_pending_op<std::error_code, RedisReply>(std::move(handler), get_executor()));
         },
         token, script, std::move(keys), std::move(args));
   }
 
  private:
   struct Impl;
-  void start_command(const std::vector<std::string>& args, Handler handler);
+  using Completion = std::unique_ptr<async::detail::PendingOp<std::error_code, RedisReply>>;
+  void start_command(const std::vector<std::string>& args, Completion completion);
   void start_eval(Script script, std::vector<std::string> keys, std::vector<std::string> args,
-                  Handler handler);
+                  Completion completion);
 
   std::shared_ptr<Impl> impl_;
 };

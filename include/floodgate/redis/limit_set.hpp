@@ -43,12 +43,21 @@
 // without persistence has forgotten the TATs: each limit may then admit one
 // more burst.
 //
+// Cancellation (the handler's cancellation slot, any type): a check ends at
+// once with floodgate::errc::cancelled (== std::errc::operation_canceled),
+// never with a local decision. A check not sent to Redis yet takes nothing; one
+// whose script was already sent ends the caller's wait on terminal or partial
+// and may still have taken its tokens in Redis (they are not given back: a
+// limiter errs on the side of sending less); `total` alone lets it end with
+// its decision (RedisClient's rules). The set stays usable.
+//
 // Completes with void(std::error_code, LimitDecision) on the caller's
 // executor, never inline. Configure before sharing; checks are thread-safe.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -180,11 +189,15 @@ class RedisLimitSet {
         args.push_back(std::to_string(interval_us));
         args.push_back(std::to_string(static_cast<std::int64_t>(l->burst * static_cast<double>(interval_us))));
       }
+      // The caller's slot reaches the script call: the client drops it unsent, or stops waiting.
+      const auto slot = boost::asio::get_associated_cancellation_slot(handler);
       self->client.async_eval(
           detail::gcra_script(), std::move(redis_keys), std::move(args),
-          [self, applicable, key = std::move(key), n, take, handler = std::move(handler)](
-              std::error_code ec, RedisReply reply) mutable {
+          boost::asio::bind_cancellation_slot(slot, [self, applicable, key = std::move(key), n, take,
+                                                     handler = std::move(handler)](std::error_code ec,
+                                                                                   RedisReply reply) mutable {
             if (take > n) self->end_lease();
+            if (ec == floodgate::errc::cancelled) return self->complete(std::move(handler), ec, {});
             if (ec || reply.is_error() || reply.elements.size() != 3) {
               return self->unavailable(std::move(key), n, std::move(handler), ec, reply);
             }
@@ -196,7 +209,7 @@ class RedisLimitSet {
             const auto index = static_cast<std::size_t>(std::max<std::int64_t>(reply.elements[1].integer, 1) - 1);
             const Limit& refusing = *applicable[std::min(index, applicable.size() - 1)];
             self->complete(std::move(handler), {}, refusal(refusing, std::chrono::microseconds(reply.elements[2].integer)));
-          });
+          }));
     }
 
     static LimitDecision refusal(const Limit& l, std::chrono::nanoseconds wait) {

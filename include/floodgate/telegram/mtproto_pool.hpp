@@ -156,7 +156,8 @@ class BasicMtprotoPool {
   /// Closes every session and completes, with no error, once TDLib reported
   /// each one closed; afterwards no session callback reaches the pool or its
   /// store, and requests end without being sent (their sessions are closed).
-  /// Signature void(std::error_code).
+  /// Signature void(std::error_code). Terminal or partial cancellation ends
+  /// the wait at once with errc::cancelled; the close goes on regardless.
   template <class CompletionToken>
   auto async_close(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(
@@ -180,6 +181,9 @@ class BasicMtprotoPool {
   /// errc::cancelled if one needs user action, else
   /// errc::all_credentials_disabled (no_credentials for an empty pool). Each
   /// session's `reason()` says why. Signature void(std::error_code).
+  /// Cancellation (any type) ends the wait at once with errc::cancelled (==
+  /// std::errc::operation_canceled) and leaves the logins going on; tell it
+  /// from "needs user action" by the sessions' state().
   template <class CompletionToken>
   auto async_wait_ready(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::error_code)>(
@@ -302,15 +306,23 @@ class BasicMtprotoPool {
         self->detach();
         return closing->completion->complete(std::error_code{});
       }
+      if (auto slot = closing->completion->cancellation_slot(); slot.is_connected()) {
+        // The close goes on (it cannot be undone); terminal and partial end the caller's wait.
+        slot.assign([weak = std::weak_ptr(closing)](boost::asio::cancellation_type type) {
+          constexpr auto ends_now = boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::partial;
+          const auto alive = (type & ends_now) != boost::asio::cancellation_type::none ? weak.lock() : nullptr;
+          if (!alive) return;
+          std::lock_guard lock(alive->mutex);
+          if (auto completion = std::move(alive->completion)) completion->complete(make_error_code(errc::cancelled));
+        });
+      }
       for (const auto& session : self->sessions) {
         session->async_close([closing](std::error_code) {
-          {
-            std::lock_guard lock(closing->mutex);
-            if (--closing->left > 0) return;
-          }
+          std::lock_guard lock(closing->mutex);
+          if (--closing->left > 0) return;
           closing->state->detach();
           closing->state.reset();
-          closing->completion->complete(std::error_code{});
+          if (auto completion = std::move(closing->completion)) completion->complete(std::error_code{});
         });
       }
     }
@@ -353,6 +365,15 @@ class BasicMtprotoPool {
       waiting->completion = async::detail::make_pending_op<std::error_code>(std::move(handler), self->tdjson.get_executor());
       waiting->left = self->sessions.size();
       if (waiting->left == 0) return waiting->completion->complete(make_error_code(errc::no_credentials));
+      if (auto slot = waiting->completion->cancellation_slot(); slot.is_connected()) {
+        // Any type: waiting has no side effect. The sessions' logins go on.
+        slot.assign([weak = std::weak_ptr(waiting)](boost::asio::cancellation_type type) {
+          const auto alive = type != boost::asio::cancellation_type::none ? weak.lock() : nullptr;
+          if (!alive) return;
+          std::lock_guard lock(alive->mutex);
+          if (auto completion = std::move(alive->completion)) completion->complete(make_error_code(errc::cancelled));
+        });
+      }
       for (const auto& session : self->sessions) {
         // Weak: a session that never finishes its login must not keep the pool alive.
         session->async_wait_ready([weak = std::weak_ptr(self), waiting, session = session.get()](std::error_code ec) {
@@ -372,8 +393,9 @@ class BasicMtprotoPool {
           waiting->any_ready = waiting->any_ready || usable;
           waiting->any_waiting = waiting->any_waiting || ec == errc::deadline_exceeded;
           waiting->any_needs_user = waiting->any_needs_user || ec == errc::cancelled;
-          if (--waiting->left > 0) return;
-          waiting->completion->complete(waiting->any_ready        ? std::error_code{}
+          if (--waiting->left > 0 || !waiting->completion) return;  // not all in, or cancelled
+          const auto completion = std::move(waiting->completion);
+          completion->complete(waiting->any_ready        ? std::error_code{}
                                         : waiting->any_waiting    ? make_error_code(errc::deadline_exceeded)
                                         : waiting->any_needs_user ? make_error_code(errc::cancelled)
                                                                   : make_error_code(errc::all_credentials_disabled));

@@ -46,6 +46,19 @@
 // io_context, so it is safe on an I/O thread); it then completes what still
 // waits with errc::shut_down and runs no callback afterwards.
 //
+// Cancellation (the handler's cancellation slot: bind_cancellation_slot, `||`):
+//   - async_wait_ready: any type ends the wait at once with errc::cancelled
+//     (== std::errc::operation_canceled); the login goes on. (A login that
+//     needs user action also ends a wait with errc::cancelled: state() tells.)
+//   - async_send: TdjsonClient's rules: terminal or partial ends the wait at
+//     once with errc::cancelled; the request was handed to TDLib and may still
+//     be carried out, and its reply is dropped unread (an auth failure in it
+//     then does not disable the session). `total` alone: it ends with its reply.
+//   - async_close: terminal or partial ends the wait at once with
+//     errc::cancelled, but the close goes on (it cannot be undone): callbacks
+//     may run until state() is `closed`; another async_close waits for that.
+// A cancelled operation leaves the session as it was otherwise.
+//
 // Needs TDLib 1.8.6 or newer (flat setTdlibParameters); tested with 1.8.65.
 // Thread-safe; callbacks (prompt, state changes, updates) run on the session's strand.
 #pragma once

@@ -18,6 +18,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_type.hpp>
 
 #include <chrono>
 #include <memory>
@@ -41,6 +42,13 @@ class StatusMessage : public std::enable_shared_from_this<StatusMessage> {
 
   /// Shows `text` and completes once it is on screen (or with the error that
   /// prevented it: bad_request, auth_failed, all_credentials_disabled…). Later updates are ignored.
+  /// Cancellation (the handler's slot) ends it with errc::cancelled (==
+  /// std::errc::operation_canceled) and stops the message for good: no edit is
+  /// sent any more. Waiting for its edit slot: any type, the final text is
+  /// never sent. With an edit on the wire: terminal and partial end the wait
+  /// at once (that edit may still be applied once; it is not sent again);
+  /// total waits for that edit's answer and then ends with success if it
+  /// showed the final text, else with errc::cancelled.
   template <class CompletionToken>
   auto async_finish(std::string text, CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, FinishSignature>(
@@ -60,6 +68,8 @@ class StatusMessage : public std::enable_shared_from_this<StatusMessage> {
   struct State;
   explicit StatusMessage(std::unique_ptr<State> state);
   void start_finish(std::string text, boost::asio::any_completion_handler<FinishSignature> handler);
+  void cancel_finish(boost::asio::cancellation_type type);
+  void stop_locked(std::error_code ec);
   void schedule_locked(std::chrono::steady_clock::time_point when);
   void flush();
   void on_edited(const std::string& text, std::error_code ec, const BotPoolResult& result);

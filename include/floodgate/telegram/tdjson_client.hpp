@@ -21,10 +21,19 @@
 //   - floodgate::errc::deadline_exceeded  the request timeout passed;
 //   - floodgate::errc::shut_down          shutdown(), or the client closed first;
 //   - std::errc::invalid_argument         unknown client, request not a JSON
-//                                         object or not serialisable.
+//                                         object or not serialisable;
+//   - floodgate::errc::cancelled          the caller cancelled it (below).
 // Every request completes exactly once, on its handler's associated executor
 // (by default this object's executor). async_send owns "@extra": a value the
 // caller set is replaced.
+//
+// Cancellation (the handler's cancellation slot: bind_cancellation_slot, `||`):
+// a request is handed to TDLib inside async_send, and TDLib cannot recall it.
+// `terminal` or `partial` cancellation ends the caller's wait at once with
+// errc::cancelled (== std::errc::operation_canceled); TDLib may still carry
+// the request out, and its reply is dropped (counted in `Stats::unmatched`).
+// `total` alone cannot be honoured: the request ends with its reply. The
+// client and its other requests are not affected.
 //
 // Updates of one client are delivered in order, one at a time, on a strand of
 // this object's executor (or on the executor given to create_client).

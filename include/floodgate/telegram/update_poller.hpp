@@ -178,6 +178,8 @@ class UpdatePoller {
   void acknowledge(const Update& update);
 
   /// Stops; completes with `void(std::error_code)` once no callback can run.
+  /// It completes as soon as the poller's strand runs it, so there is no wait
+  /// to cancel: a cancellation signal is ignored.
   template <class CompletionToken>
   auto async_close(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, CloseSignature>(
