@@ -15,10 +15,10 @@
 #include <atomic>
 #include <mutex>
 #include <sstream>
-#include <thread>
 
 #include "bot_api_scenario.hpp"
 #include "bot_api_state.hpp"
+#include "loopback_server.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/net/tls.hpp"
@@ -38,14 +38,6 @@ constexpr auto kIdleConnectionTimeout = std::chrono::minutes(2);
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 
-void log_coroutine_failure(const std::exception_ptr& error) {
-  if (!error) return;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    log(LogLevel::error, "BotApiServer: connection handler failed: {}", e.what());
-  }
-}
 }  // namespace
 
 struct BotApiServer::Impl {
@@ -59,7 +51,6 @@ struct BotApiServer::Impl {
     }
   }
 
-  asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve_connection(tcp::socket socket);
   template <class Stream>
   asio::awaitable<void> serve_requests(Stream& stream);
@@ -69,8 +60,8 @@ struct BotApiServer::Impl {
   // Wakes every long poll so it looks for new updates. Thread-safe.
   void wake_pollers() {
     std::lock_guard lock(run_mutex);
-    if (!io) return;
-    asio::post(*io, [this] {
+    if (!server.io()) return;
+    asio::post(*server.io(), [this] {
       for (auto* timer : poll_waiters) timer->cancel();
     });
   }
@@ -81,29 +72,10 @@ struct BotApiServer::Impl {
   std::shared_ptr<ssl::context> tls;
   std::atomic<std::uint64_t> connections{0};
 
-  std::mutex run_mutex;  // guards the members below against start/stop/wake races
-  std::unique_ptr<asio::io_context> io;
-  std::optional<tcp::acceptor> acceptor;
-  std::thread thread;
-  std::uint16_t port = 0;
-  bool started = false;
+  std::mutex run_mutex;  // guards the server against start/stop/wake races
+  detail::LoopbackServer server;
   std::vector<asio::steady_timer*> poll_waiters;  // touched only on the server thread
 };
-
-asio::awaitable<void> BotApiServer::Impl::accept_loop() {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) {  // out of descriptors or similar: back off instead of spinning
-      asio::steady_timer pause(socket.get_executor(), std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_tuple);
-      continue;
-    }
-    ++connections;
-    const auto executor = socket.get_executor();
-    asio::co_spawn(executor, serve_connection(std::move(socket)), log_coroutine_failure);
-  }
-}
 
 asio::awaitable<void> BotApiServer::Impl::serve_connection(tcp::socket socket) {
   boost::system::error_code ignored;
@@ -234,37 +206,21 @@ BotApiServer::~BotApiServer() { stop(); }
 
 void BotApiServer::start() {
   std::lock_guard lock(impl_->run_mutex);
-  if (impl_->started) throw Error("BotApiServer: start() called twice");
-  auto io = std::make_unique<asio::io_context>(1);
-  tcp::acceptor acceptor(*io);
-  const tcp::endpoint local(asio::ip::make_address_v4("127.0.0.1"), impl_->options.port);
-  boost::system::error_code ec;
-  acceptor.open(local.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(local, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw Error(fmt::format("BotApiServer: cannot listen on 127.0.0.1:{}: {}", impl_->options.port, ec.message()));
-  impl_->port = acceptor.local_endpoint().port();
-  impl_->acceptor.emplace(std::move(acceptor));
-  impl_->io = std::move(io);
-  asio::co_spawn(*impl_->io, impl_->accept_loop(), log_coroutine_failure);
-  impl_->thread = std::thread([io = impl_->io.get()] { io->run(); });
-  impl_->started = true;
+  impl_->server.start("BotApiServer", impl_->options.port, [impl = impl_.get()](tcp::socket socket) {
+    ++impl->connections;
+    return impl->serve_connection(std::move(socket));
+  });
 }
 
 void BotApiServer::stop() {
   std::lock_guard lock(impl_->run_mutex);
-  if (!impl_->io) return;
-  impl_->io->stop();
-  impl_->thread.join();
-  impl_->poll_waiters.clear();
-  impl_->acceptor.reset();
-  impl_->io.reset();  // destroys every pending connection handler, closing its socket
+  impl_->server.stop();
+  impl_->poll_waiters.clear();  // their timers went with the handlers
 }
 
 std::uint16_t BotApiServer::port() const {
   std::lock_guard lock(impl_->run_mutex);
-  return impl_->port;
+  return impl_->server.port();
 }
 
 std::string BotApiServer::url() const { return endpoint().to_string(); }

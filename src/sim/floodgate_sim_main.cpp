@@ -9,20 +9,23 @@
 //   floodgate-sim http --key sk-1 --key sk-2 --limit 5/s --retry-after date --headers openai
 //   -> http: listening on https://127.0.0.1:39411 (2 keys)
 //
-// Each simulator is a subcommand: a name, a one-line summary, and a function
-// taking the remaining arguments. Adding one is adding a row to kSubcommands.
+// The command line is CLI11's (Debian's libcli11-dev): each simulator is a
+// subcommand with its options, `--help` at every level, `--version`. A bad
+// argument (an unknown option, a missing or invalid value) is reported by
+// CLI11 on stderr with exit status 2; a failure while running (a file that
+// cannot be read or written, no tokens) with exit status 1.
 #include <cerrno>
-#include <charconv>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
 #include <fstream>
-#include <span>
+#include <functional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -35,24 +38,6 @@
 #include "floodgate/version.hpp"
 
 namespace {
-
-using Args = std::span<const std::string_view>;
-
-/// Walks "--flag value" arguments.
-class ArgReader {
- public:
-  explicit ArgReader(Args args) : args_(args) {}
-  bool done() const { return next_ >= args_.size(); }
-  std::string_view flag() { return args_[next_++]; }
-  std::string_view value(std::string_view flag) {
-    if (done()) throw floodgate::Error(fmt::format("{} needs a value", flag));
-    return args_[next_++];
-  }
-
- private:
-  Args args_;
-  std::size_t next_ = 0;
-};
 
 // Blocks SIGINT/SIGTERM in this thread and every thread it starts later (call
 // it before starting any), so that `wait_for_stop_signal` receives them.
@@ -127,47 +112,63 @@ std::vector<floodgate::sim::KiteApiKey> read_keys_file(const std::string& path) 
   return keys;
 }
 
-std::uint16_t parse_port(std::string_view text) {
-  unsigned port = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-  if (ec != std::errc{} || end != text.data() + text.size() || port > 65535) {
-    throw floodgate::Error(fmt::format("invalid port '{}'", text));
-  }
-  return static_cast<std::uint16_t>(port);
-}
-
-int parse_count(std::string_view text) {
-  int count = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), count);
-  if (ec != std::errc{} || end != text.data() + text.size() || count < 1) {
-    throw floodgate::Error(fmt::format("invalid count '{}'", text));
-  }
-  return count;
-}
-
 std::optional<floodgate::sim::Rate> parse_limit(std::string_view text) {
   if (text == "off") return std::nullopt;
   return floodgate::sim::Rate::parse(text);
 }
 
-constexpr std::string_view kBotApiUsage = R"(usage: floodgate-sim botapi [options]
-  --port P              listen on 127.0.0.1:P (default: a free port)
-  --token T             accept this bot token (repeatable)
-  --tokens-file F       accept the tokens in F, one per line (# comments)
-  --overall RATE        per-token limit over all chats (default 30/s)
-  --per-chat RATE       per-token limit per chat (default 1/s)
-  --per-chat-burst N    messages a quiet chat takes at once (default 3)
-  --per-group RATE      per-token limit per group chat (default 20/min)
-                        RATE is N/s, N/min, N/h, N/250ms ... or "off"
-  --scenario FILE       bots, users, groups, updates and faults from a JSON
-                        scenario (docs/bot-api-simulator.md); applied after
-                        the flags, so its "limits" win
-  --closed-world        chats the scenario does not declare are "chat not found"
-                        (default: every undeclared user has started every bot)
-  --plain               serve plain HTTP instead of HTTPS
-  --ca-out FILE         write the CA certificate that clients must trust to FILE
-  --port-out FILE       write the port to FILE once listening (for scripts)
-)";
+/// A CLI11 check that runs `parse` on the option's text: its error becomes
+/// CLI11's ("--per-chat: invalid rate '3/fortnight'", exit status 2).
+CLI::Validator parsed_by(std::function<void(std::string_view)> parse, std::string name) {
+  return CLI::Validator(
+      [parse = std::move(parse)](std::string& text) -> std::string {
+        try {
+          parse(text);
+          return {};
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      "", std::move(name));
+}
+
+/// A number above 0 (CLI11 2.1's PositiveNumber prints its range as 0 to DBL_MAX).
+const CLI::Validator kAboveZero = parsed_by(
+    [](std::string_view text) {
+      double value = 0;
+      if (!CLI::detail::lexical_cast(std::string(text), value) || !(value > 0)) {
+        throw floodgate::Error(fmt::format("{} is not a number above 0", text));
+      }
+    },
+    "ABOVE 0");
+
+/// `--overall RATE` and its kin: N/s, N/min, N/h, N/250ms ... or "off".
+void add_limit(CLI::App& command, const std::string& flag, std::optional<floodgate::sim::Rate>& limit,
+               const std::string& help) {
+  command.add_option_function<std::string>(flag, [&limit](const std::string& text) { limit = parse_limit(text); }, help)
+      ->type_name("RATE")
+      ->check(parsed_by([](std::string_view text) { parse_limit(text); }, "RATE"));
+}
+
+/// An option naming one of `choices` ("--retry-after date"); another word is
+/// CLI11's error, naming the option and the words it takes.
+template <class T>
+void add_choice(CLI::App& command, const std::string& flag, T& target, std::vector<std::pair<std::string, T>> choices,
+                const std::string& help, const std::string& type_name) {
+  std::vector<std::string> names;
+  for (const auto& choice : choices) names.push_back(choice.first);
+  command
+      .add_option_function<std::string>(
+          flag,
+          [&target, choices](const std::string& text) {
+            for (const auto& [name, value] : choices) {
+              if (name == text) target = value;
+            }
+          },
+          help)
+      ->type_name(type_name)
+      ->check(CLI::IsMember(names));
+}
 
 nlohmann::json read_scenario(const std::string& path) {
   std::ifstream in(path);
@@ -177,33 +178,52 @@ nlohmann::json read_scenario(const std::string& path) {
   return scenario;
 }
 
-int run_botapi(Args args) {
+// ---- botapi ----
+
+struct BotApiCommand {
   floodgate::sim::BotApiServerOptions options;
+  std::vector<std::string> tokens;
+  std::vector<std::string> token_files;
+  std::string scenario;
   std::string ca_out;
   std::string port_out;
-  nlohmann::json scenario;
-  for (ArgReader reader(args); !reader.done();) {
-    const auto flag = reader.flag();
-    if (flag == "--port") options.port = parse_port(reader.value(flag));
-    else if (flag == "--token") options.tokens.emplace_back(std::string(reader.value(flag)));
-    else if (flag == "--tokens-file") {
-      for (auto& token : read_tokens_file(std::string(reader.value(flag)))) options.tokens.push_back(std::move(token));
-    } else if (flag == "--overall") options.limits.overall = parse_limit(reader.value(flag));
-    else if (flag == "--per-chat") options.limits.per_chat = parse_limit(reader.value(flag));
-    else if (flag == "--per-group") options.limits.per_group = parse_limit(reader.value(flag));
-    else if (flag == "--per-chat-burst") options.limits.per_chat_burst = parse_count(reader.value(flag));
-    else if (flag == "--scenario") scenario = read_scenario(std::string(reader.value(flag)));
-    else if (flag == "--closed-world") options.open_world = false;
-    else if (flag == "--plain") options.tls = false;
-    else if (flag == "--ca-out") ca_out = std::string(reader.value(flag));
-    else if (flag == "--port-out") port_out = std::string(reader.value(flag));
-    else if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", kBotApiUsage);
-      return 0;
-    } else {
-      throw floodgate::Error(fmt::format("unknown option {}\n{}", flag, kBotApiUsage));
-    }
+};
+
+void define(CLI::App& command, BotApiCommand& c) {
+  auto& o = c.options;
+  command.add_option("--port", o.port, "listen on 127.0.0.1:P (default: a free port)")->type_name("P");
+  command.add_option("--token", c.tokens, "accept this bot token (repeatable)")->type_name("T");
+  command.add_option("--tokens-file", c.token_files, "accept the tokens in F, one per line (# comments)")
+      ->type_name("F");
+  add_limit(command, "--overall", o.limits.overall, "per-token limit over all chats (default 30/s)");
+  add_limit(command, "--per-chat", o.limits.per_chat, "per-token limit per chat (default 1/s)");
+  command.add_option("--per-chat-burst", o.limits.per_chat_burst, "messages a quiet chat takes at once (default 3)")
+      ->type_name("N")
+      ->check(kAboveZero);
+  add_limit(command, "--per-group", o.limits.per_group,
+            "per-token limit per group chat (default 20/min); RATE is N/s, N/min, N/h, N/250ms ... or \"off\"");
+  command.add_option("--scenario", c.scenario,
+                     "bots, users, groups, updates and faults from a JSON scenario (docs/bot-api-simulator.md); "
+                     "applied after the flags, so its \"limits\" win")
+      ->type_name("FILE");
+  command.add_flag_callback("--closed-world", [&o] { o.open_world = false; },
+                            "chats the scenario does not declare are \"chat not found\" (default: every undeclared "
+                            "user has started every bot)");
+  command.add_flag_callback("--plain", [&o] { o.tls = false; }, "serve plain HTTP instead of HTTPS");
+  command.add_option("--ca-out", c.ca_out, "write the CA certificate that clients must trust to FILE")
+      ->type_name("FILE");
+  command.add_option("--port-out", c.port_out, "write the port to FILE once listening (for scripts)")
+      ->type_name("FILE");
+}
+
+int run(BotApiCommand& c) {
+  auto& options = c.options;
+  for (const auto& token : c.tokens) options.tokens.emplace_back(token);
+  for (const auto& file : c.token_files) {
+    for (auto& token : read_tokens_file(file)) options.tokens.push_back(std::move(token));
   }
+  nlohmann::json scenario;
+  if (!c.scenario.empty()) scenario = read_scenario(c.scenario);
   auto tokens = options.tokens;
   if (scenario.is_object() && scenario.contains("bots") && scenario["bots"].is_array()) {
     for (const auto& bot : scenario["bots"]) {
@@ -218,11 +238,11 @@ int run_botapi(Args args) {
   floodgate::sim::BotApiServer server(std::move(options));
   if (!scenario.is_null()) server.apply_scenario(scenario);
   server.start();
-  if (!ca_out.empty()) {
-    write_file(ca_out, server.ca_pem());
-    fmt::print("botapi: CA certificate written to {}\n", ca_out);
+  if (!c.ca_out.empty()) {
+    write_file(c.ca_out, server.ca_pem());
+    fmt::print("botapi: CA certificate written to {}\n", c.ca_out);
   }
-  if (!port_out.empty()) write_file(port_out, fmt::format("{}\n", server.port()));  // last: "ready"
+  if (!c.port_out.empty()) write_file(c.port_out, fmt::format("{}\n", server.port()));  // last: "ready"
   fmt::print("botapi: listening on {} ({} tokens)\n", server.url(), tokens.size());
   std::fflush(stdout);
 
@@ -237,51 +257,45 @@ int run_botapi(Args args) {
   return 0;
 }
 
-constexpr std::string_view kKiteUsage = R"(usage: floodgate-sim kite [options]
-  --port P            listen on 127.0.0.1:P (default: any free port)
-  --keys-file F       one "api_key access_token" per line (# comments allowed)
-  --key K --token T   one API key (repeatable; with or without --keys-file)
-  --rate N            tick frames per second on each connection (default 10)
-  --tls --ca-out F    serve wss:// with a generated certificate; write its CA to F
-)";
+// ---- kite ----
 
-int run_kite(Args args) {
+struct KiteCommand {
   floodgate::sim::KiteTickerServerOptions options;
-  std::string ca_out;
+  std::vector<std::string> key_files;
+  std::vector<std::string> keys;
+  std::vector<std::string> tokens;
   bool tls = false;
-  for (ArgReader reader(args); !reader.done();) {
-    const auto flag = reader.flag();
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", kKiteUsage);
-      return 0;
-    } else if (flag == "--port") {
-      options.port = parse_port(reader.value(flag));
-    } else if (flag == "--keys-file") {
-      for (auto& key : read_keys_file(std::string(reader.value(flag)))) options.keys.push_back(std::move(key));
-    } else if (flag == "--key") {
-      std::string key(reader.value(flag));
-      if (reader.done() || reader.flag() != "--token") throw floodgate::Error("--key must be followed by --token");
-      options.keys.push_back({std::move(key), floodgate::Secret(std::string(reader.value("--token")))});
-    } else if (flag == "--rate") {
-      const auto text = reader.value(flag);
-      double rate = 0;
-      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
-      if (ec != std::errc{} || end != text.data() + text.size() || rate <= 0) {
-        throw floodgate::Error(fmt::format("invalid rate '{}'", text));
-      }
-      options.ticks_per_second = rate;
-    } else if (flag == "--tls") {
-      tls = true;
-    } else if (flag == "--ca-out") {
-      ca_out = std::string(reader.value(flag));
-    } else {
-      throw floodgate::Error(fmt::format("unknown option '{}'\n{}", flag, kKiteUsage));
+  std::string ca_out;
+};
+
+void define(CLI::App& command, KiteCommand& c) {
+  command.add_option("--port", c.options.port, "listen on 127.0.0.1:P (default: any free port)")->type_name("P");
+  command.add_option("--keys-file", c.key_files, "one \"api_key access_token\" per line (# comments allowed)")
+      ->type_name("F");
+  command.add_option("--key", c.keys, "an API key (repeatable), each followed by its --token")->type_name("K");
+  command.add_option("--token", c.tokens, "the access token of the --key before it")->type_name("T");
+  command.add_option("--rate", c.options.ticks_per_second, "tick frames per second on each connection (default 10)")
+      ->type_name("N")
+      ->check(kAboveZero);
+  auto* tls = command.add_flag("--tls", c.tls, "serve wss:// with a generated certificate");
+  command.add_option("--ca-out", c.ca_out, "write the CA certificate of --tls to FILE")->type_name("FILE")->needs(tls);
+  command.callback([&c] {
+    if (c.keys.size() != c.tokens.size()) {
+      throw CLI::ValidationError("--key", fmt::format("{} keys and {} tokens: each --key K needs its --token T",
+                                                      c.keys.size(), c.tokens.size()));
     }
+  });
+}
+
+int run(KiteCommand& c) {
+  auto& options = c.options;
+  for (const auto& file : c.key_files) {
+    for (auto& key : read_keys_file(file)) options.keys.push_back(std::move(key));
   }
+  for (std::size_t i = 0; i < c.keys.size(); ++i) options.keys.push_back({c.keys[i], floodgate::Secret(c.tokens[i])});
   if (options.keys.empty()) throw floodgate::Error("no API keys: give --keys-file or --key/--token");
-  if (!ca_out.empty() && !tls) throw floodgate::Error("--ca-out needs --tls (plain ws:// has no certificate)");
   std::string ca_pem;
-  if (tls) {
+  if (c.tls) {
     const auto certificates = floodgate::sim::TestCertificates::generate();
     options.tls = floodgate::net::make_server_tls_context(certificates.server_chain_pem, certificates.server_key_pem);
     ca_pem = certificates.ca_pem;
@@ -291,9 +305,9 @@ int run_kite(Args args) {
   const auto stop_signals = block_stop_signals();
   floodgate::sim::KiteTickerServer server(std::move(options));
   server.start();
-  if (!ca_out.empty()) {
-    write_file(ca_out, ca_pem);
-    fmt::print("kite: CA certificate written to {}\n", ca_out);
+  if (!c.ca_out.empty()) {
+    write_file(c.ca_out, ca_pem);
+    fmt::print("kite: CA certificate written to {}\n", c.ca_out);
   }
   fmt::print("kite: listening on {} ({} API keys)\n", server.url(), key_count);
   std::fflush(stdout);
@@ -306,70 +320,57 @@ int run_kite(Args args) {
   return 0;
 }
 
-constexpr std::string_view kHttpUsage = R"(usage: floodgate-sim http [options]
-  --port P              listen on 127.0.0.1:P (default: a free port)
-  --key K               accept this API key (repeatable)
-  --keys-file F         accept the keys in F, one per line (# comments)
-  --limit RATE          requests per key in a fixed window (default 10/s; "off")
-  --quota N             successful calls per key before its quota is spent
-  --quota-status S      answer a spent quota with 429 (default) or 402
-  --retry-after FORM    seconds (default), date or none
-  --headers FAMILY      rate-limit headers: none (default), openai, github, anthropic
-  --random-429 P        answer this share of requests 429 at random (0..1)
-  --seed N              seed of the random 429s
-  --plain               serve plain HTTP instead of HTTPS
-  --ca-out FILE         write the CA certificate that clients must trust to FILE
-  --port-out FILE       write the port to FILE once listening (for scripts)
-Serves POST /v1/transcribe and GET /v1/ping (docs/http-api-keys.md).
-)";
+// ---- http ----
 
-int run_http(Args args) {
+struct HttpCommand {
   floodgate::sim::HttpApiServerOptions options;
+  std::vector<std::string> keys;
+  std::vector<std::string> key_files;
   std::string ca_out;
   std::string port_out;
-  for (ArgReader reader(args); !reader.done();) {
-    const auto flag = reader.flag();
-    if (flag == "--port") options.port = parse_port(reader.value(flag));
-    else if (flag == "--key") options.keys.emplace_back(std::string(reader.value(flag)));
-    else if (flag == "--keys-file") {
-      for (auto& key : read_tokens_file(std::string(reader.value(flag)))) options.keys.push_back(std::move(key));
-    } else if (flag == "--limit") options.limit = parse_limit(reader.value(flag));
-    else if (flag == "--quota") options.quota = static_cast<std::uint64_t>(parse_count(reader.value(flag)));
-    else if (flag == "--quota-status") {
-      const auto status = reader.value(flag);
-      if (status != "429" && status != "402") throw floodgate::Error("--quota-status is 429 or 402");
-      options.quota_status = status == "402" ? 402 : 429;
-    } else if (flag == "--retry-after") {
-      const auto form = reader.value(flag);
-      if (form == "seconds") options.retry_after = floodgate::sim::RetryAfterForm::seconds;
-      else if (form == "date") options.retry_after = floodgate::sim::RetryAfterForm::http_date;
-      else if (form == "none") options.retry_after = floodgate::sim::RetryAfterForm::none;
-      else throw floodgate::Error(fmt::format("--retry-after: seconds, date or none, not '{}'", form));
-    } else if (flag == "--headers") {
-      const auto family = reader.value(flag);
-      if (family == "none") options.headers = floodgate::sim::RateLimitHeaders::none;
-      else if (family == "openai") options.headers = floodgate::sim::RateLimitHeaders::openai;
-      else if (family == "github") options.headers = floodgate::sim::RateLimitHeaders::github;
-      else if (family == "anthropic") options.headers = floodgate::sim::RateLimitHeaders::anthropic;
-      else throw floodgate::Error(fmt::format("--headers: none, openai, github or anthropic, not '{}'", family));
-    } else if (flag == "--random-429") {
-      const std::string text(reader.value(flag));
-      char* end = nullptr;
-      const double share = std::strtod(text.c_str(), &end);
-      if (end != text.c_str() + text.size() || !(share >= 0 && share <= 1)) {
-        throw floodgate::Error(fmt::format("--random-429: a share between 0 and 1, not '{}'", text));
-      }
-      options.rate_limit_probability = share;
-    } else if (flag == "--seed") options.seed = static_cast<std::uint64_t>(parse_count(reader.value(flag)));
-    else if (flag == "--plain") options.tls = false;
-    else if (flag == "--ca-out") ca_out = std::string(reader.value(flag));
-    else if (flag == "--port-out") port_out = std::string(reader.value(flag));
-    else if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", kHttpUsage);
-      return 0;
-    } else {
-      throw floodgate::Error(fmt::format("unknown option {}\n{}", flag, kHttpUsage));
-    }
+};
+
+void define(CLI::App& command, HttpCommand& c) {
+  using floodgate::sim::RateLimitHeaders;
+  using floodgate::sim::RetryAfterForm;
+  auto& o = c.options;
+  command.add_option("--port", o.port, "listen on 127.0.0.1:P (default: a free port)")->type_name("P");
+  command.add_option("--key", c.keys, "accept this API key (repeatable)")->type_name("K");
+  command.add_option("--keys-file", c.key_files, "accept the keys in F, one per line (# comments)")->type_name("F");
+  add_limit(command, "--limit", o.limit, "requests per key in a fixed window (default 10/s; \"off\")");
+  command.add_option_function<std::uint64_t>("--quota", [&o](std::uint64_t calls) { o.quota = calls; },
+                                             "successful calls per key before its quota is spent")
+      ->type_name("N")
+      ->check(kAboveZero);
+  command.add_option("--quota-status", o.quota_status, "answer a spent quota with 429 (default) or 402")
+      ->type_name("S")
+      ->check(CLI::IsMember({429, 402}));
+  add_choice(command, "--retry-after", o.retry_after,
+             {{"seconds", RetryAfterForm::seconds}, {"date", RetryAfterForm::http_date}, {"none", RetryAfterForm::none}},
+             "seconds (default), date or none", "FORM");
+  add_choice(command, "--headers", o.headers,
+             {{"none", RateLimitHeaders::none},
+              {"openai", RateLimitHeaders::openai},
+              {"github", RateLimitHeaders::github},
+              {"anthropic", RateLimitHeaders::anthropic}},
+             "rate-limit headers: none (default), openai, github, anthropic", "FAMILY");
+  command.add_option("--random-429", o.rate_limit_probability, "answer this share of requests 429 at random (0..1)")
+      ->type_name("P")
+      ->check(CLI::Range(0.0, 1.0));
+  command.add_option("--seed", o.seed, "seed of the random 429s")->type_name("N")->check(kAboveZero);
+  command.add_flag_callback("--plain", [&o] { o.tls = false; }, "serve plain HTTP instead of HTTPS");
+  command.add_option("--ca-out", c.ca_out, "write the CA certificate that clients must trust to FILE")
+      ->type_name("FILE");
+  command.add_option("--port-out", c.port_out, "write the port to FILE once listening (for scripts)")
+      ->type_name("FILE");
+  command.footer("Serves POST /v1/transcribe and GET /v1/ping (docs/http-api-keys.md).\n");
+}
+
+int run(HttpCommand& c) {
+  auto& options = c.options;
+  for (const auto& key : c.keys) options.keys.emplace_back(key);
+  for (const auto& file : c.key_files) {
+    for (auto& key : read_tokens_file(file)) options.keys.push_back(std::move(key));
   }
   if (options.keys.empty()) throw floodgate::Error("no keys: pass --key or --keys-file");
   const auto keys = options.keys;
@@ -377,11 +378,11 @@ int run_http(Args args) {
   const auto stop_signals = block_stop_signals();
   floodgate::sim::HttpApiServer server(std::move(options));
   server.start();
-  if (!ca_out.empty()) {
-    write_file(ca_out, server.ca_pem());
-    fmt::print("http: CA certificate written to {}\n", ca_out);
+  if (!c.ca_out.empty()) {
+    write_file(c.ca_out, server.ca_pem());
+    fmt::print("http: CA certificate written to {}\n", c.ca_out);
   }
-  if (!port_out.empty()) write_file(port_out, fmt::format("{}\n", server.port()));  // last: "ready"
+  if (!c.port_out.empty()) write_file(c.port_out, fmt::format("{}\n", server.port()));  // last: "ready"
   fmt::print("http: listening on {} ({} keys)\n", server.url(), keys.size());
   std::fflush(stdout);
 
@@ -395,44 +396,45 @@ int run_http(Args args) {
   return 0;
 }
 
-struct Subcommand {
-  std::string_view name;
-  std::string_view summary;
-  int (*run)(Args args);
-};
-
-constexpr Subcommand kSubcommands[] = {
-    {"botapi", "a Telegram Bot API server with flood control and fault injection", run_botapi},
-    {"kite", "a Kite ticker WebSocket server streaming binary ticks", run_kite},
-    {"http", "a rate-limited JSON API with API keys, quotas and fault injection", run_http},
-};
-
-int usage(std::FILE* out) {
-  fmt::print(out, "usage: floodgate-sim <simulator> [options]   (<simulator> --help for its options)\n"
-                  "       floodgate-sim --version\n");
-  for (const auto& command : kSubcommands) fmt::print(out, "  {:10} {}\n", command.name, command.summary);
-  return out == stdout ? 0 : 2;
-}
+/// The exit status of a bad command line (CLI11's own codes are 100 and up;
+/// 2 is what getopt and argparse programs use, and what scripts expect).
+constexpr int kUsageError = 2;
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<std::string_view> args(argv + 1, argv + argc);
-  if (args.empty()) return usage(stderr);
-  if (args[0] == "--help" || args[0] == "-h") return usage(stdout);
-  if (args[0] == "--version") {
-    fmt::print("floodgate-sim {}\n", FLOODGATE_VERSION);
-    return 0;
+  CLI::App app("floodgate's simulators as a standalone program, to test a bot written in any language",
+               "floodgate-sim");
+  app.set_version_flag("--version", std::string("floodgate-sim ") + FLOODGATE_VERSION);
+  app.require_subcommand(0, 1);  // none: the help on stderr (below); an unknown word: CLI11's error
+  BotApiCommand botapi;
+  KiteCommand kite;
+  HttpCommand http;
+  auto* botapi_command =
+      app.add_subcommand("botapi", "a Telegram Bot API server with flood control and fault injection");
+  auto* kite_command = app.add_subcommand("kite", "a Kite ticker WebSocket server streaming binary ticks");
+  auto* http_command = app.add_subcommand("http", "a rate-limited JSON API with API keys, quotas and fault injection");
+  define(*botapi_command, botapi);
+  define(*kite_command, kite);
+  define(*http_command, http);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int status = app.exit(e);  // --help and --version: 0; a mistake: its message on stderr
+    return status == 0 ? 0 : kUsageError;
   }
-  for (const auto& command : kSubcommands) {
-    if (command.name != args[0]) continue;
-    try {
-      return command.run(Args(args).subspan(1));
-    } catch (const std::exception& e) {
-      fmt::print(stderr, "floodgate-sim {}: {}\n", command.name, e.what());
-      return 1;
-    }
+  if (app.get_subcommands().empty()) {
+    fmt::print(stderr, "{}", app.help());
+    return kUsageError;
   }
-  fmt::print(stderr, "floodgate-sim: unknown simulator '{}'\n", args[0]);
-  return usage(stderr);
+  const auto* command = app.get_subcommands().front();
+  try {
+    if (command == botapi_command) return run(botapi);
+    if (command == kite_command) return run(kite);
+    return run(http);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "floodgate-sim {}: {}\n", command->get_name(), e.what());
+    return 1;
+  }
 }

@@ -19,12 +19,12 @@
 #include <mutex>
 #include <random>
 #include <sstream>
-#include <thread>
 
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/net/tls.hpp"
 #include "form_params.hpp"
+#include "loopback_server.hpp"
 
 namespace floodgate::sim {
 namespace asio = boost::asio;
@@ -40,15 +40,6 @@ constexpr std::uint64_t kMaxRequestBody = 64ull << 20;
 constexpr auto kIdleConnectionTimeout = std::chrono::minutes(2);
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
-
-void log_coroutine_failure(const std::exception_ptr& error) {
-  if (!error) return;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    log(LogLevel::error, "HttpApiServer: connection handler failed: {}", e.what());
-  }
-}
 
 /// A wall-clock instant rounded up to the whole second (dates have no finer unit).
 std::time_t ceil_seconds(std::chrono::system_clock::time_point t) {
@@ -297,7 +288,6 @@ struct HttpApiServer::Impl {
     return answer;
   }
 
-  asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve_connection(tcp::socket socket);
   template <class Stream>
   asio::awaitable<void> serve_requests(Stream& stream);
@@ -312,26 +302,8 @@ struct HttpApiServer::Impl {
   std::mt19937_64 random;
 
   std::mutex run_mutex;  // guards start/stop
-  std::unique_ptr<asio::io_context> io;
-  std::optional<tcp::acceptor> acceptor;
-  std::thread thread;
-  std::uint16_t port = 0;
-  bool started = false;
+  detail::LoopbackServer server;
 };
-
-asio::awaitable<void> HttpApiServer::Impl::accept_loop() {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      asio::steady_timer pause(socket.get_executor(), std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_tuple);
-      continue;
-    }
-    const auto executor = socket.get_executor();
-    asio::co_spawn(executor, serve_connection(std::move(socket)), log_coroutine_failure);
-  }
-}
 
 asio::awaitable<void> HttpApiServer::Impl::serve_connection(tcp::socket socket) {
   boost::system::error_code ignored;
@@ -395,36 +367,19 @@ HttpApiServer::~HttpApiServer() { stop(); }
 
 void HttpApiServer::start() {
   std::lock_guard lock(impl_->run_mutex);
-  if (impl_->started) throw Error("HttpApiServer: start() called twice");
-  auto io = std::make_unique<asio::io_context>(1);
-  tcp::acceptor acceptor(*io);
-  const tcp::endpoint local(asio::ip::make_address_v4("127.0.0.1"), impl_->options.port);
-  boost::system::error_code ec;
-  acceptor.open(local.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(local, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw Error(fmt::format("HttpApiServer: cannot listen on 127.0.0.1:{}: {}", impl_->options.port, ec.message()));
-  impl_->port = acceptor.local_endpoint().port();
-  impl_->acceptor.emplace(std::move(acceptor));
-  impl_->io = std::move(io);
-  asio::co_spawn(*impl_->io, impl_->accept_loop(), log_coroutine_failure);
-  impl_->thread = std::thread([io = impl_->io.get()] { io->run(); });
-  impl_->started = true;
+  impl_->server.start("HttpApiServer", impl_->options.port, [impl = impl_.get()](tcp::socket socket) {
+    return impl->serve_connection(std::move(socket));
+  });
 }
 
 void HttpApiServer::stop() {
   std::lock_guard lock(impl_->run_mutex);
-  if (!impl_->io) return;
-  impl_->io->stop();
-  impl_->thread.join();
-  impl_->acceptor.reset();
-  impl_->io.reset();
+  impl_->server.stop();
 }
 
 std::uint16_t HttpApiServer::port() const {
   std::lock_guard lock(impl_->run_mutex);
-  return impl_->port;
+  return impl_->server.port();
 }
 
 std::string HttpApiServer::url() const { return endpoint().to_string(); }

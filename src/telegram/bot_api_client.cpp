@@ -161,9 +161,7 @@ nlohmann::json CopyMessageParams::to_json() const {
   return {{"chat_id", chat_id}, {"from_chat_id", from_chat_id}, {"message_id", message_id}};
 }
 
-namespace {
-/// The method's field for its file, which is also the kind's name in a Message.
-std::string_view media_field(MediaKind kind) {
+std::string_view to_string(MediaKind kind) noexcept {
   switch (kind) {
     case MediaKind::photo: return "photo";
     case MediaKind::video: return "video";
@@ -175,10 +173,9 @@ std::string_view media_field(MediaKind kind) {
   }
   return "document";
 }
-}  // namespace
 
 std::string SendMediaParams::method() const {
-  std::string name(media_field(kind));
+  std::string name(to_string(kind));
   name.front() = static_cast<char>(std::toupper(static_cast<unsigned char>(name.front())));
   return "send" + name;
 }
@@ -192,7 +189,7 @@ net::MultipartForm SendMediaParams::to_form() const {
       form.add_field(name, value.is_string() ? value.get<std::string>() : value.dump());
     }
   }
-  const std::string field(media_field(kind));
+  const std::string field(to_string(kind));
   if (const auto* bytes = std::get_if<std::string>(&content)) {
     form.add_file(field, file_name, *bytes);
   } else if (const auto* path = std::get_if<std::filesystem::path>(&content)) {
@@ -214,7 +211,7 @@ std::string SendMediaGroupParams::problem() const {
       case MediaKind::video: break;
       case MediaKind::document: ++documents; break;
       case MediaKind::audio: ++audio; break;
-      default: return fmt::format("a {} cannot be sent in a media group", media_field(item.kind));
+      default: return fmt::format("a {} cannot be sent in a media group", to_string(item.kind));
     }
   }
   if (documents > 0 && documents < media.size()) return "documents can be grouped only with documents";
@@ -239,7 +236,7 @@ net::MultipartForm SendMediaGroupParams::to_form() const {
   for (std::size_t i = 0; i < media.size(); ++i) {
     const auto& item = media[i];
     nlohmann::json input = item.extra.is_object() ? item.extra : nlohmann::json::object();
-    input["type"] = media_field(item.kind);
+    input["type"] = to_string(item.kind);
     if (!item.caption.empty()) input["caption"] = item.caption;
     if (const auto* id = std::get_if<FileId>(&item.content)) {
       input["media"] = id->id;

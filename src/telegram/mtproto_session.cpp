@@ -191,6 +191,17 @@ fs::path default_sessions_root() {
   return home / ".floodgate" / "sessions";
 }
 
+std::string_view to_string(AuthStep step) noexcept {
+  switch (step) {
+    case AuthStep::phone_number: return "phone_number";
+    case AuthStep::code: return "code";
+    case AuthStep::password: return "password";
+    case AuthStep::email_address: return "email_address";
+    case AuthStep::email_code: return "email_code";
+  }
+  return "?";
+}
+
 std::string_view to_string(MtprotoSession::State state) noexcept {
   switch (state) {
     case MtprotoSession::State::starting: return "starting";

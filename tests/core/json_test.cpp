@@ -101,3 +101,39 @@ TEST_CASE("a Secret is written redacted, never in clear", "[json]") {
   CHECK(written == "2402****");
   CHECK(written.dump().find("AAH") == std::string::npos);
 }
+
+TEST_CASE("BackoffPolicy, StatusOptions and PrometheusOptions map from JSON and round-trip", "[json]") {
+  const auto backoff = json::parse(R"({"floor": "250ms", "cap": "2min", "max_attempts": 0})").get<BackoffPolicy>();
+  CHECK(backoff.floor == 250ms);
+  CHECK(backoff.cap == 2min);
+  CHECK(backoff.healthy_after == BackoffPolicy{}.healthy_after);  // left out: the default
+  CHECK(backoff.max_attempts == 0);
+  const json written = backoff;
+  CHECK(written == json::parse(R"({"floor": "250ms", "cap": "2min", "healthy_after": "30s", "max_attempts": 0})"));
+  const auto back = written.get<BackoffPolicy>();
+  CHECK(back.floor == backoff.floor);
+  CHECK(back.cap == backoff.cap);
+  CHECK(back.healthy_after == backoff.healthy_after);
+  CHECK(back.max_attempts == backoff.max_attempts);
+
+  CHECK(json::parse(R"({"utc": true})").get<StatusOptions>().utc);
+  CHECK(json(StatusOptions{}) == json::parse(R"({"utc": false})"));
+  const auto prometheus = json::parse(R"({"prefix": "my_bot", "pool": "bots"})").get<PrometheusOptions>();
+  CHECK(prometheus.prefix == "my_bot");
+  CHECK(prometheus.pool == "bots");
+  CHECK(json(prometheus) == json::parse(R"({"prefix": "my_bot", "pool": "bots"})"));
+}
+
+TEST_CASE("BackoffPolicy: an unknown key or a wrong type is an error naming the key", "[json]") {
+  const auto read = [](const json& j) { (void)j.get<BackoffPolicy>(); };
+  CHECK(error_of(json::parse(R"({"flor": "1s"})"), read) ==
+        "BackoffPolicy: unknown key 'flor' (known keys: floor, cap, healthy_after, max_attempts)");
+  CHECK(error_of(json::parse(R"({"max_attempts": "many"})"), read) ==
+        "BackoffPolicy.max_attempts: expected an integer, got string");
+  CHECK(error_of(json::parse(R"({"cap": true})"), read).starts_with(
+        "BackoffPolicy.cap: expected text or a number, got boolean"));
+  CHECK(error_of(json::parse(R"({"healthy_after": "30 parsecs"})"), read).starts_with(
+        "BackoffPolicy.healthy_after: '30 parsecs' has no known unit"));
+  CHECK(error_of(json::parse(R"({"utc": 1})"), [](const json& j) { (void)j.get<StatusOptions>(); }) ==
+        "StatusOptions.utc: expected true or false, got number");
+}

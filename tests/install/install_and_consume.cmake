@@ -79,6 +79,13 @@ expect_missing(sim "component \"sim\" .* is not installed .* --component sim")
 expect_missing(bogus "floodgate has no component \"bogus\"")
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} --strip --component sim)
 installed_kib(all_kib)
+# The simulators' archive is one partially linked object (cmake/FloodgateInstall.cmake); the
+# telegram and kite consumers below link it.
+file(GLOB sim_archive ${prefix}/lib*/libfloodgate_sim.a)
+run(ar t ${sim_archive})
+if(NOT last_output MATCHES "^[^\n]+\n$")
+  message(FATAL_ERROR "${sim_archive} should hold one partially linked object, holds:\n${last_output}")
+endif()
 message(STATUS "installed: ${default_kib} KiB, with the simulators (--component sim) ${all_kib} KiB")
 
 # 2. The hidden-headers arrangement for the core consumer.

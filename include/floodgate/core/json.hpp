@@ -5,9 +5,10 @@
 //                      .get<floodgate::PoolOptions>();
 //   nlohmann::json j = floodgate::RetryPolicy{};   // every field, in the form below
 //
-// Covered: PoolOptions (with EjectionPolicy), RetryPolicy, KeyedLimiterOptions,
-// and Rate. Rules, for these and for the adapters' serializers built on them
-// (floodgate/telegram/json.hpp):
+// Covered: PoolOptions (with EjectionPolicy), RetryPolicy, BackoffPolicy,
+// KeyedLimiterOptions, StatusOptions, PrometheusOptions and Rate. Rules, for
+// these and for every area's serializers built on them (net/, async/, http/,
+// redis/, kite/, telegram/ json.hpp):
 // - a key left out keeps the field's default; a key the struct does not have
 //   is an error that names it and the keys it has (a typo never goes unnoticed);
 // - durations are text, an integer and a unit: "30s", "500ms", "5min", "1h",
@@ -17,14 +18,22 @@
 // - a wrong type or value throws floodgate::Error naming the key's path
 //   ("RetryPolicy.max_wait: …"); nlohmann's own exceptions never escape;
 // - a `Secret` is written redacted ("2402****"), never in clear, so a written
-//   config holding one does not read back into the same secret.
+//   config holding one does not read back into the same secret;
+// - a file path is text; a list is an array; an optional field is null or
+//   left out when it holds nothing.
+// A struct joins by naming its fields in a `describe(visitor, object)` found
+// by ADL and by FLOODGATE_JSON_DESCRIBED(Type) in its namespace, which
+// defines its to_json/from_json from that `describe`.
 // Like the file cooldown store, this header is opt-in: the rest of the core
 // does not include nlohmann/json.
 #pragma once
 
+#include "floodgate/core/backoff.hpp"
 #include "floodgate/core/error.hpp"
+#include "floodgate/core/format.hpp"
 #include "floodgate/core/keyed_limiter.hpp"
 #include "floodgate/core/pool.hpp"
+#include "floodgate/core/prometheus.hpp"
 #include "floodgate/core/rate.hpp"
 #include "floodgate/core/retry_policy.hpp"
 #include "floodgate/core/secret.hpp"
@@ -33,11 +42,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -51,6 +63,14 @@ template <class T>
 struct is_duration : std::false_type {};
 template <class Rep, class Period>
 struct is_duration<std::chrono::duration<Rep, Period>> : std::true_type {};
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class T>
+struct is_vector : std::false_type {};
+template <class T>
+struct is_vector<std::vector<T>> : std::true_type {};
 
 /// "30s", "500ms", "5min": the largest unit that divides `d` exactly.
 template <class Rep, class Period>
@@ -194,6 +214,26 @@ void read_value(const Json& j, T& out, const std::string& path) {
   } else if constexpr (std::is_same_v<T, Secret>) {
     if (!j.is_string()) throw wrong_type("text");
     out = Secret(j.get<std::string>());
+  } else if constexpr (std::is_same_v<T, std::filesystem::path>) {
+    if (!j.is_string()) throw wrong_type("a file path as text");
+    out = std::filesystem::path(j.get<std::string>());
+  } else if constexpr (is_optional<T>::value) {
+    if (j.is_null()) {
+      out.reset();
+    } else {
+      typename T::value_type value{};
+      read_value(j, value, path);
+      out = std::move(value);
+    }
+  } else if constexpr (is_vector<T>::value) {
+    if (!j.is_array()) throw wrong_type("an array");
+    T values;
+    for (std::size_t i = 0; i < j.size(); ++i) {
+      typename T::value_type value{};
+      read_value(j[i], value, fmt::format("{}[{}]", path, i));
+      values.push_back(std::move(value));
+    }
+    out = std::move(values);
   } else if constexpr (is_duration<T>::value) {
     const auto read = parse_duration(j, path);
     const auto converted = std::chrono::duration_cast<T>(read);
@@ -227,6 +267,14 @@ template <class T>
 Json write_value(const T& value) {
   if constexpr (std::is_same_v<T, Secret>) {
     return value.redacted();  // never in clear
+  } else if constexpr (std::is_same_v<T, std::filesystem::path>) {
+    return value.string();
+  } else if constexpr (is_optional<T>::value) {
+    return value ? write_value(*value) : Json(nullptr);
+  } else if constexpr (is_vector<T>::value) {
+    Json array = Json::array();
+    for (const auto& element : value) array.push_back(write_value(element));
+    return array;
   } else if constexpr (is_duration<T>::value) {
     return duration_text(value);
   } else if constexpr (std::is_same_v<T, Rate>) {
@@ -239,6 +287,13 @@ Json write_value(const T& value) {
 }
 
 }  // namespace floodgate::json_detail
+
+/// Defines `to_json` and `from_json` for `Type` from its `describe`; use it in
+/// `Type`'s namespace (ADL finds them there). Errors name the path from `Type`:
+/// "RetryPolicy.max_wait: …".
+#define FLOODGATE_JSON_DESCRIBED(Type)                                                              \
+  inline void to_json(nlohmann::json& j, const Type& o) { j = ::floodgate::json_detail::write_object(o); } \
+  inline void from_json(const nlohmann::json& j, Type& o) { ::floodgate::json_detail::read_object(j, o, #Type); }
 
 namespace floodgate {
 
@@ -271,16 +326,31 @@ void describe(V& v, KeyedLimiterOptions& o) {
   v("shards", o.shards);
 }
 
-inline void to_json(nlohmann::json& j, const EjectionPolicy& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, EjectionPolicy& o) { json_detail::read_object(j, o, "EjectionPolicy"); }
-inline void to_json(nlohmann::json& j, const PoolOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, PoolOptions& o) { json_detail::read_object(j, o, "PoolOptions"); }
-inline void to_json(nlohmann::json& j, const RetryPolicy& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, RetryPolicy& o) { json_detail::read_object(j, o, "RetryPolicy"); }
-inline void to_json(nlohmann::json& j, const KeyedLimiterOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, KeyedLimiterOptions& o) {
-  json_detail::read_object(j, o, "KeyedLimiterOptions");
+template <class V>
+void describe(V& v, BackoffPolicy& o) {
+  v("floor", o.floor);
+  v("cap", o.cap);
+  v("healthy_after", o.healthy_after);
+  v("max_attempts", o.max_attempts);
 }
+template <class V>
+void describe(V& v, StatusOptions& o) {
+  v("utc", o.utc);
+}
+template <class V>
+void describe(V& v, PrometheusOptions& o) {
+  v("prefix", o.prefix);
+  v("pool", o.pool);
+}
+
+FLOODGATE_JSON_DESCRIBED(EjectionPolicy)
+FLOODGATE_JSON_DESCRIBED(PoolOptions)
+FLOODGATE_JSON_DESCRIBED(RetryPolicy)
+FLOODGATE_JSON_DESCRIBED(BackoffPolicy)
+FLOODGATE_JSON_DESCRIBED(KeyedLimiterOptions)
+FLOODGATE_JSON_DESCRIBED(StatusOptions)
+FLOODGATE_JSON_DESCRIBED(PrometheusOptions)
+
 /// A rate is its text: "30/s".
 inline void to_json(nlohmann::json& j, const Rate& rate) { j = rate.to_string(); }
 inline void from_json(const nlohmann::json& j, Rate& rate) { json_detail::read_value(j, rate, "Rate"); }

@@ -3,7 +3,8 @@
 //
 //   {
 //     "per_key": {"max_connections": 3, "max_instruments_per_connection": 3000,
-//                 "connection": {"url": "wss://ws.kite.trade", "connect_timeout": "10s", "watchdog_timeout": "5s"}},
+//                 "connection": {"url": "wss://ws.kite.trade", "connect_timeout": "10s", "watchdog_timeout": "5s",
+//                                "reconnect": {"floor": "1s", "cap": "60s", "max_attempts": 50}}},
 //     "distribution": "round_robin",          // or "manual"
 //     "default_mode": "quote",                // "ltp", "quote", "full"
 //     "health_check_interval": "5s", "failover_after": "30s",
@@ -12,8 +13,8 @@
 //
 // Code-only members are not part of the JSON (a key naming one is refused as
 // unknown): the keys themselves (`kite_keys_from(env)` reads them, and their
-// secrets never go into a written config), the TLS context, the reconnect
-// policy, callbacks and on_auth_failed.
+// secrets never go into a written config), the TLS context, callbacks and
+// on_auth_failed.
 #pragma once
 
 #include "floodgate/core/json.hpp"
@@ -53,6 +54,7 @@ void describe(V& v, ConnectionSettings& o) {
   v("allow_plain_ws", o.allow_plain_ws);
   v("connect_timeout", o.connect_timeout);
   v("watchdog_timeout", o.watchdog_timeout);
+  v("reconnect", o.reconnect);
 }
 template <class V>
 void describe(V& v, TickerManagerOptions& o) {
@@ -73,17 +75,8 @@ void describe(V& v, MultiKeyTickerManagerOptions& o) {
   v("per_connection_channels", o.per_connection_channels);
 }
 
-inline void to_json(nlohmann::json& j, const ConnectionSettings& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, ConnectionSettings& o) {
-  json_detail::read_object(j, o, "ConnectionSettings");
-}
-inline void to_json(nlohmann::json& j, const TickerManagerOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, TickerManagerOptions& o) {
-  json_detail::read_object(j, o, "TickerManagerOptions");
-}
-inline void to_json(nlohmann::json& j, const MultiKeyTickerManagerOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, MultiKeyTickerManagerOptions& o) {
-  json_detail::read_object(j, o, "MultiKeyTickerManagerOptions");
-}
+FLOODGATE_JSON_DESCRIBED(ConnectionSettings)
+FLOODGATE_JSON_DESCRIBED(TickerManagerOptions)
+FLOODGATE_JSON_DESCRIBED(MultiKeyTickerManagerOptions)
 
 }  // namespace floodgate::kite

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 
@@ -52,6 +53,10 @@ enum class FailurePolicy {
   /// redis::errc::unavailable. Nothing is sent on unshared state.
   fail_closed,
 };
+/// "fail_open" or "fail_closed", as in a JSON config (redis/json.hpp).
+constexpr std::string_view to_string(FailurePolicy policy) noexcept {
+  return policy == FailurePolicy::fail_open ? "fail_open" : "fail_closed";
+}
 
 }  // namespace floodgate::redis
 

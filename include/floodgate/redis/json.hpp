@@ -2,11 +2,14 @@
 // options (rules: floodgate/core/json.hpp).
 //
 //   {"pool_name": "bots", "on_unavailable": "fail_open", "open_timeout": "3s",
-//    "client": {"connect_timeout": "2s", "command_timeout": "2s", "max_pending": 100000}}
+//    "client": {"connect_timeout": "2s", "command_timeout": "2s", "max_pending": 100000,
+//               "reconnect": {"floor": "100ms", "cap": "5s", "healthy_after": "5s", "max_attempts": 0}}}
+//   {"pool_name": "bots", "on_unavailable": "fail_closed", "poll": "2ms", "reservation_ttl": "250ms"}
+//                                                      // ReservingGateOptions
 //
 // The Redis URL is not an option here (it carries a password): it is given
-// to the client in code. Code-only members (a fallback sink, TLS files, the
-// reconnect policy) are not part of the JSON; a key naming one is refused.
+// to the client in code. Code-only members (a fallback sink, TLS files) are
+// not part of the JSON; a key naming one is refused.
 #pragma once
 
 #include "floodgate/core/json.hpp"
@@ -14,6 +17,7 @@
 #include "floodgate/redis/cooldown_store.hpp"
 #include "floodgate/redis/error.hpp"
 #include "floodgate/redis/limit_set.hpp"
+#include "floodgate/redis/reserving_gate.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,13 +25,11 @@
 
 namespace floodgate::redis {
 
-inline void to_json(nlohmann::json& j, const FailurePolicy& p) {
-  j = p == FailurePolicy::fail_open ? "fail_open" : "fail_closed";
-}
+inline void to_json(nlohmann::json& j, const FailurePolicy& p) { j = to_string(p); }
 inline void from_json(const nlohmann::json& j, FailurePolicy& p) {
-  if (j == "fail_open") {
+  if (j == to_string(FailurePolicy::fail_open)) {
     p = FailurePolicy::fail_open;
-  } else if (j == "fail_closed") {
+  } else if (j == to_string(FailurePolicy::fail_closed)) {
     p = FailurePolicy::fail_closed;
   } else {
     throw Error(fmt::format("expected \"fail_open\" or \"fail_closed\", got {}", j.dump()));
@@ -39,6 +41,7 @@ void describe(V& v, RedisClientOptions& o) {
   v("connect_timeout", o.connect_timeout);
   v("command_timeout", o.command_timeout);
   v("max_pending", o.max_pending);
+  v("reconnect", o.reconnect);
 }
 template <class V>
 void describe(V& v, RedisCooldownOptions& o) {
@@ -56,17 +59,17 @@ void describe(V& v, RedisLimitOptions& o) {
   v("lease_ttl", o.lease_ttl);
 }
 
-inline void to_json(nlohmann::json& j, const RedisClientOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, RedisClientOptions& o) {
-  json_detail::read_object(j, o, "RedisClientOptions");
+template <class V>
+void describe(V& v, ReservingGateOptions& o) {
+  v("pool_name", o.pool_name);
+  v("on_unavailable", o.on_unavailable);
+  v("poll", o.poll);
+  v("reservation_ttl", o.reservation_ttl);
 }
-inline void to_json(nlohmann::json& j, const RedisCooldownOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, RedisCooldownOptions& o) {
-  json_detail::read_object(j, o, "RedisCooldownOptions");
-}
-inline void to_json(nlohmann::json& j, const RedisLimitOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, RedisLimitOptions& o) {
-  json_detail::read_object(j, o, "RedisLimitOptions");
-}
+
+FLOODGATE_JSON_DESCRIBED(RedisClientOptions)
+FLOODGATE_JSON_DESCRIBED(RedisCooldownOptions)
+FLOODGATE_JSON_DESCRIBED(RedisLimitOptions)
+FLOODGATE_JSON_DESCRIBED(ReservingGateOptions)
 
 }  // namespace floodgate::redis

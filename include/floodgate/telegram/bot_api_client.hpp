@@ -135,6 +135,9 @@ struct CopyMessageParams {
 
 /// The media a send method carries: sendPhoto, sendVideo, … sendDocument.
 enum class MediaKind { photo, video, audio, voice, animation, sticker, document };
+/// "photo", "video", … "document": the send method's field for its file, and
+/// the kind's name in a Message.
+std::string_view to_string(MediaKind kind) noexcept;
 
 /// A file Telegram already has, named by the file_id one bot received with it.
 /// Only that bot may use it (BotPool: `async_send_media_as`).

@@ -1,5 +1,6 @@
-// floodgate/telegram/json.hpp: nlohmann::json serializers for BotPool's
-// options (rules: floodgate/core/json.hpp).
+// floodgate/telegram/json.hpp: nlohmann::json serializers for the Telegram
+// adapters' options: BotPool, UpdatePoller, the MTProto session and pool,
+// TDLib's client and loader (rules: floodgate/core/json.hpp).
 //
 //   {
 //     "endpoint": "https://api.telegram.org:443",
@@ -11,15 +12,28 @@
 //   }
 //   auto options = config.at("telegram").get<floodgate::telegram::BotPoolOptions>();
 //
-// Code-only members are not part of the JSON: `ChatRouting::affinity_sink`
-// and `BotPoolOptions::shared_limits` keep their values on reading (set them in
-// code), and a key naming them is refused as unknown.
+//   {"timeout": "25s", "limit": 100, "allowed_updates": ["message", "callback_query"],
+//    "backoff": {"backoff_base": "500ms"}}                          // UpdatePollerOptions
+//   {"session": {"sessions_root": "/var/lib/bot/sessions", "login_timeout": "60s"},
+//    "retry": {"max_attempts": 5}, "pool": {}}                       // MtprotoPool::Options
+//
+// Code-only members are not part of the JSON: they keep their values on
+// reading (set them in code), and a key naming one is refused as unknown:
+// `ChatRouting::affinity_sink`, `BotPoolOptions::shared_limits`, callbacks
+// (`prompt`, `on_state_change`, `on_update`, `on_state`), `UpdatePollerOptions::offsets`,
+// `MtprotoPool::Options::store` and `clock`. Secrets (`bot_token`,
+// `database_encryption_key`) are read from JSON and written redacted.
 #pragma once
 
 #include "floodgate/core/json.hpp"
 #include "floodgate/net/json.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
 #include "floodgate/telegram/limits.hpp"
+#include "floodgate/telegram/mtproto_pool.hpp"
+#include "floodgate/telegram/mtproto_session.hpp"
+#include "floodgate/telegram/tdjson_client.hpp"
+#include "floodgate/telegram/tdjson_library.hpp"
+#include "floodgate/telegram/update_poller.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -35,10 +49,7 @@ void describe(V& v, TelegramBotLimits& o) {
   v("group_chat_burst", o.group_chat_burst);
   v("keys", o.keys);
 }
-inline void to_json(nlohmann::json& j, const TelegramBotLimits& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, TelegramBotLimits& o) {
-  json_detail::read_object(j, o, "TelegramBotLimits");
-}
+FLOODGATE_JSON_DESCRIBED(TelegramBotLimits)
 
 }  // namespace floodgate
 
@@ -66,13 +77,58 @@ void describe(V& v, BotPoolOptions& o) {
   v("routing", o.routing);
 }
 
-inline void to_json(nlohmann::json& j, const FloodScope& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, FloodScope& o) { json_detail::read_object(j, o, "FloodScope"); }
-inline void to_json(nlohmann::json& j, const ChatRouting& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, ChatRouting& o) { json_detail::read_object(j, o, "ChatRouting"); }
-inline void to_json(nlohmann::json& j, const BotPoolOptions& o) { j = json_detail::write_object(o); }
-inline void from_json(const nlohmann::json& j, BotPoolOptions& o) {
-  json_detail::read_object(j, o, "BotPoolOptions");
+template <class V>
+void describe(V& v, UpdatePollerOptions& o) {
+  v("token_ids", o.token_ids);
+  v("timeout", o.timeout);
+  v("limit", o.limit);
+  v("allowed_updates", o.allowed_updates);
+  v("backoff", o.backoff);
+  v("conflict_backoff", o.conflict_backoff);
 }
+template <class V>
+void describe(V& v, TdjsonClient::Options& o) {
+  v("request_timeout", o.request_timeout);
+  v("close_timeout", o.close_timeout);
+  v("receive_poll", o.receive_poll);
+  v("tdlib_log_verbosity", o.tdlib_log_verbosity);
+}
+template <class V>
+void describe(V& v, TdjsonLibrary::Options& o) {
+  v("path", o.path);
+  v("search_dirs", o.search_dirs);
+}
+template <class V>
+void describe(V& v, MtprotoSession::Options& o) {
+  v("sessions_root", o.sessions_root);
+  v("bot_token", o.bot_token);
+  v("use_test_dc", o.use_test_dc);
+  v("use_file_database", o.use_file_database);
+  v("use_chat_info_database", o.use_chat_info_database);
+  v("use_message_database", o.use_message_database);
+  v("system_language_code", o.system_language_code);
+  v("device_model", o.device_model);
+  v("application_version", o.application_version);
+  v("database_encryption_key", o.database_encryption_key);
+  v("login_timeout", o.login_timeout);
+  v("login_retry_max", o.login_retry_max);
+  v("max_prompt_retries", o.max_prompt_retries);
+  v("close_timeout", o.close_timeout);
+}
+template <class V>
+void describe(V& v, MtprotoPool::Options& o) {
+  v("session", o.session);
+  v("retry", o.retry);
+  v("pool", o.pool);
+}
+
+FLOODGATE_JSON_DESCRIBED(FloodScope)
+FLOODGATE_JSON_DESCRIBED(ChatRouting)
+FLOODGATE_JSON_DESCRIBED(BotPoolOptions)
+FLOODGATE_JSON_DESCRIBED(UpdatePollerOptions)
+FLOODGATE_JSON_DESCRIBED(TdjsonClient::Options)
+FLOODGATE_JSON_DESCRIBED(TdjsonLibrary::Options)
+FLOODGATE_JSON_DESCRIBED(MtprotoSession::Options)
+FLOODGATE_JSON_DESCRIBED(MtprotoPool::Options)
 
 }  // namespace floodgate::telegram

@@ -223,5 +223,7 @@ class MtprotoSession {
 };
 
 std::string_view to_string(MtprotoSession::State state) noexcept;
+/// "phone_number", "code", "password", "email_address", "email_code".
+std::string_view to_string(AuthStep step) noexcept;
 
 }  // namespace floodgate::telegram
