@@ -206,7 +206,7 @@ asio::awaitable<void> consume(kite::TickerChannel& channel, Received& received, 
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
     take(message);
-    while (channel.try_receive([&](boost::system::error_code, kite::TickerMessage next) { take(next); })) {
+    while (channel.try_receive([&](std::error_code, kite::TickerMessage next) { take(next); })) {
     }
   }
 }
