@@ -126,7 +126,8 @@ struct MultiKeyTickerManagerOptions {
   std::chrono::milliseconds failover_after{std::chrono::seconds(30)};
   /// Messages (frames or text messages) buffered per channel. A buffered
   /// frame holds its ticks: at most capacity x the largest frame (3000 ticks
-  /// of about 400 bytes) per channel.
+  /// of about 400 bytes) per channel. The buffer's slots themselves are
+  /// allocated when the manager is built, so delivery never allocates.
   std::size_t channel_capacity = 256;
   /// Keep the latest tick per instrument instead of dropping when a channel
   /// is full.
