@@ -6,12 +6,17 @@
 //
 //   auto [ec, msg] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
 //   if (ec == floodgate::errc::shut_down) co_return;       // the manager stopped
+//   use(msg);
 //   while (channel.try_receive([&](std::error_code, floodgate::kite::TickerMessage next) { use(next); })) {}
 //
 // A receive on a closed channel completes with `floodgate::errc::shut_down`;
 // one cancelled (`channel.cancel()`, or a cancellation slot) with
 // `floodgate::errc::cancelled` (== std::errc::operation_canceled). Either way
-// the message is empty.
+// the message is empty. Cancel with care: in Asio 1.81 a channel whose
+// waiting receive was cancelled buffers nothing until the next receive starts
+// (its cancel leaves the send side blocked), so the managers drop (and count
+// in messages_dropped) or, with conflation, hold what arrives in between.
+// Start the next receive at once.
 //
 // Asio's default channel traits speak only `boost::system::error_code` and
 // keep the buffer in a std::deque, which allocates a block every few messages
