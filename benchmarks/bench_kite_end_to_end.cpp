@@ -206,7 +206,7 @@ asio::awaitable<void> consume(kite::TickerChannel& channel, Received& received, 
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
     take(message);
-    while (channel.try_receive([&](boost::system::error_code, kite::TickerMessage next) { take(next); })) {
+    while (channel.try_receive([&](std::error_code, kite::TickerMessage next) { take(next); })) {
     }
   }
 }
@@ -363,7 +363,7 @@ int main(int argc, char** argv) try {
   fmt::print("  dropped          {:>12}\n", dropped);
   fmt::print("  tick latency     p50 {:.3f} ms, p99 {:.3f} ms, p99.9 {:.3f} ms ({} ticks)\n", latency.percentile_ms(0.5),
              latency.percentile_ms(0.99), latency.percentile_ms(0.999), latency.count());
-  fmt::print("  allocations      {:>12.4f} per tick ({} in the window, client threads)\n",
+  fmt::print("  allocations      {:>12.7f} per tick ({} in the window, client threads)\n",
              got ? static_cast<double>(allocations.load()) / static_cast<double>(got) : 0.0, allocations.load());
   fmt::print("  frames received  {:>12} in the window (divide futex calls by this)\n", frames);
   fmt::print("  process CPU      {:>12.2f} cores (simulator + client), {:.0f} ns CPU per tick\n", cpu / wall,

@@ -128,7 +128,7 @@ class Consumer {
 asio::awaitable<void> consume(kite::TickerChannel& channel, Consumer& consumer) {
   for (;;) {
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return;  // closed by stop()
+    if (ec) co_return;  // floodgate::errc::shut_down: closed by stop()
     if (const auto* ticks = message.ticks()) {
       for (const kite::Tick& tick : *ticks) consumer.on_tick(message.api_key_id(), tick.instrument_token);
     }

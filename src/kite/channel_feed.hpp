@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <system_error>
 
 namespace floodgate::kite::detail {
 
@@ -28,17 +29,23 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
   static constexpr std::chrono::milliseconds flush_interval{2};
 
   ChannelFeed(const boost::asio::any_io_executor& executor, std::size_t capacity, bool conflate)
-      : channel_(executor, capacity), held_(capacity), conflate_(conflate), flush_timer_(executor) {}
+      : channel_(executor, capacity), held_(capacity), conflate_(conflate), flush_timer_(executor) {
+    // Grows the channel's ring to its capacity now, so that no later burst
+    // allocates: fill the buffer with empty messages, then drain it.
+    for (std::size_t i = 0; i < capacity; ++i) channel_.try_send(std::error_code{}, TickerMessage{});
+    while (channel_.try_receive([](std::error_code, TickerMessage) {})) {
+    }
+  }
 
   TickerChannel& channel() noexcept { return channel_; }
 
   void push(TickerMessage&& message) {
     if (!conflate_) {
-      count(channel_.try_send(boost::system::error_code{}, std::move(message)) ? delivered_ : dropped_);
+      count(channel_.try_send(std::error_code{}, std::move(message)) ? delivered_ : dropped_);
       return;
     }
     std::lock_guard lock(mutex_);
-    if (held_.empty() && !pending_ && channel_.try_send(boost::system::error_code{}, std::move(message))) {
+    if (held_.empty() && !pending_ && channel_.try_send(std::error_code{}, std::move(message))) {
       count(delivered_);
       return;
     }
@@ -104,7 +111,7 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
         if (held_.empty()) break;
         pending_ = take_held();
       }
-      if (!channel_.try_send(boost::system::error_code{}, std::move(*pending_))) break;
+      if (!channel_.try_send(std::error_code{}, std::move(*pending_))) break;
       pending_.reset();
       count(delivered_);
     }

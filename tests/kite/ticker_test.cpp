@@ -36,7 +36,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/experimental/channel_error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -1362,9 +1361,9 @@ class ChannelReader {
     std::lock_guard lock(mutex_);
     return closed_with_.has_value();
   }
-  boost::system::error_code closed_with() const {
+  std::error_code closed_with() const {
     std::lock_guard lock(mutex_);
-    return closed_with_.value_or(boost::system::error_code{});
+    return closed_with_.value_or(std::error_code{});
   }
   std::size_t messages() const {
     std::lock_guard lock(mutex_);
@@ -1403,7 +1402,7 @@ class ChannelReader {
 
  private:
   void receive_next() {
-    channel_->async_receive([this](boost::system::error_code ec, kite::TickerMessage message) {
+    channel_->async_receive([this](std::error_code ec, kite::TickerMessage message) {
       {
         std::lock_guard lock(mutex_);
         if (ec) {
@@ -1426,7 +1425,7 @@ class ChannelReader {
 
   kite::TickerChannel* channel_ = nullptr;
   mutable std::mutex mutex_;
-  std::optional<boost::system::error_code> closed_with_;
+  std::optional<std::error_code> closed_with_;
   std::size_t messages_ = 0;
   std::set<std::size_t> connections_;
   std::map<std::pair<std::string, std::uint32_t>, std::size_t> counts_;
@@ -1677,7 +1676,7 @@ TEST_CASE("kite multi manager delivers tagged ticks through co_await and per-con
     CHECK(std::binary_search(distribution.at("API-1").begin(), distribution.at("API-1").end(), token));
   }
   stop_and_drain(*manager, per_connection);
-  CHECK(per_connection.closed_with() == asio::experimental::error::channel_closed);
+  CHECK(per_connection.closed_with() == floodgate::errc::shut_down);
 }
 
 TEST_CASE("kite multi manager fails over a key whose access is denied", "[kite][ticker][multi]") {
@@ -2111,7 +2110,7 @@ TEST_CASE("kite multi manager stop means stop", "[kite][ticker][multi]") {
 
   manager->stop();
   REQUIRE(eventually([&] { return reader.closed(); }));
-  CHECK(reader.closed_with() == asio::experimental::error::channel_closed);
+  CHECK(reader.closed_with() == floodgate::errc::shut_down);
   CHECK(eventually([&] { return server.stats().connections == 0; }));
   server.drop_connections(api_keys[0].api_key);  // nothing left to drop, nothing comes back
   const auto accepted = [&] {

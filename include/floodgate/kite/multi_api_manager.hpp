@@ -41,7 +41,9 @@
 //
 // Channels. The unified channel carries every message; per-connection channels
 // (opt in with `per_connection_channels`) carry one connection's. They are Asio
-// concurrent channels: `async_receive` with a callback, a future or `co_await`.
+// concurrent channels of `void(std::error_code, TickerMessage)`
+// (ticker_channel.hpp): `async_receive` with a callback, a future or
+// `co_await`; their buffers are allocated once, at construction.
 // A slow consumer never stalls a socket: each channel buffers
 // `channel_capacity` messages, and past that new messages are dropped and
 // counted (`messages_dropped`) or, with `conflate_ticks`, held back as the
@@ -49,18 +51,16 @@
 // skips intermediate ticks but never shows a stale price).
 //
 // `stop()` is final: connections close, nothing reconnects, the channels are
-// closed (pending and later receives complete with
-// `asio::experimental::error::channel_closed`; messages still buffered are
-// discarded). Every method is thread-safe.
+// closed (pending and later receives complete with `floodgate::errc::shut_down`;
+// messages still buffered are discarded). Every method is thread-safe.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#include <boost/system/error_code.hpp>
 
 #include <floodgate/core/credential.hpp>
 #include <floodgate/core/secret.hpp>
 #include <floodgate/kite/credentials.hpp>
+#include <floodgate/kite/ticker_channel.hpp>
 #include <floodgate/kite/ticker_manager.hpp>
 #include <floodgate/kite/ticker_message.hpp>
 
@@ -78,9 +78,6 @@
 #include <vector>
 
 namespace floodgate::kite {
-
-using TickerChannel =
-    boost::asio::experimental::concurrent_channel<void(boost::system::error_code, TickerMessage)>;
 
 enum class DistributionStrategy : std::uint8_t {
   round_robin,  ///< the manager places instruments and fails them over
@@ -129,7 +126,8 @@ struct MultiKeyTickerManagerOptions {
   std::chrono::milliseconds failover_after{std::chrono::seconds(30)};
   /// Messages (frames or text messages) buffered per channel. A buffered
   /// frame holds its ticks: at most capacity x the largest frame (3000 ticks
-  /// of about 400 bytes) per channel.
+  /// of about 400 bytes) per channel. The buffer's slots themselves are
+  /// allocated when the manager is built, so delivery never allocates.
   std::size_t channel_capacity = 256;
   /// Keep the latest tick per instrument instead of dropping when a channel
   /// is full.
