@@ -119,6 +119,24 @@ typename C::duration clock_lag_bound(const C& clock) noexcept {
   }
 }
 
+/// Whether a (lagging) clock can also be read precisely.
+template <class C>
+concept HasPreciseNow = requires(const C& c) {
+  { c.precise_now() } -> std::same_as<typename C::time_point>;
+};
+
+/// `clock.precise_now()` if the clock has one, else `clock.now()`: the time to
+/// add a wait to when the wait must not end early by the clock's lag (a timer
+/// armed at a lagging reading plus a wait computed from a precise one would).
+template <class C>
+typename C::time_point clock_precise_now(const C& clock) noexcept {
+  if constexpr (HasPreciseNow<C>) {
+    return clock.precise_now();
+  } else {
+    return clock.now();
+  }
+}
+
 /// A virtual clock for tests and simulations. Copies share one time line, so a
 /// test can hand a copy to a pool and keep one to advance. Thread-safe.
 ///

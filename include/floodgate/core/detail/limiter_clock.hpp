@@ -14,7 +14,6 @@
 #include <floodgate/core/clock.hpp>
 
 #include <chrono>
-#include <concepts>
 #include <cstdint>
 
 namespace floodgate::detail {
@@ -28,12 +27,6 @@ struct Reading {
 /// is at least this many lag bounds reads the fast clock. Charging the lag
 /// costs such a bucket at most 1 / kLagShare of its burst (see rate.hpp).
 inline constexpr std::int64_t kLagShare = 100;
-
-/// Whether a lagging clock can also be read precisely.
-template <class C>
-concept has_precise_now = requires(const C& c) {
-  { c.precise_now() } -> std::same_as<typename C::time_point>;
-};
 
 /// The clock of a limiter, with its lag bound in ns read once.
 template <Clock C>
@@ -51,7 +44,7 @@ class LimiterClock {
   /// A lagging clock without `precise_now()` is always read fast (it has no
   /// other reading), and the lag is charged whatever the tolerance.
   bool lag_absorbed_by(std::int64_t tolerance) const noexcept {
-    if constexpr (!has_precise_now<C>) return true;
+    if constexpr (!HasPreciseNow<C>) return true;
     return lag_ == 0 || tolerance / kLagShare >= lag_;
   }
 
@@ -60,7 +53,7 @@ class LimiterClock {
   Reading read(std::int64_t tolerance) const { return read(lag_absorbed_by(tolerance)); }
   Reading read(bool fast) const {
     if (fast) return {to_ns(clock_.now()), lag_};
-    if constexpr (has_precise_now<C>) return {to_ns(clock_.precise_now()), 0};
+    if constexpr (HasPreciseNow<C>) return {to_ns(clock_.precise_now()), 0};
     return {to_ns(clock_.now()), lag_};
   }
 
