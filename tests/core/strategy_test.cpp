@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <random>
+#include <set>
 
 using namespace floodgate;
 using namespace floodgate::test;
@@ -163,4 +165,79 @@ TEMPLATE_TEST_CASE("every strategy skips credentials cooling for the destination
   pool.cooldown("A", "chat", 60s);
   pool.cooldown("C", "chat", 60s);
   for (const auto& id : picks(pool, 40, "chat")) CHECK((id == "B" || id == "D"));
+}
+
+TEST_CASE("BestHealth's index picks exactly what sorting every credential would", "[strategy]") {
+  // The reference: every usable credential with its key, sorted by (score
+  // step descending, last acquire ascending, id ascending). Random inserts,
+  // erases, re-scorings, acquires (in the pool's way, and out of order) and
+  // picks with a random refusal set.
+  const auto seed = std::random_device{}();
+  CAPTURE(seed);
+  std::mt19937_64 random(seed);
+  for (int round = 0; round < 20; ++round) {
+    BestHealth strategy;
+    std::map<SlotId, Candidate> usable;
+    const SlotId slots = round < 10 ? 8 : 300;
+    std::uint64_t acquires = 0;
+    const auto step = [](const Candidate& c) { return static_cast<int>(c.score * 1000.0 + 0.5); };
+    const auto random_score = [&] {
+      const double scores[] = {1.0, 0.9995, 0.999, 0.5, 0.0, 0.7504, 0.7496};
+      return scores[random() % 7];
+    };
+    for (int op = 0; op < 3000; ++op) {
+      const SlotId id = static_cast<SlotId>(random() % slots);
+      switch (random() % 6) {
+        case 0: {  // becomes usable (or is inserted again with new figures)
+          Candidate c{random_score(), random() % 3 == 0 ? 0 : acquires - std::min<std::uint64_t>(acquires, random() % 50)};
+          strategy.insert(id, c);
+          usable[id] = c;
+          break;
+        }
+        case 1:
+          strategy.erase(id);
+          usable.erase(id);
+          break;
+        case 2:
+          if (auto it = usable.find(id); it != usable.end()) {
+            it->second.score = random_score();
+            strategy.update(id, it->second);
+          } else {
+            strategy.update(id, {random_score(), ++acquires});  // not usable: ignored
+          }
+          break;
+        case 3:  // an out-of-order last acquire, as a hand-driven strategy may see
+          if (auto it = usable.find(id); it != usable.end()) {
+            it->second.last_acquired = random() % (acquires + 1);
+            strategy.update(id, it->second);
+          }
+          break;
+        default: {  // pick with a random set refused, then acquire the pick as the pool does
+          std::set<SlotId> refused;
+          const auto refusals = random() % 3 == 0 ? random() % slots : 0;
+          for (std::uint64_t r = 0; r < refusals; ++r) refused.insert(static_cast<SlotId>(random() % slots));
+          std::optional<SlotId> expected;
+          for (const auto& [candidate_id, c] : usable) {
+            if (refused.count(candidate_id)) continue;
+            if (!expected) {
+              expected = candidate_id;
+              continue;
+            }
+            const Candidate& best = usable[*expected];
+            if (step(c) != step(best) ? step(c) > step(best)
+                                      : c.last_acquired != best.last_acquired ? c.last_acquired < best.last_acquired
+                                                                              : candidate_id < *expected) {
+              expected = candidate_id;
+            }
+          }
+          const auto chosen = strategy.pick([&](SlotId s) { return refused.count(s) == 0; });
+          REQUIRE(chosen == expected);
+          if (chosen) {
+            usable[*chosen].last_acquired = ++acquires;
+            strategy.update(*chosen, usable[*chosen]);
+          }
+        }
+      }
+    }
+  }
 }

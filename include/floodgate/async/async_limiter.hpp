@@ -244,8 +244,11 @@ class AsyncLimiter {
     }
 
     void arm(std::chrono::nanoseconds wait) {
+      // From the precise time: `wait` may come from a precise reading, and a
+      // lagging clock's reading plus it could lie in the past, a busy loop of
+      // early wake-ups until the clock's next tick.
       const auto deadline =
-          limiter.clock().now() + std::chrono::ceil<typename clock_type::duration>(wait);
+          clock_precise_now(limiter.clock()) + std::chrono::ceil<typename clock_type::duration>(wait);
       if (armed && *armed <= deadline) return;  // an earlier wake-up will re-check
       armed = deadline;
       timer.expires_at(deadline);

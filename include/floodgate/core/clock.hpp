@@ -18,7 +18,11 @@
 //   duration lag_bound() const;        // how far now() may run behind true time
 // A clock that reads a cached time (CoarseClock) lags; code that ends a wait
 // by this clock (the pool's cooldowns) adds the bound, so that a wait never
-// ends early. `clock_lag_bound(clock)` is zero for clocks without it.
+// ends early. `clock_lag_bound(clock)` is zero for clocks without it. A
+// lagging clock may also have
+//   time_point precise_now() const;    // true time, at a higher price
+// which the rate limiters read where the lag is too large a share of a
+// bucket to be charged (core/detail/limiter_clock.hpp).
 #pragma once
 
 #include <atomic>
@@ -61,10 +65,10 @@ struct SteadyClock {
 /// reading and ends at a later one may really be up to a tick shorter than
 /// the readings say. Code that ends a wait by this clock must add
 /// `lag_bound()`, which the pool does for every cooldown (flood waits,
-/// ejections, stored cooldowns). `lag_bound()` is twice the kernel's
-/// stated resolution: one tick, plus one for a tick that comes late. Where this clock is the default, and where it is not (the
-/// token-bucket limiters, whose spacing would shrink by up to a tick):
-/// docs/concepts.md.
+/// ejections, stored cooldowns), and which the rate limiters charge to each
+/// admission (rate.hpp). `lag_bound()` is twice the kernel's stated
+/// resolution: one tick, plus one for a tick that comes late. It is the
+/// default clock of the pool and of the limiters: docs/concepts.md, "Clocks".
 ///
 /// Elsewhere than Linux it is `SteadyClock` with a lag bound of zero.
 struct CoarseClock {
@@ -82,6 +86,9 @@ struct CoarseClock {
 #endif
   }
   std::chrono::system_clock::time_point wall_now() const noexcept { return std::chrono::system_clock::now(); }
+
+  /// `steady_clock::now()`: no lag, the price of a clock read on this machine.
+  time_point precise_now() const noexcept { return std::chrono::steady_clock::now(); }
 
   /// How far `now()` may run behind `steady_clock::now()`.
   duration lag_bound() const noexcept {
@@ -109,6 +116,24 @@ typename C::duration clock_lag_bound(const C& clock) noexcept {
     return clock.lag_bound();
   } else {
     return C::duration::zero();
+  }
+}
+
+/// Whether a (lagging) clock can also be read precisely.
+template <class C>
+concept HasPreciseNow = requires(const C& c) {
+  { c.precise_now() } -> std::same_as<typename C::time_point>;
+};
+
+/// `clock.precise_now()` if the clock has one, else `clock.now()`: the time to
+/// add a wait to when the wait must not end early by the clock's lag (a timer
+/// armed at a lagging reading plus a wait computed from a precise one would).
+template <class C>
+typename C::time_point clock_precise_now(const C& clock) noexcept {
+  if constexpr (HasPreciseNow<C>) {
+    return clock.precise_now();
+  } else {
+    return clock.now();
   }
 }
 

@@ -23,6 +23,11 @@
 // table reach 2 MB from about 800,000 live keys; with more shards every table
 // stays smaller and on 4 KB pages.
 //
+// Clock: CoarseClock by default. Buckets whose burst refills in at least
+// 100 lag bounds (0.8 s with the usual 8 ms) are judged on its fast reading
+// with the lag charged (rate.hpp, "Limiting on a lagging clock"); smaller
+// ones read steady_clock.
+//
 // Hard cap (`KeyedLimiterOptions::max_keys`): when a table is at its share of
 // the cap and none of its buckets is full, a *new* key is refused with
 // `LimitDecision::at_capacity` (error() == errc::capacity_exceeded) and a
@@ -61,7 +66,7 @@ struct KeyedLimiterOptions {
   std::size_t shards = 16;
 };
 
-template <class Key, Clock C = SteadyClock, class Hash = std::hash<Key>>
+template <class Key, Clock C = CoarseClock, class Hash = std::hash<Key>>
 class KeyedLimiter {
  public:
   using key_type = Key;
@@ -69,7 +74,8 @@ class KeyedLimiter {
   using duration = std::chrono::nanoseconds;
 
   KeyedLimiter(Rate rate, double burst, KeyedLimiterOptions options = {}, C clock = C{})
-      : clock_(std::move(clock)), params_(detail::Gcra::make(rate, burst)) {
+      : clock_(std::move(clock)), params_(detail::Gcra::make(rate, burst)),
+        fast_(clock_.lag_absorbed_by(params_.tolerance)) {
     if (options.max_keys == 0) throw Error("keyed limiter: max_keys must be at least 1");
     const std::size_t wanted_shards = std::bit_ceil(std::max<std::size_t>(options.shards, 1));
     const std::size_t shards_for_cap = std::bit_floor(std::max<std::size_t>(options.max_keys / kMinKeysPerShard, 1));
@@ -81,14 +87,14 @@ class KeyedLimiter {
   }
 
   /// Takes n tokens from `key`'s bucket if they are there.
-  LimitDecision try_acquire(const Key& key, std::uint32_t n = 1) { return try_acquire_at(key, n, now_ns()); }
+  LimitDecision try_acquire(const Key& key, std::uint32_t n = 1) { return try_acquire_at(key, n, read()); }
 
   /// How long until `key` has n tokens (zero now, `LimitDecision::never` if
   /// never). Ignores the key cap.
-  duration time_until(const Key& key, std::uint32_t n = 1) const { return time_until_at(key, n, now_ns()); }
+  duration time_until(const Key& key, std::uint32_t n = 1) const { return time_until_at(key, n, read()); }
 
   /// Gives back n tokens taken from `key` that were not used.
-  void refund(const Key& key, std::uint32_t n = 1) { refund_at(key, n, now_ns()); }
+  void refund(const Key& key, std::uint32_t n = 1) { refund_at(key, n, read().now); }
 
   /// Keys currently stored: those with a bucket that is not full, plus full
   /// ones not swept out yet.
@@ -107,7 +113,7 @@ class KeyedLimiter {
 
   /// Forgets every key whose bucket is full now; returns how many were removed.
   std::size_t evict_idle() {
-    const std::int64_t now = now_ns();
+    const std::int64_t now = read().now;
     std::size_t removed = 0;
     for (std::size_t i = 0; i < shard_count(); ++i) {
       std::lock_guard lock(shards_[i].mutex);
@@ -118,18 +124,22 @@ class KeyedLimiter {
     return removed;
   }
 
-  const C& clock() const noexcept { return clock_; }
+  const C& clock() const noexcept { return clock_.clock(); }
+  /// Whether checks read the clock's fast time (CoarseClock's coarse one,
+  /// charged its lag) rather than its precise one; true for a clock without lag.
+  bool reads_fast() const noexcept { return fast_; }
 
  private:
   template <class, Clock>
   friend class LimitSet;  // reads the clock once for all its limits
 
-  LimitDecision try_acquire_at(const Key& key, std::uint32_t n, std::int64_t now) {
+  LimitDecision try_acquire_at(const Key& key, std::uint32_t n, detail::Reading at) {
+    const std::int64_t now = at.now;
     const std::uint64_t h = mix(Hash{}(key));
     Shard& shard = shard_for(h);
     std::lock_guard lock(shard.mutex);
     Slot* slot = shard.find(key, h >> shard_bits_);
-    const auto verdict = params_.check(slot ? slot->tat : now, now, n);
+    const auto verdict = params_.check(slot ? slot->tat : now, at, n);
     if (!verdict.admitted) return {false, detail::wait_duration(verdict.wait), {}, true};
     if (verdict.new_tat <= now) return {true};  // nothing owed: the bucket stays full
     if (slot == nullptr) {
@@ -141,12 +151,12 @@ class KeyedLimiter {
     return {true};
   }
 
-  duration time_until_at(const Key& key, std::uint32_t n, std::int64_t now) const {
+  duration time_until_at(const Key& key, std::uint32_t n, detail::Reading at) const {
     const std::uint64_t h = mix(Hash{}(key));
     Shard& shard = shard_for(h);
     std::lock_guard lock(shard.mutex);
     const Slot* slot = shard.find(key, h >> shard_bits_);
-    return detail::wait_duration(params_.check(slot ? slot->tat : now, now, n).wait);
+    return detail::wait_duration(params_.check(slot ? slot->tat : at.now, at, n).wait);
   }
 
   void refund_at(const Key& key, std::uint32_t n, std::int64_t now) {
@@ -257,10 +267,13 @@ class KeyedLimiter {
     }
   }
 
-  std::int64_t now_ns() const { return detail::to_ns(clock_.now()); }
+  // The fast reading where the buckets absorb the clock's lag, else the
+  // precise one (core/detail/limiter_clock.hpp, rate.hpp).
+  detail::Reading read() const { return clock_.read(fast_); }
 
-  C clock_;
+  detail::LimiterClock<C> clock_;
   detail::Gcra params_;
+  bool fast_;  // judged on the lagging clock's fast reading
   unsigned shard_bits_ = 0;
   std::unique_ptr<Shard[]> shards_;
 };

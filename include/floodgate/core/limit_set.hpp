@@ -26,6 +26,12 @@
 // wait. AsyncLimiter relies on this to keep one busy chat from holding up the
 // others. Configure the set before sharing it between threads; acquiring is
 // thread-safe.
+//
+// The set reads its clock once per request for all its limits: the fast
+// reading of CoarseClock (the default) when every limit absorbs the clock's
+// lag, else steady_clock's (rate.hpp, "Limiting on a lagging clock"). With
+// telegram_bot_limits() the 30/s bot limit with a burst of 1 does not, so
+// that set reads steady_clock.
 #pragma once
 
 #include <floodgate/core/clock.hpp>
@@ -43,7 +49,7 @@
 
 namespace floodgate {
 
-template <class Key, Clock C = SteadyClock>
+template <class Key, Clock C = CoarseClock>
 class LimitSet {
  public:
   using key_type = Key;
@@ -57,7 +63,8 @@ class LimitSet {
   /// Adds one bucket shared by every request.
   LimitSet& add(std::string name, Rate rate, double burst) {
     limits_.push_back(Limit{std::move(name), {},
-                            std::make_unique<TokenBucket<C>>(rate, burst, clock_), nullptr});
+                            std::make_unique<TokenBucket<C>>(rate, burst, clock_.clock()), nullptr});
+    fast_ = fast_ && limits_.back().shared->reads_fast();
     return *this;
   }
 
@@ -66,22 +73,23 @@ class LimitSet {
                         KeyedLimiterOptions options = {}) {
     const auto first_shared = std::find_if(limits_.begin(), limits_.end(),
                                            [](const Limit& limit) { return limit.keyed == nullptr; });
-    limits_.insert(first_shared,
-                   Limit{std::move(name), std::move(applies_to), nullptr,
-                         std::make_unique<KeyedLimiter<Key, C>>(rate, burst, options, clock_)});
+    const auto added = limits_.insert(
+        first_shared, Limit{std::move(name), std::move(applies_to), nullptr,
+                            std::make_unique<KeyedLimiter<Key, C>>(rate, burst, options, clock_.clock())});
+    fast_ = fast_ && added->keyed->reads_fast();
     return *this;
   }
 
   /// Takes n tokens from every limit that applies to `key`, or from none.
   LimitDecision try_acquire(const Key& key, std::uint32_t n = 1) {
-    const std::int64_t now = now_ns();  // one clock read: every limit judges the same instant
+    const detail::Reading now = read();  // one clock read: every limit judges the same instant
     for (std::size_t i = 0; i < limits_.size(); ++i) {
       Limit& limit = limits_[i];
       if (!limit.applies(key)) continue;
       LimitDecision refused = limit.try_acquire(key, n, now);
       if (refused) continue;
       for (std::size_t j = 0; j < i; ++j) {
-        if (limits_[j].applies(key)) limits_[j].refund(key, n, now);
+        if (limits_[j].applies(key)) limits_[j].refund(key, n, now.now);
       }
       refused.limit = limit.name;
       refused.per_key = limit.keyed != nullptr;
@@ -93,12 +101,12 @@ class LimitSet {
 
   /// How long until a request for `key` could pass (zero if it could now;
   /// `LimitDecision::never` if it never can). Takes nothing.
-  duration time_until(const Key& key, std::uint32_t n = 1) const { return time_until_at(key, n, now_ns()); }
+  duration time_until(const Key& key, std::uint32_t n = 1) const { return time_until_at(key, n, read()); }
 
   /// Gives back n tokens for `key` to every limit that applies (a request that
   /// passed but was not sent after all).
   void refund(const Key& key, std::uint32_t n = 1) {
-    const std::int64_t now = now_ns();
+    const std::int64_t now = read().now;
     for (Limit& limit : limits_) {
       if (limit.applies(key)) limit.refund(key, n, now);
     }
@@ -113,7 +121,10 @@ class LimitSet {
     }
     return total;
   }
-  const C& clock() const noexcept { return clock_; }
+  const C& clock() const noexcept { return clock_.clock(); }
+  /// Whether a request reads the clock's fast time (every limit absorbs its
+  /// lag) rather than its precise one.
+  bool reads_fast() const noexcept { return fast_; }
 
  private:
   struct Limit {
@@ -123,10 +134,10 @@ class LimitSet {
     std::unique_ptr<KeyedLimiter<Key, C>> keyed;
 
     bool applies(const Key& key) const { return !scope || scope(key); }
-    LimitDecision try_acquire(const Key& key, std::uint32_t n, std::int64_t now) {
+    LimitDecision try_acquire(const Key& key, std::uint32_t n, detail::Reading now) {
       return keyed ? keyed->try_acquire_at(key, n, now) : shared->check_at(now, n);
     }
-    duration time_until(const Key& key, std::uint32_t n, std::int64_t now) const {
+    duration time_until(const Key& key, std::uint32_t n, detail::Reading now) const {
       return keyed ? keyed->time_until_at(key, n, now) : shared->time_until_at(now, n);
     }
     void refund(const Key& key, std::uint32_t n, std::int64_t now) {
@@ -135,9 +146,9 @@ class LimitSet {
     }
   };
 
-  std::int64_t now_ns() const { return detail::to_ns(clock_.now()); }
+  detail::Reading read() const { return clock_.read(fast_); }
 
-  duration time_until_at(const Key& key, std::uint32_t n, std::int64_t now) const {
+  duration time_until_at(const Key& key, std::uint32_t n, detail::Reading now) const {
     duration longest{0};
     for (const Limit& limit : limits_) {
       if (limit.applies(key)) longest = std::max(longest, limit.time_until(key, n, now));
@@ -145,7 +156,8 @@ class LimitSet {
     return longest;
   }
 
-  C clock_;
+  detail::LimiterClock<C> clock_;
+  bool fast_ = true;  // every limit absorbs the clock's lag: read it fast
   std::vector<Limit> limits_;
 };
 

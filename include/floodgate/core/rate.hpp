@@ -27,8 +27,49 @@
 // previous one cannot mint tokens. Because a full bucket is `tat <= now`, a
 // full bucket carries no information; that is what lets KeyedLimiter forget
 // idle keys.
+//
+// Limiting on a lagging clock. A limiter's default clock, CoarseClock, reads
+// a time `c` that may be up to L (`lag_bound()`) behind the true time t of
+// the request: c <= t <= c + L. Judged naively on c, two requests can be up
+// to L closer in true time than in readings, and a bucket lets up to L * rate
+// tokens too many through a window. So every decision takes a `Reading`
+// {now = c, lag = L} (lag = 0 for an exact clock), and:
+//
+//   a request conforms when   tat + n * interval - tolerance <= c
+//   (a reservation is ready at R = max(c, tat + n * interval - tolerance))
+//   and then leaves           tat' = max(tat, R + L) + n * interval
+//
+// with R = c for an immediate admission. That is: the request is judged at
+// the earliest instant it can have happened (c, or R when it waits) and
+// charged as if it happened at the latest (R + L; a reservation's holder acts
+// at R by a steady timer, or by `delay()` read on the lagging clock, i.e. by
+// R + L). With L = 0 it is the plain rule above.
+//
+// Proof that no window of true time [t_i, t_k] admits more than
+// tolerance + (t_k - t_i) worth of tokens, i.e. burst + rate * (t_k - t_i):
+// let requests i < k be admitted (or booked) in that order, n_j tokens each,
+// request j happening at a true time in [R_j, R_j + L_j]. By the update,
+// tat after j is at least max(tat before j, R_j + L_j) + n_j * interval, so
+// by induction tat before k >= R_i + L_i + (n_i + ... + n_{k-1}) * interval.
+// Request k conforms, so tat before k + n_k * interval - tolerance <= R_k.
+// Together: (n_i + ... + n_k) * interval <= tolerance + R_k - (R_i + L_i)
+// <= tolerance + t_k - t_i, because t_k >= R_k and t_i <= R_i + L_i. For
+// i == k the sum is n_k <= burst. Readings may mix lags (a bucket read
+// precisely one time and coarsely the next): the proof takes each request's
+// own bounds. Refunds lower tat by exactly the tokens given back, as if the
+// request had never been; clamping tat up to a reading only takes tokens.
+// tests/core/limiter_lag_test.cpp checks it over random request times on a
+// lagging virtual clock, with a control showing the naive rule fails.
+//
+// The price is the charge L - (tat - R) when the bucket is within L of full:
+// the bucket behaves as if its burst were up to L * rate tokens smaller. A
+// limiter therefore reads the lagging clock only for buckets whose tolerance
+// is at least 100 L (so it loses at most 1 % of its burst; with L = 8 ms,
+// buckets whose burst refills in 0.8 s or more), and reads the precise clock,
+// lag 0, for the others (core/detail/limiter_clock.hpp).
 #pragma once
 
+#include <floodgate/core/detail/limiter_clock.hpp>
 #include <floodgate/core/error.hpp>
 
 #include <fmt/format.h>
@@ -207,14 +248,27 @@ struct Gcra {
     std::int64_t wait;     ///< ns until the request conforms; `never` if it cannot
   };
 
-  /// Whether n tokens can be taken at `now` from a bucket in state `tat`.
-  Verdict check(std::int64_t tat, std::int64_t now, std::uint32_t n) const noexcept {
+  /// Whether n tokens can be taken at `at` from a bucket in state `tat`
+  /// (see "Limiting on a lagging clock" above for the lag).
+  Verdict check(std::int64_t tat, Reading at, std::uint32_t n) const noexcept {
     if (n == 0) return {true, tat, 0};
     if (zero_rate() || n > capacity()) return {false, tat, never};
-    const std::int64_t new_tat = std::max(tat, now) + static_cast<std::int64_t>(n) * interval;
-    const std::int64_t conforms_at = new_tat - tolerance;
-    if (conforms_at <= now) return {true, new_tat, 0};
-    return {false, tat, conforms_at - now};
+    const std::int64_t cost = static_cast<std::int64_t>(n) * interval;
+    const std::int64_t conforms_at = std::max(tat, at.now) + cost - tolerance;
+    if (conforms_at <= at.now) return {true, std::max(tat, at.now + at.lag) + cost, 0};
+    return {false, tat, conforms_at - at.now};
+  }
+
+  struct Booking {
+    std::int64_t new_tat;  ///< the state after booking the tokens
+    std::int64_t ready;    ///< when the booked tokens are there
+  };
+  /// Books n tokens at `at` (n <= capacity(), positive rate): they are there
+  /// at `ready`, and charged as if used at the latest instant that may be.
+  Booking book(std::int64_t tat, Reading at, std::uint32_t n) const noexcept {
+    const std::int64_t cost = static_cast<std::int64_t>(n) * interval;
+    const std::int64_t ready = std::max(at.now, tat + cost - tolerance);
+    return {std::max(tat, ready + at.lag) + cost, ready};
   }
 
   /// The state after giving n tokens back (never above a full bucket).

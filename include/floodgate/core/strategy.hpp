@@ -35,6 +35,8 @@
 #include "floodgate/core/detail/indexed_heap.hpp"
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <concepts>
 #include <cstdint>
 #include <limits>
@@ -73,52 +75,133 @@ concept Strategy = requires(S s, SlotId id, const Candidate& c) {
 /// Highest smoothed success rate first; among equals, the least recently used.
 /// Scores are compared in steps of 0.1 % so that noise in the fourth digit does
 /// not pin all traffic to one credential: equals share the load in LRU order.
+///
+/// Index: one list per score step (1,001 of them), each in LRU order, and a
+/// two-level bitmap of the steps that have any credential. A pick is the head
+/// of the highest such step (two bit scans); an acquire moves the credential
+/// to the tail of its list, because the pool's acquire counter makes it the
+/// most recently used of all. A credential whose step changes is placed by a
+/// walk from its new list's tail, which stops at once for one acquired lately
+/// (the pool's case: a score changes on a report or re-scoring shortly after
+/// an acquire); only a credential left idle while many of its new equals were
+/// acquired walks further.
 class BestHealth {
  public:
   static constexpr bool uses_score = true;
 
-  void insert(SlotId id, const Candidate& c) { heap_.set(id, key_of(id, c)); }
-  void erase(SlotId id) { heap_.erase(id); }
+  void insert(SlotId id, const Candidate& c) {
+    if (id >= nodes_.size()) nodes_.resize(id + 1);
+    place(id, key_of(c));
+  }
+  void erase(SlotId id) {
+    if (!contains(id)) return;
+    unlink(id);
+    nodes_[id].present = false;
+    --size_;
+  }
   void update(SlotId id, const Candidate& c) {
-    if (!heap_.contains(id)) return;
-    const Key key = key_of(id, c);
-    const Key& old = heap_.key(id);
-    // Most reports and re-scorings leave the rounded score as it was: the
-    // order cannot change, so the heap is left alone.
-    if (key.score_permille != old.score_permille || key.last_acquired != old.last_acquired) heap_.set(id, key);
+    if (!contains(id)) return;
+    place(id, key_of(c));
   }
 
   template <class Accept>
   std::optional<SlotId> pick(Accept&& accept) const {
-    if (heap_.empty()) return std::nullopt;
-    if (accept(heap_.top())) return heap_.top();
-    // Rare path (the best one is cooling for this destination): scan.
-    std::optional<SlotId> best;
-    for (SlotId id : heap_.ids()) {
-      if (accept(id) && (!best || Before{}(heap_.key(id), heap_.key(*best)))) best = id;
+    if (size_ == 0) return std::nullopt;
+    const int top = highest_step();
+    if (accept(head_[top])) return head_[top];
+    // Rare path (the best one is cooling for this destination): walk the
+    // lists in order; the first accepted is the best accepted.
+    for (int step = top; step >= 0; --step) {
+      for (SlotId id = head_[step]; id != none; id = nodes_[id].next) {
+        if (accept(id)) return id;
+      }
     }
-    return best;
+    return std::nullopt;
   }
 
  private:
+  static constexpr SlotId none = std::numeric_limits<SlotId>::max();
+  static constexpr int kSteps = 1001;  // score permille 0..1000
+  static constexpr int kWords = (kSteps + 63) / 64;
+
   struct Key {
-    std::int32_t score_permille;
-    std::uint64_t last_acquired;
-    SlotId id;
+    std::int32_t step = 0;  // the score in permille
+    std::uint64_t last_acquired = 0;
+    friend bool operator==(const Key&, const Key&) = default;
   };
-  struct Before {
-    bool operator()(const Key& a, const Key& b) const noexcept {
-      if (a.score_permille != b.score_permille) return a.score_permille > b.score_permille;
-      if (a.last_acquired != b.last_acquired) return a.last_acquired < b.last_acquired;
-      return a.id < b.id;
-    }
+  struct Node {
+    Key key;
+    SlotId prev = none, next = none;
+    bool present = false;
   };
-  static Key key_of(SlotId id, const Candidate& c) {
+
+  static Key key_of(const Candidate& c) {
     // Scores are in [0, 1]: adding one half and truncating rounds to nearest.
-    return {static_cast<std::int32_t>(c.score * 1000.0 + 0.5), c.last_acquired, id};  // NOLINT(bugprone-incorrect-roundings): never negative
+    const auto step = static_cast<std::int32_t>(c.score * 1000.0 + 0.5);  // NOLINT(bugprone-incorrect-roundings): never negative
+    return {std::clamp(step, 0, kSteps - 1), c.last_acquired};
+  }
+  // Within a step: least recently acquired first, then the lower id.
+  bool before(SlotId a, const Key& ka, SlotId b) const noexcept {
+    const Key& kb = nodes_[b].key;
+    return ka.last_acquired != kb.last_acquired ? ka.last_acquired < kb.last_acquired : a < b;
   }
 
-  detail::IndexedHeap<Key, Before> heap_;
+  bool contains(SlotId id) const noexcept { return id < nodes_.size() && nodes_[id].present; }
+
+  int highest_step() const noexcept {
+    const int word = std::bit_width(summary_) - 1;
+    return word * 64 + std::bit_width(nonempty_[word]) - 1;
+  }
+
+  // Puts `id` (present or not) at its place for `key`; a key whose order
+  // cannot have changed leaves it where it is.
+  void place(SlotId id, const Key& key) {
+    Node& node = nodes_[id];
+    if (node.present) {
+      if (node.key == key) return;
+      unlink(id);
+    } else {
+      node.present = true;
+      ++size_;
+    }
+    node.key = key;
+    SlotId after = tail_[key.step];
+    while (after != none && before(id, key, after)) after = nodes_[after].prev;
+    link_after(id, key.step, after);
+  }
+
+  void link_after(SlotId id, int step, SlotId after) {
+    Node& node = nodes_[id];
+    node.prev = after;
+    node.next = after == none ? head_[step] : nodes_[after].next;
+    (node.prev == none ? head_[step] : nodes_[node.prev].next) = id;
+    (node.next == none ? tail_[step] : nodes_[node.next].prev) = id;
+    nonempty_[step / 64] |= std::uint64_t{1} << (step % 64);
+    summary_ |= 1U << (step / 64);
+  }
+
+  void unlink(SlotId id) {
+    const Node& node = nodes_[id];
+    const int step = node.key.step;
+    (node.prev == none ? head_[step] : nodes_[node.prev].next) = node.next;
+    (node.next == none ? tail_[step] : nodes_[node.next].prev) = node.prev;
+    if (head_[step] == none) {
+      nonempty_[step / 64] &= ~(std::uint64_t{1} << (step % 64));
+      if (nonempty_[step / 64] == 0) summary_ &= ~(1U << (step / 64));
+    }
+  }
+
+  std::vector<Node> nodes_;  // by slot
+  std::array<SlotId, kSteps> head_ = filled(), tail_ = filled();
+  std::array<std::uint64_t, kWords> nonempty_{};  // steps with a credential
+  std::uint32_t summary_ = 0;                      // words of nonempty_ that are not zero
+  std::size_t size_ = 0;
+
+  static constexpr std::array<SlotId, kSteps> filled() {
+    std::array<SlotId, kSteps> all{};
+    all.fill(none);
+    return all;
+  }
 };
 
 /// Every usable credential in turn. A credential that comes back from a

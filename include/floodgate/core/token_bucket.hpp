@@ -12,6 +12,15 @@
 // CAS. Time comes from a `Clock` object (floodgate/core/clock.hpp), so tests
 // drive it with `ManualClock`.
 //
+// The default clock is `CoarseClock` (a few ns a read, up to its lag bound L
+// behind true time). A bucket whose burst refills in at least 100 L (0.8 s
+// with the usual L = 8 ms: 30/s with a burst of 24, 1/s with any burst)
+// reads it and charges each admission the lag, which provably never admits
+// more than burst + rate * t in any window of true time and costs at most
+// 1 % of the burst (rate.hpp, "Limiting on a lagging clock"); a smaller
+// bucket (30/s with a burst of 1) reads `steady_clock` instead, exactly as
+// with `SteadyClock`.
+//
 // Rules:
 // - `Rate::zero()` never admits (any burst is accepted). A positive rate with a
 //   burst below one token throws `floodgate::Error`: it could never admit.
@@ -37,7 +46,7 @@
 
 namespace floodgate {
 
-template <Clock C = SteadyClock>
+template <Clock C = CoarseClock>
 class TokenBucket {
  public:
   using clock_type = C;
@@ -74,18 +83,20 @@ class TokenBucket {
     std::uint32_t tokens() const noexcept { return tokens_; }
     /// When the booked tokens are there: act at this time.
     time_point ready_at() const noexcept { return ready_at_; }
-    /// How long from now until `ready_at()` (zero if already due).
+    /// How long from now until `ready_at()` (zero if already due). Read on
+    /// the bucket's clock, it may be up to the clock's lag longer than on a
+    /// steady timer; the bucket charged that lag when it booked the tokens.
     duration delay() const {
       if (!ok_) return never;
-      const auto now = bucket_ ? bucket_->clock_.now() : ready_at_;
-      return std::max(duration{0}, std::chrono::duration_cast<duration>(ready_at_ - now));
+      const std::int64_t now = bucket_ ? bucket_->read().now : detail::to_ns(ready_at_);
+      return std::max(duration{0}, duration{detail::to_ns(ready_at_) - now});
     }
 
     /// Gives the tokens back if called no later than `ready_at()`; returns true
     /// when it did. A late cancel, or a second one, gives back nothing.
     bool cancel() {
       auto* bucket = std::exchange(bucket_, nullptr);
-      if (bucket == nullptr || bucket->clock_.now() > ready_at_) return false;
+      if (bucket == nullptr || bucket->read().now > detail::to_ns(ready_at_)) return false;
       bucket->refund(tokens_);
       return true;
     }
@@ -106,7 +117,7 @@ class TokenBucket {
       : clock_(std::move(clock)), params_(detail::Gcra::make(rate, burst)), rate_(rate),
         burst_(burst) {
     store_params(params_);
-    tat_.store(now_ns(), std::memory_order_relaxed);
+    tat_.store(read().now, std::memory_order_relaxed);
   }
   TokenBucket(const TokenBucket&) = delete;
   TokenBucket& operator=(const TokenBucket&) = delete;
@@ -116,27 +127,25 @@ class TokenBucket {
 
   /// Like try_acquire, but a refusal also says how long until n tokens would
   /// be there (`LimitDecision::never` when they never will).
-  LimitDecision check(std::uint32_t n = 1) { return check_at(now_ns(), n); }
+  LimitDecision check(std::uint32_t n = 1) { return check_at(read(), n); }
 
   /// How long until n tokens are available (zero if they are now; `never` if
   /// they never will be). Takes nothing.
-  duration time_until(std::uint32_t n = 1) const { return time_until_at(now_ns(), n); }
+  duration time_until(std::uint32_t n = 1) const { return time_until_at(read(), n); }
 
   /// Books n tokens, waiting in line behind earlier bookings: the tokens are
   /// taken now and the reservation says when they are actually there.
   Reservation reserve(std::uint32_t n = 1) {
-    const std::int64_t now = now_ns();
+    const detail::Reading at = read();
     for (;;) {
       const auto [params, tat] = snapshot();
       if (n > 0 && (params.zero_rate() || n > params.capacity())) return {};
-      const std::int64_t new_tat =
-          std::max(tat, now) + static_cast<std::int64_t>(n) * params.interval;
+      const auto booking = params.book(tat, at, n);
       std::int64_t expected = tat;
-      if (tat_.compare_exchange_weak(expected, new_tat, std::memory_order_acq_rel,
+      if (tat_.compare_exchange_weak(expected, booking.new_tat, std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
-        const std::int64_t ready = std::max(new_tat - params.tolerance, now);
         return {this, n, time_point{std::chrono::duration_cast<typename C::duration>(
-                              std::chrono::nanoseconds{ready})},
+                              std::chrono::nanoseconds{booking.ready})},
                 true};
       }
     }
@@ -144,12 +153,12 @@ class TokenBucket {
 
   /// Gives back n tokens taken by try_acquire that were not used (LimitSet
   /// does this when another limit refuses). Never fills beyond the burst.
-  void refund(std::uint32_t n = 1) { refund_at(now_ns(), n); }
+  void refund(std::uint32_t n = 1) { refund_at(read().now, n); }
 
   /// Tokens available now (fractional; negative while reservations are due).
   double available() const {
     const auto [params, tat] = snapshot();
-    return params.available(tat, now_ns());
+    return params.available(tat, read().now);
   }
 
   void set_rate(Rate rate) { reconfigure(rate, std::nullopt); }
@@ -162,16 +171,20 @@ class TokenBucket {
     std::lock_guard lock(writer_);
     return burst_;
   }
-  const C& clock() const noexcept { return clock_; }
+  const C& clock() const noexcept { return clock_.clock(); }
+  /// Whether checks read the clock's fast time (CoarseClock's coarse one,
+  /// charged its lag) rather than its precise one; true for a clock without
+  /// lag. See the header comment.
+  bool reads_fast() const noexcept { return clock_.lag_absorbed_by(tolerance_.load(std::memory_order_relaxed)); }
 
  private:
   template <class, Clock>
   friend class LimitSet;  // reads the clock once for all its limits
 
-  LimitDecision check_at(std::int64_t now, std::uint32_t n) {
+  LimitDecision check_at(detail::Reading at, std::uint32_t n) {
     for (;;) {
       const auto [params, tat] = snapshot();
-      const auto verdict = params.check(tat, now, n);
+      const auto verdict = params.check(tat, at, n);
       if (!verdict.admitted) return {false, detail::wait_duration(verdict.wait)};
       std::int64_t expected = tat;
       if (tat_.compare_exchange_weak(expected, verdict.new_tat, std::memory_order_acq_rel,
@@ -181,9 +194,9 @@ class TokenBucket {
     }
   }
 
-  duration time_until_at(std::int64_t now, std::uint32_t n) const {
+  duration time_until_at(detail::Reading at, std::uint32_t n) const {
     const auto [params, tat] = snapshot();
-    return detail::wait_duration(params.check(tat, now, n).wait);
+    return detail::wait_duration(params.check(tat, at, n).wait);
   }
 
   void refund_at(std::int64_t now, std::uint32_t n) {
@@ -202,7 +215,9 @@ class TokenBucket {
     std::int64_t tat;
   };
 
-  std::int64_t now_ns() const { return detail::to_ns(clock_.now()); }
+  // The fast reading where the current tolerance absorbs the clock's lag,
+  // else the precise one (core/detail/limiter_clock.hpp).
+  detail::Reading read() const { return clock_.read(tolerance_.load(std::memory_order_relaxed)); }
 
   // The parameters are guarded by a sequence lock: readers retry when a writer
   // ran in between, so they never combine one setting's interval with the
@@ -233,7 +248,7 @@ class TokenBucket {
     const std::uint32_t version = version_.load(std::memory_order_relaxed);
     version_.store(version + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
-    const std::int64_t now = now_ns();
+    const std::int64_t now = clock_.read(true).now;
     std::int64_t tat = tat_.load(std::memory_order_acquire);
     while (!tat_.compare_exchange_weak(tat, detail::Gcra::convert(params_, next, tat, now),
                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
@@ -245,7 +260,7 @@ class TokenBucket {
     burst_ = new_burst;
   }
 
-  C clock_;
+  detail::LimiterClock<C> clock_;
   std::atomic<std::int64_t> tat_{0};  // the bucket's whole state
   std::atomic<std::uint32_t> version_{0};
   std::atomic<std::int64_t> interval_{0};
