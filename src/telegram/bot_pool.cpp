@@ -133,7 +133,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         retry(io, pool, options.retry) {
     for (auto& credential : credentials) {
       auto token = std::unique_ptr<Token>(new Token{BotApiClient(http, options.endpoint, credential.payload.token), {},
-                                                    telegram_bot_limits(CoarseClock{}, options.limits)});
+                                                    telegram_bot_limits(SteadyClock{}, options.limits)});
       const std::string id = credential.id;
       pool.add(std::move(credential));  // throws on a duplicate id before the token is kept
       tokens.emplace(id, std::move(token));

@@ -66,7 +66,7 @@ struct KeyedLimiterOptions {
   std::size_t shards = 16;
 };
 
-template <class Key, Clock C = CoarseClock, class Hash = std::hash<Key>>
+template <class Key, Clock C = SteadyClock, class Hash = std::hash<Key>>
 class KeyedLimiter {
  public:
   using key_type = Key;

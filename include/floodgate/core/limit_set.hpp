@@ -49,7 +49,7 @@
 
 namespace floodgate {
 
-template <class Key, Clock C = CoarseClock>
+template <class Key, Clock C = SteadyClock>
 class LimitSet {
  public:
   using key_type = Key;

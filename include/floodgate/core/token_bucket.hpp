@@ -12,14 +12,17 @@
 // CAS. Time comes from a `Clock` object (floodgate/core/clock.hpp), so tests
 // drive it with `ManualClock`.
 //
-// The default clock is `CoarseClock` (a few ns a read, up to its lag bound L
-// behind true time). A bucket whose burst refills in at least 100 L (0.8 s
-// with the usual L = 8 ms: 30/s with a burst of 24, 1/s with any burst)
-// reads it and charges each admission the lag, which provably never admits
-// more than burst + rate * t in any window of true time and costs at most
-// 1 % of the burst (rate.hpp, "Limiting on a lagging clock"); a smaller
-// bucket (30/s with a burst of 1) reads `steady_clock` instead, exactly as
-// with `SteadyClock`.
+// The default clock is `SteadyClock`. On `CoarseClock` (a few ns a read, up
+// to its lag bound L behind true time) a bucket whose burst refills in at
+// least 100 L (0.8 s with the usual L = 8 ms) reads the coarse time and
+// charges each admission the lag, which provably never admits more than
+// burst + rate * t in any window of true time (rate.hpp, "Limiting on a
+// lagging clock"); a smaller bucket reads `steady_clock`. The charge has a
+// price that keeps CoarseClock from being the default: after an idle spell
+// the last token of a burst taken at once comes up to L late (a 2/min
+// bucket passes one request, and the second only L later), which a caller
+// that does not wait (ApiKeyPool's budgets, a fail-open Redis limit) sees as
+// a refusal.
 //
 // Rules:
 // - `Rate::zero()` never admits (any burst is accepted). A positive rate with a
@@ -46,7 +49,7 @@
 
 namespace floodgate {
 
-template <Clock C = CoarseClock>
+template <Clock C = SteadyClock>
 class TokenBucket {
  public:
   using clock_type = C;

@@ -40,7 +40,7 @@ struct TelegramBotLimits {
 };
 
 /// The limits of one bot token, keyed by chat id.
-template <Clock C = CoarseClock>
+template <Clock C = SteadyClock>
 LimitSet<std::int64_t, C> telegram_bot_limits(C clock = C{}, const TelegramBotLimits& config = {}) {
   LimitSet<std::int64_t, C> limits(std::move(clock));
   limits.add("bot", config.bot, config.bot_burst)
