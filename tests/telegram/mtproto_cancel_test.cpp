@@ -6,6 +6,7 @@
 // `||` with a timer (tests/async/cancel_race.hpp) and signals emitted by hand.
 #include "../async/cancel_race.hpp"
 #include "io_runner.hpp"
+#include "real_tdjson.hpp"
 #include "test_support.hpp"
 
 #include <floodgate/telegram/mtproto_pool.hpp>
@@ -26,6 +27,7 @@ namespace tg = floodgate::telegram;
 using floodgate::errc;
 using floodgate::Secret;
 using floodgate::test::IoRunner;
+using floodgate::test::real_tdjson;
 using floodgate::test::run_race;
 using floodgate::test::TempRoot;
 using nlohmann::json;
@@ -36,14 +38,6 @@ namespace {
 
 constexpr const char* kApiHash = "a3406de8d171bb422bb6ddf3bbd800e2";
 constexpr const char* kBotToken = "123456:AAE-real-tdlib-cancel-token";
-
-std::shared_ptr<tg::TdjsonLibrary> real_tdjson() {
-  std::string path = REAL_TDJSON_PATH;
-  if (const char* env = std::getenv("FLOODGATE_TEST_TDJSON"); env != nullptr && *env != '\0') path = env;
-  INFO("real libtdjson expected at " << path << " (run scripts/bootstrap, or set FLOODGATE_TEST_TDJSON)");
-  REQUIRE(fs::exists(path));
-  return tg::TdjsonLibrary::open({.path = path});
-}
 
 json alarm(double seconds) { return {{"@type", "setAlarm"}, {"seconds", seconds}}; }
 

@@ -7,6 +7,7 @@
 // each failed before its fix.
 #include "io_runner.hpp"
 #include "lsan_tdlib.hpp"
+#include "real_tdjson.hpp"
 #include "test_support.hpp"
 
 #include <floodgate/core/cooldown_store.hpp>
@@ -34,6 +35,8 @@ namespace tg = floodgate::telegram;
 using floodgate::errc;
 using floodgate::Secret;
 using floodgate::test::IoRunner;
+using floodgate::test::real_tdjson;
+using floodgate::test::real_tdjson_path;
 using floodgate::test::TempRoot;
 using nlohmann::json;
 using State = tg::MtprotoSession::State;
@@ -43,18 +46,6 @@ namespace {
 
 constexpr const char* kApiHash = "a3406de8d171bb422bb6ddf3bbd800e2";
 constexpr const char* kBotToken = "123456:AAE-real-tdlib-test-token";
-
-std::string real_tdjson_path() {
-  if (const char* env = std::getenv("FLOODGATE_TEST_TDJSON"); env != nullptr && *env != '\0') return env;
-  return REAL_TDJSON_PATH;
-}
-
-std::shared_ptr<tg::TdjsonLibrary> real_tdjson() {
-  const auto path = real_tdjson_path();
-  INFO("real libtdjson expected at " << path << " (run scripts/bootstrap, or set FLOODGATE_TEST_TDJSON)");
-  REQUIRE(fs::exists(path));
-  return tg::TdjsonLibrary::open({.path = path});
-}
 
 unsigned mode_of(const fs::path& path) {
   struct stat info {};
