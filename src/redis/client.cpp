@@ -207,8 +207,12 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
     } else {
       socket = std::make_shared<tcp::socket>(strand);
     }
+    // The connect operation refers to the socket until its handler has run; a
+    // reset_transport meanwhile (the connect deadline, close) must not free it.
+    std::shared_ptr<void> keep = tls_stream ? std::shared_ptr<void>(tls_stream) : std::shared_ptr<void>(socket);
     asio::async_connect(lowest(), endpoints,
-                        [self = shared_from_this(), gen](boost::system::error_code ec, const tcp::endpoint&) {
+                        [self = shared_from_this(), gen, keep = std::move(keep)](boost::system::error_code ec,
+                                                                                const tcp::endpoint&) {
                           if (gen != self->generation) return;
                           if (ec) return self->attempt_failed("cannot connect to", ec.message(), errc::unavailable);
                           boost::system::error_code ignored;

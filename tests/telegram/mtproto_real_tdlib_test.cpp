@@ -199,7 +199,9 @@ TEST_CASE("real tdlib 2: a login that times out is retried and reported waiting,
     tg::MtprotoPool pool(f.tdjson, {{"bot1", {94575, Secret(kApiHash)}}}, std::move(options));
     CHECK(pool.async_wait_ready(asio::use_future).get() == errc::deadline_exceeded);
     // From the recorded states, not the session's current one: under load the
-    // 300 ms retry may already have put it back to authorizing.
+    // 300 ms retry may already have put it back to authorizing. The state
+    // callback runs on the session's executor and may come just after the wait ends.
+    REQUIRE(f.io.wait_until([&] { return recorder.saw(State::waiting); }));
     CHECK_THAT(recorder.first_reason(State::waiting),
                Catch::Contains("no answer from TDLib to checkAuthenticationBotToken"));
     CHECK(pool.snapshot("bot1")->state != floodgate::CredentialState::disabled);
