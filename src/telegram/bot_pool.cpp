@@ -149,19 +149,28 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   /// How long the lease's token must wait before it may send (zero: it may
   /// send now, and the send is counted by its limits). Calls addressed to no
   /// chat pass freely. The retry executor's gate.
+  ///
+  /// The local limits are asked first and the shared ones only when the local
+  /// ones admit: a shared answer of zero spends a reservation that other
+  /// processes already count as sent, so nothing may hold the send back after
+  /// it (a local refusal after it would send late, outside the window Redis
+  /// accounted it in, and spend a second reservation on the retry).
   Duration gate(const Pool::Lease& lease) {
     const auto chat = parse_chat(lease.destination());
     Token* t = chat ? token(lease.id()) : nullptr;
     if (!t) return Duration::zero();  // no chat, or no client (issue() reports that)
-    if (options.shared_limits) {
-      const auto shared = options.shared_limits(lease.id(), *chat);
-      if (shared > Duration::zero()) return std::min<Duration>(shared, std::chrono::hours(1));
+    {
+      std::lock_guard lock(t->mutex);
+      const auto decision = t->limits.try_acquire(*chat);
+      // A limit no waiting satisfies (a zero rate) parks the token for an hour rather than forever.
+      if (!decision) return std::min<Duration>(decision.retry_after, std::chrono::hours(1));
     }
+    if (!options.shared_limits) return Duration::zero();
+    const auto shared = options.shared_limits(lease.id(), *chat);
+    if (shared <= Duration::zero()) return Duration::zero();
     std::lock_guard lock(t->mutex);
-    const auto decision = t->limits.try_acquire(*chat);
-    if (decision) return Duration::zero();
-    // A limit no waiting satisfies (a zero rate) parks the token for an hour rather than forever.
-    return std::min<Duration>(decision.retry_after, std::chrono::hours(1));
+    t->limits.refund(*chat);  // not sent now: the local limits get the message back
+    return std::min<Duration>(shared, std::chrono::hours(1));
   }
 
   /// A chat-scoped 429 of token `id`, seen in the light of the token's other

@@ -281,6 +281,46 @@ TEST_CASE("BotPool: a 401 disables the token and the call moves to another") {
   CHECK(sim.server.stats(Secret(kTokenB)).succeeded == 4);
 }
 
+TEST_CASE("BotPool: shared limits are asked only once the local ones admit, and a shared wait gives the local token back") {
+  Sim sim;
+  // The shared gate: the first ask of each chat waits 20 ms (a reservation in
+  // flight, as redis::ReservingGate answers), every later ask admits.
+  std::mutex mutex;
+  std::map<std::int64_t, int> asks;
+  auto options = floodgate::telegram::BotPoolOptions{.endpoint = sim.server.endpoint(), .retry = PoolSim::fast_retry()};
+  options.limits.private_chat = floodgate::Rate::per_minute(1);
+  options.limits.private_chat_burst = 1;  // one message per chat, then a local wait of a minute
+  options.shared_limits = [&](std::string_view, std::int64_t chat) -> std::chrono::nanoseconds {
+    std::lock_guard lock(mutex);
+    return ++asks[chat] == 1 ? std::chrono::nanoseconds(20ms) : std::chrono::nanoseconds::zero();
+  };
+  BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}}, options);
+  auto send = [&](std::int64_t chat) {
+    return bots.async_send_message({.chat_id = chat, .text = "paced"}, asio::use_future).get();
+  };
+
+  // Local admits, shared says wait: the local token is given back, so the
+  // retry 20 ms later is admitted locally again (one per minute: without the
+  // refund it would wait a minute) and sent once the shared gate admits.
+  auto [ec1, first] = send(7);
+  REQUIRE_FALSE(ec1);
+  CHECK(first.attempts == 1);
+  {
+    std::lock_guard lock(mutex);
+    CHECK(asks[7] == 2);
+  }
+  // The local limit refuses the chat's second message: the shared gate is not
+  // asked, so no reservation other processes count as sent is spent on it.
+  auto [ec2, second] = send(7);
+  CHECK(ec2 == errc::all_credentials_cooling);
+  CHECK(second.attempts == 0);
+  {
+    std::lock_guard lock(mutex);
+    CHECK(asks[7] == 2);
+  }
+  CHECK(sim.server.messages(7).size() == 1);
+}
+
 TEST_CASE("BotPool: a send whose answer was lost is sent once and ends with outcome_unknown naming its token") {
   PoolSim sim;
   // The server stores the message, then the answer is cut off in the middle of its body.

@@ -175,9 +175,10 @@ struct BotPoolOptions {
   PoolOptions pool;
   FloodScope flood_scope;
   ChatRouting routing;
-  /// Limits shared with other processes, asked before the local ones for a
-  /// call to a chat: how long (token id, chat) must wait, zero to send now.
-  /// Must answer at once (redis/reserving_gate.hpp does, by reservation).
+  /// Limits shared with other processes, asked after the local ones admit a
+  /// call to a chat: how long (token id, chat) must wait, zero to send now (the
+  /// call is then sent at once). Must answer at once
+  /// (redis/reserving_gate.hpp does, by reservation).
   std::function<std::chrono::nanoseconds(std::string_view token_id, std::int64_t chat_id)> shared_limits;
 };
 
