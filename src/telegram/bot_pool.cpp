@@ -226,7 +226,8 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   /// call's later attempts and its result. `call` outlives the attempt (the
   /// retry executor holds it), so only the rare re-addressed call is copied.
   template <class Handler>
-  void issue_following_migration(std::string id, const Call& call, std::shared_ptr<std::atomic<std::int64_t>> migrated,
+  void issue_following_migration(std::string id, const Call& call,
+                                 const std::shared_ptr<std::atomic<std::int64_t>>& migrated,
                                  Handler handler) {
     if (const auto chat = migrated->load()) return issue_readdressed(id, call, chat, std::move(handler));
     issue(id, call, [this, self = shared_from_this(), id, &call, migrated,
@@ -547,7 +548,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   /// `reroute_unreachable`: a 403 about this bot marks the pair unreachable and moves the call.
   /// `sending`: told when a request goes on the wire and when it is answered (a chat's head call).
   void run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler,
-           std::shared_ptr<Sending> sending = nullptr);
+           const std::shared_ptr<Sending>& sending = nullptr);
 
   boost::asio::any_io_executor io;
   BotPoolOptions options;
@@ -622,7 +623,7 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
 }
 
 void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler,
-                        std::shared_ptr<Sending> sending) {
+                        const std::shared_ptr<Sending>& sending) {
   const auto chat = chat_of(call);
   const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
   const bool edit = method_starts_with(call.method, "edit");
@@ -684,7 +685,7 @@ void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool rerout
 
 namespace floodgate::telegram {
 
-void BotPool::start_download(std::string token_id, std::string file_path, std::filesystem::path destination,
+void BotPool::start_download(const std::string& token_id, const std::string& file_path, std::filesystem::path destination,
                              boost::asio::any_completion_handler<DownloadSignature> handler) {
   Impl::Token* t = impl_->token(token_id);
   const auto record = impl_->pool.snapshot(token_id);

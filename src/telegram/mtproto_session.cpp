@@ -338,7 +338,7 @@ void MtprotoSession::Impl::start() {
   });
   log(LogLevel::info, "mtproto {}: starting in {}", id, folder);
   // TDLib stays silent until its first request; any request wakes it.
-  tdjson.async_send(*client, {{"@type", "getOption"}, {"name", "version"}}, [](std::error_code, nlohmann::json) {});
+  tdjson.async_send(*client, {{"@type", "getOption"}, {"name", "version"}}, [](std::error_code, const nlohmann::json&) {});
 }
 
 // On the strand. The user hears of an update before the session acts on its
@@ -456,7 +456,7 @@ void MtprotoSession::Impl::send_login(LoginKind kind, nlohmann::json request, st
   const auto generation = ++login.generation;
   tdjson.async_send(*client, login.request, options.login_timeout,
                     asio::bind_executor(strand, [weak = weak_from_this(), generation](std::error_code ec,
-                                                                                      nlohmann::json reply) {
+                                                                                      const nlohmann::json& reply) {
                       if (auto self = weak.lock()) self->on_login_reply(generation, ec, reply);
                     }));
 }
@@ -615,7 +615,7 @@ void MtprotoSession::Impl::request_close() {
     if (!client || closed_by_tdlib || close_sent) return;
     close_sent = true;
   }
-  tdjson.async_send(*client, {{"@type", "close"}}, [](std::error_code, nlohmann::json) {});
+  tdjson.async_send(*client, {{"@type", "close"}}, [](std::error_code, const nlohmann::json&) {});
 }
 
 MtprotoSession::MtprotoSession(TdjsonClient& tdjson, std::string id, MtprotoCredentials credentials,

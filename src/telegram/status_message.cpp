@@ -120,7 +120,7 @@ void StatusMessage::flush() {
     text = state_->wanted;
   }
   state_->bots.async_edit_message_text(
-      state_->message, text, [self = shared_from_this(), text](std::error_code ec, BotPoolResult result) {
+      state_->message, text, [self = shared_from_this(), text](std::error_code ec, const BotPoolResult& result) {
         self->on_edited(text, ec, result);
       });
 }

@@ -266,12 +266,10 @@ void TdjsonClient::start_send(ClientId client, nlohmann::json request, std::chro
   {
     std::lock_guard lock(s.mutex);
     const auto it = s.clients.find(client);
-    if (s.stopping.load()) {
+    if (s.stopping.load() || (it != s.clients.end() && it->second.closed)) {
       refused = make_error_code(errc::shut_down);
     } else if (it == s.clients.end()) {
       refused = std::make_error_code(std::errc::invalid_argument);
-    } else if (it->second.closed) {
-      refused = make_error_code(errc::shut_down);
     } else {
       auto handler_work = asio::prefer(asio::get_associated_executor(handler, executor_),
                                        asio::execution::outstanding_work.tracked);
@@ -300,6 +298,7 @@ void TdjsonClient::start_send(ClientId client, nlohmann::json request, std::chro
       s.sent_any = true;
     }
   }
+  // NOLINTNEXTLINE(bugprone-use-after-move): `handler` was moved only on the branch that leaves `refused` clear
   if (refused) return s.post_completion(std::move(handler), refused, nullptr);
   s.started.notify_one();
   s.library->send(client, text.c_str());

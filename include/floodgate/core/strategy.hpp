@@ -150,7 +150,7 @@ class BestHealth {
 
   int highest_step() const noexcept {
     const int word = std::bit_width(summary_) - 1;
-    return word * 64 + std::bit_width(nonempty_[word]) - 1;
+    return word * 64 + std::bit_width(nonempty_[word]) - 1;  // NOLINT(bugprone-implicit-widening-of-multiplication-result): word < kWords, the product is small
   }
 
   // Puts `id` (present or not) at its place for `key`; a key whose order

@@ -318,8 +318,8 @@ class BotPool {
   auto async_download(std::string token_id, std::string file_path, std::filesystem::path destination,
                       CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, DownloadSignature>(
-        [this](auto handler, std::string id, std::string path, std::filesystem::path to) {
-          start_download(std::move(id), std::move(path), std::move(to),
+        [this](auto handler, const std::string& id, const std::string& path, std::filesystem::path to) {
+          start_download(id, path, std::move(to),
                          boost::asio::any_completion_handler<DownloadSignature>(std::move(handler)));
         },
         token, std::move(token_id), std::move(file_path), std::move(destination));
@@ -352,7 +352,7 @@ class BotPool {
         token, std::move(call), std::move(owner));
   }
   void start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler);
-  void start_download(std::string token_id, std::string file_path, std::filesystem::path destination,
+  void start_download(const std::string& token_id, const std::string& file_path, std::filesystem::path destination,
                       boost::asio::any_completion_handler<DownloadSignature> handler);
 
   struct Impl;
