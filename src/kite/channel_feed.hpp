@@ -33,7 +33,7 @@ class ChannelFeed : public std::enable_shared_from_this<ChannelFeed> {
     // Grows the channel's ring to its capacity now, so that no later burst
     // allocates: fill the buffer with empty messages, then drain it.
     for (std::size_t i = 0; i < capacity; ++i) channel_.try_send(std::error_code{}, TickerMessage{});
-    while (channel_.try_receive([](std::error_code, TickerMessage) {})) {
+    while (channel_.try_receive([](std::error_code, const TickerMessage&) {})) {
     }
   }
 

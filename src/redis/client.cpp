@@ -181,10 +181,10 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
     reset_transport();
     arm_connect_deadline(gen);
     resolver.async_resolve(url.host, std::to_string(url.port),
-                           [self = shared_from_this(), gen](boost::system::error_code ec, tcp::resolver::results_type r) {
+                           [self = shared_from_this(), gen](boost::system::error_code ec, const tcp::resolver::results_type& r) {
                              if (gen != self->generation) return;
                              if (ec) return self->attempt_failed("cannot resolve", ec.message(), errc::unavailable);
-                             self->connect_to(std::move(r), gen);
+                             self->connect_to(r, gen);
                            });
   }
 
@@ -508,7 +508,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<RedisClient::Impl> {
     if (auto it = std::find_if(in_flight.begin(), in_flight.end(), of_op); it != in_flight.end()) {
       constexpr auto ends_now = asio::cancellation_type::terminal | asio::cancellation_type::partial;
       if ((type & ends_now) == asio::cancellation_type::none) return;  // total: its reply ends it
-      auto complete = std::exchange(it->complete, [](std::error_code, RedisReply) {});
+      auto complete = std::exchange(it->complete, [](std::error_code, const RedisReply&) {});
       it->operation = 0;
       return complete(cancelled, {});
     }

@@ -156,6 +156,7 @@ template <class T>
 void add_choice(CLI::App& command, const std::string& flag, T& target, std::vector<std::pair<std::string, T>> choices,
                 const std::string& help, const std::string& type_name) {
   std::vector<std::string> names;
+  names.reserve(choices.size());
   for (const auto& choice : choices) names.push_back(choice.first);
   command
       .add_option_function<std::string>(

@@ -17,7 +17,6 @@
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <future>
 

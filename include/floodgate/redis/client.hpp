@@ -141,8 +141,10 @@ class RedisClient {
                   CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, Signature>(
         [this](auto handler, Script s, std::vector<std::string> k, std::vector<std::string> a) {
-          start_eval(std::move(s), std::move(k), std::move(a),
-                     async::detail::make_pending_op<std::error_code, RedisReply>(std::move(handler), get_executor()));
+          // The completion is made first so that the call below does not depend on the handler's type.
+          Completion completion =
+              async::detail::make_pending_op<std::error_code, RedisReply>(std::move(handler), get_executor());
+          start_eval(std::move(s), std::move(k), std::move(a), std::move(completion));
         },
         token, script, std::move(keys), std::move(args));
   }
