@@ -376,7 +376,7 @@ TEST_CASE("a pool emptied under a run ends it with no_credentials", "[retry]") {
   CHECK(c->ec == errc::errc::no_credentials);
 }
 
-TEST_CASE("an asynchronous attempt may finish on another thread; use_future works", "[retry]") {
+TEST_CASE("an asynchronous attempt may finish on another thread, use_future works", "[retry]") {
   boost::asio::io_context io;
   floodgate::CredentialPool<Token> pool;  // the default CoarseClock, real timers
   pool.add({"A", {"a"}});

@@ -21,7 +21,7 @@ std::string error_of(const json& j, auto read) {
 }
 }  // namespace
 
-TEST_CASE("a user's JSON maps onto PoolOptions and RetryPolicy; left-out keys keep defaults", "[json]") {
+TEST_CASE("a user's JSON maps onto PoolOptions and RetryPolicy, left-out keys keep defaults", "[json]") {
   const auto config = json::parse(R"({
     "pool": {"ejection": {"consecutive_failures": 3, "base_rest": "45s", "max_rest": "10min"}, "latency_smoothing": 0.5},
     "retry": {"max_attempts": 4, "max_wait": 1.5, "backoff_base": "250ms", "flood_jitter_cap": "1s"}
@@ -40,7 +40,7 @@ TEST_CASE("a user's JSON maps onto PoolOptions and RetryPolicy; left-out keys ke
   CHECK(retry.flood_jitter_cap == 1s);
 }
 
-TEST_CASE("options round-trip through JSON; durations are written as text", "[json]") {
+TEST_CASE("options round-trip through JSON, durations are written as text", "[json]") {
   RetryPolicy retry;
   retry.max_attempts = 3;
   retry.max_wait = 90s;

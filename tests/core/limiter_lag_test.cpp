@@ -245,7 +245,7 @@ TEST_CASE("charging the lag costs a bucket that absorbs it at most a lag bound p
   CHECK(passed >= 98);  // the first at once, then one per 800 + at most 8 ms (+ a tick's rounding)
 }
 
-TEST_CASE("the limiters default to SteadyClock; on CoarseClock a big bucket reads fast, a small one precisely",
+TEST_CASE("the limiters default to SteadyClock, on CoarseClock a big bucket reads fast, a small one precisely",
           "[limiter][clock]") {
   static_assert(std::is_same_v<floodgate::TokenBucket<>::clock_type, floodgate::SteadyClock>);
   static_assert(std::is_same_v<floodgate::KeyedLimiter<int>::clock_type, floodgate::SteadyClock>);

@@ -134,7 +134,7 @@ TEST_CASE("an abandoned lease is counted, never as a success", "[pool][lease]") 
   CHECK(s->in_flight == 0);
 }
 
-TEST_CASE("a lease reports once; moves keep it alive", "[pool][lease]") {
+TEST_CASE("a lease reports once, moves keep it alive", "[pool][lease]") {
   Pool<> pool;
   add_credentials(pool, {"A"});
   auto result = pool.acquire();

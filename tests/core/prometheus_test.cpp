@@ -229,7 +229,7 @@ TEST_CASE("two pools and a third source on one page: valid, HELP and TYPE once p
   CHECK(up.at({"mtproto", "account \"main\"\n"}) == 0);  // cooling; the id came back through the escapes
 }
 
-TEST_CASE("an invalid prefix is refused with a clear error; a duplicate pool too", "[prometheus]") {
+TEST_CASE("an invalid prefix is refused with a clear error, a duplicate pool too", "[prometheus]") {
   try {
     PrometheusRegistry registry("my-bot");
     FAIL("accepted");

@@ -177,7 +177,7 @@ TEST_CASE("Classification: 401 and 403 disable the key") {
   CHECK(classify_reply(reply(403, R"({"error":"forbidden"})"), kNow).outcome.kind() == OutcomeKind::auth_failed);
 }
 
-TEST_CASE("Classification: 408, 503 and 529 were not processed; other 5xx may have been") {
+TEST_CASE("Classification: 408, 503 and 529 were not processed, other 5xx may have been") {
   CHECK(classify_reply(reply(408, "{}"), kNow).outcome.kind() == OutcomeKind::not_sent);
   CHECK(classify_reply(reply(503, "{}"), kNow).outcome.kind() == OutcomeKind::not_sent);
   CHECK(classify_reply(reply(529, R"({"type":"overloaded_error"})"), kNow).outcome.kind() == OutcomeKind::not_sent);

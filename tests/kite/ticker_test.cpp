@@ -1352,6 +1352,15 @@ std::unique_ptr<kite::MultiKeyTickerManager> make_multi(asio::any_io_executor ex
 /// closed() before the manager is destroyed.
 class ChannelReader {
  public:
+  ChannelReader() = default;
+  ChannelReader(const ChannelReader&) = delete;
+  ChannelReader& operator=(const ChannelReader&) = delete;
+  // Checked here, on the test's thread: Catch's assertions are not for I/O threads.
+  ~ChannelReader() {
+    std::lock_guard lock(mutex_);
+    CHECK(batches_with_another_key_ == 0);
+  }
+
   void start(kite::TickerChannel& channel) {
     channel_ = &channel;
     receive_next();
@@ -1412,7 +1421,7 @@ class ChannelReader {
         ++messages_;
         connections_.insert(message.connection());
         if (const auto* ticks = message.ticks()) {
-          CHECK(ticks->api_key_id() == message.api_key_id());
+          if (ticks->api_key_id() != message.api_key_id()) ++batches_with_another_key_;
           for (const auto& tick : *ticks) {
             ++counts_[{message.api_key_id(), tick.instrument_token}];
             ticks_[tick.instrument_token].push_back(tick);
@@ -1427,6 +1436,7 @@ class ChannelReader {
   mutable std::mutex mutex_;
   std::optional<std::error_code> closed_with_;
   std::size_t messages_ = 0;
+  std::size_t batches_with_another_key_ = 0;  // a batch whose key differs from its message's
   std::set<std::size_t> connections_;
   std::map<std::pair<std::string, std::uint32_t>, std::size_t> counts_;
   std::map<std::uint32_t, std::vector<kite::Tick>> ticks_;

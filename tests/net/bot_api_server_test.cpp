@@ -392,7 +392,7 @@ TEST_CASE("BotApiServer: a bot writes only to users who started it, with Telegra
   CHECK(h.send_text(kBotB, 52).status == 200);
 }
 
-TEST_CASE("BotApiServer: groups have their members; a closed world does not know undeclared chats") {
+TEST_CASE("BotApiServer: groups have their members, a closed world does not know undeclared chats") {
   ManualClock clock;
   sim::BotApiServer server({.tokens = {kBotA, kBotB}, .limits = {std::nullopt, std::nullopt, std::nullopt},
                             .tls = false, .open_world = false},
@@ -616,7 +616,7 @@ TEST_CASE("BotApiServer: start-up and everyday methods of bot frameworks") {
 
 // ---- Faults ----
 
-TEST_CASE("BotApiServer: a fault for one method leaves the others alone; a cut-off reply was applied") {
+TEST_CASE("BotApiServer: a fault for one method leaves the others alone, a cut-off reply was applied") {
   Harness h;
   h.server.inject(kBotA, sim::Fault::truncated_response().on("sendMessage"));
   CHECK(h.call(kBotA, "getMe").status == 200);  // not the method: untouched

@@ -136,7 +136,7 @@ TEST_CASE("WebSocket: async_write_text and async_close cancelled (terminal) end 
   CHECK(ticker.eventually_no_connections());
 }
 
-TEST_CASE("WebSocket: partial cancellation is not honoured; the read goes on and gets the next message",
+TEST_CASE("WebSocket: partial cancellation is not honoured, the read goes on and gets the next message",
           "[net][cancel]") {
   Ticker ticker;
   IoRunner io;

@@ -70,7 +70,7 @@ struct Pauser {
 
 }  // namespace
 
-TEST_CASE("redis client: a command not written yet, cancelled, ends at once and never runs; the client goes on",
+TEST_CASE("redis client: a command not written yet, cancelled, ends at once and never runs, the client goes on",
           "[redis][cancel]") {
   const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::partial,
                              asio::cancellation_type::total);
@@ -99,7 +99,7 @@ TEST_CASE("redis client: a command not written yet, cancelled, ends at once and 
   CHECK(run(client, {"GET", "after"}).second.text == "1");
 }
 
-TEST_CASE("redis client: async_command || timer on a written command ends with the timer; it runs once, replies stay matched",
+TEST_CASE("redis client: async_command || timer on a written command ends with the timer, it runs once, replies stay matched",
           "[redis][cancel]") {
   RedisServer server;
   IoRunner io;
@@ -141,7 +141,7 @@ TEST_CASE("redis client: total cancellation of a written command lets it end wit
   blocker.get();
 }
 
-TEST_CASE("redis client: async_eval || timer ends with the timer; a script call cancelled before it is written never runs",
+TEST_CASE("redis client: async_eval || timer ends with the timer, a script call cancelled before it is written never runs",
           "[redis][cancel]") {
   RedisServer server;
   IoRunner io;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -164,9 +165,14 @@ class RedisServer {
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
+    const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) return;
     if (pid == 0) {
+      // A test that dies (a sanitizer's abort) takes its server along: an
+      // orphaned server would hold ctest's output pipe open until the timeout.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // the parent died before the line above
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }

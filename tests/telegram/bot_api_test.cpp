@@ -356,7 +356,7 @@ TEST_CASE("BotPool: a send whose answer times out is not repeated (a slow server
   CHECK(sim.server.messages(10).size() == 1);
 }
 
-TEST_CASE("BotPool: reads and edits are repeated after a lost answer; a send only when the caller opts in") {
+TEST_CASE("BotPool: reads and edits are repeated after a lost answer, a send only when the caller opts in") {
   PoolSim sim;
   sim.server.revoke_token(Secret(kTokenB));  // keep every attempt on token-a
   REQUIRE(sim.bots.pool().disable("token-b"));
@@ -865,7 +865,7 @@ TEST_CASE("BotPool: chat affinity is bounded: idle chats beyond max_chats are fo
   CHECK(sim.bots->chat_token(10));
 }
 
-TEST_CASE("BotPool: every media kind from bytes and from a file; a file id again only through its owner") {
+TEST_CASE("BotPool: every media kind from bytes and from a file, a file id again only through its owner") {
   PoolSim sim;
   using telegram::MediaKind;
   const std::vector<std::pair<MediaKind, std::string>> kinds = {

@@ -94,7 +94,7 @@ bool eventually(Predicate done) {
 
 }  // namespace
 
-TEST_CASE("BotPool: async_send_message || timer ends with the timer; the send is not repeated, its reply still counts",
+TEST_CASE("BotPool: async_send_message || timer ends with the timer, the send is not repeated, its reply still counts",
           "[cancel]") {
   CancelSim sim;
   sim.slow_replies(1500ms);
@@ -129,7 +129,7 @@ TEST_CASE("BotPool: a send cancelled (terminal) before it starts ends with opera
   CHECK(sim.server.messages(5).empty());
 }
 
-TEST_CASE("BotPool: a call cancelled while queued behind its chat's head ends at once, unsent; order holds",
+TEST_CASE("BotPool: a call cancelled while queued behind its chat's head ends at once, unsent, order holds",
           "[cancel]") {
   CancelSim sim;
   sim.slow_replies(600ms, 1);  // the first request only
@@ -258,7 +258,7 @@ TEST_CASE("HttpsClient and BotApiClient: a request raced with a timer is cancell
   }
 }
 
-TEST_CASE("StatusMessage: async_finish || timer while waiting for its edit slot ends with the timer; nothing is sent",
+TEST_CASE("StatusMessage: async_finish || timer while waiting for its edit slot ends with the timer, nothing is sent",
           "[cancel]") {
   CancelSim sim;
   auto [ec, sent] = sim.bots.async_send_message({.chat_id = 21, .text = "0%"}, asio::use_future).get();
@@ -276,7 +276,7 @@ TEST_CASE("StatusMessage: async_finish || timer while waiting for its edit slot 
   CHECK(sim.server.messages(21).at(0).text == "0%");
 }
 
-TEST_CASE("StatusMessage: async_finish cancelled with its edit on the wire ends at once; the edit is applied once",
+TEST_CASE("StatusMessage: async_finish cancelled with its edit on the wire ends at once, the edit is applied once",
           "[cancel]") {
   CancelSim sim;
   auto [ec, sent] = sim.bots.async_send_message({.chat_id = 22, .text = "0%"}, asio::use_future).get();

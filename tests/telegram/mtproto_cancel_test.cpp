@@ -55,7 +55,7 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("real tdlib: TdjsonClient async_send || timer ends with the timer; the late reply is dropped",
+TEST_CASE("real tdlib: TdjsonClient async_send || timer ends with the timer, the late reply is dropped",
           "[telegram][mtproto][real][cancel]") {
   Fixture f;
   const auto client = f.tdjson.create_client();
@@ -102,7 +102,7 @@ TEST_CASE("real tdlib: TdjsonClient async_send: terminal ends at once with opera
   f.tdjson.async_send(client, {{"@type", "close"}}, asio::use_future).get();
 }
 
-TEST_CASE("real tdlib: MtprotoSession async_wait_ready and async_send || timer end with the timer; the session goes on",
+TEST_CASE("real tdlib: MtprotoSession async_wait_ready and async_send || timer end with the timer, the session goes on",
           "[telegram][mtproto][real][cancel]") {
   Fixture f;
   auto session = f.bot("bot1");
@@ -142,7 +142,7 @@ TEST_CASE("real tdlib: MtprotoSession async_wait_ready and async_send || timer e
   CHECK(session->state() == State::closed);
 }
 
-TEST_CASE("real tdlib: MtprotoSession async_close cancelled ends the wait at once; the close goes on",
+TEST_CASE("real tdlib: MtprotoSession async_close cancelled ends the wait at once, the close goes on",
           "[telegram][mtproto][real][cancel]") {
   Fixture f;
   auto session = f.bot("bot2");
@@ -162,7 +162,7 @@ TEST_CASE("real tdlib: MtprotoSession async_close cancelled ends the wait at onc
   CHECK(session->state() == State::closed);
 }
 
-TEST_CASE("real tdlib: MtprotoPool async_wait_ready || timer ends with the timer; a cancelled async_close still closes",
+TEST_CASE("real tdlib: MtprotoPool async_wait_ready || timer ends with the timer, a cancelled async_close still closes",
           "[telegram][mtproto][real][cancel]") {
   Fixture f;
   tg::MtprotoPool::Options options;

@@ -180,7 +180,7 @@ TEST_CASE("mtproto pool: concurrent requests each complete once while sessions f
   CHECK(pool->snapshot("account2")->flood_waits == static_cast<std::uint64_t>(f.received(*pool, "account2", "getChatHistory")));
 }
 
-TEST_CASE("mtproto pool: SLOWMODE_WAIT cools only that chat; the session still serves other chats",
+TEST_CASE("mtproto pool: SLOWMODE_WAIT cools only that chat, the session still serves other chats",
           "[telegram][mtproto][pool]") {
   Fixture f(2);
   f.script(1, {{"sendMessage", {td_error(420, "SLOWMODE_WAIT_20"), kSent}}});
@@ -286,7 +286,7 @@ TEST_CASE("mtproto pool: a bound request is never moved to another session", "[t
   CHECK(pool->snapshot("account2")->requests == 1);  // the movable history request only
 }
 
-TEST_CASE("mtproto pool: a cooldown survives a restart; the new pool refuses the cooled session",
+TEST_CASE("mtproto pool: a cooldown survives a restart, the new pool refuses the cooled session",
           "[telegram][mtproto][pool]") {
   Fixture f(2);
   f.script(1, {{"getChatHistory", {td_error(429, "Too Many Requests: retry after 600")}}});

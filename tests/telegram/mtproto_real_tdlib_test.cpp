@@ -117,7 +117,7 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("real tdlib: a user session reaches the phone prompt; its files are private while it runs",
+TEST_CASE("real tdlib: a user session reaches the phone prompt, its files are private while it runs",
           "[telegram][mtproto][real]") {
   Fixture f;
   Recorder recorder;

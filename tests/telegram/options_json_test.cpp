@@ -35,7 +35,7 @@ json round_trip(const T& value) {
 }
 }  // namespace
 
-TEST_CASE("net options map from JSON and round-trip; the TLS context stays code-only", "[json]") {
+TEST_CASE("net options map from JSON and round-trip, the TLS context stays code-only", "[json]") {
   using namespace floodgate::net;
   const auto tls = json::parse(R"({"ca_file": "/etc/ssl/my-ca.pem"})").get<TlsClientOptions>();
   CHECK(tls.verify_peer);

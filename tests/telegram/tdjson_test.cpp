@@ -243,7 +243,7 @@ TEST_CASE("tdjson client: a client that never answers times out and nothing is l
   CHECK(tdjson.stats().pending == 0);
 }
 
-TEST_CASE("tdjson client: shutdown closes open clients first; every pending request ends exactly once",
+TEST_CASE("tdjson client: shutdown closes open clients first, every pending request ends exactly once",
           "[telegram][tdjson]") {
   FakeTdjson fake(FAKE_TDJSON_PATH);
   IoRunner io;
@@ -273,7 +273,7 @@ TEST_CASE("tdjson client: shutdown closes open clients first; every pending requ
   for (auto& n : calls) CHECK(n == 1);
 }
 
-TEST_CASE("tdjson client: requests have a default timeout; shutdown waits for closes only so long",
+TEST_CASE("tdjson client: requests have a default timeout, shutdown waits for closes only so long",
           "[telegram][tdjson]") {
   CHECK(TdjsonClient::Options{}.request_timeout == std::chrono::minutes(5));
   CHECK(TdjsonClient::Options{}.close_timeout == std::chrono::seconds(10));
