@@ -24,6 +24,18 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using detail::ChannelFeed;
 
+namespace {
+
+// A key's connections keep as many batches as the channel can buffer: a
+// backlog the channel holds, once served, allocates nothing the next time.
+TickerManagerOptions per_key_options(const MultiKeyTickerManagerOptions& options) {
+  TickerManagerOptions per_key = options.per_key;
+  per_key.batches_kept = std::max(per_key.batches_kept, options.channel_capacity);
+  return per_key;
+}
+
+}  // namespace
+
 struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
   struct Key {
     std::string id;
@@ -48,7 +60,7 @@ struct MultiKeyTickerManager::Impl : std::enable_shared_from_this<Impl> {
   Impl(asio::any_io_executor ex, Settings config, const MultiKeyTickerManagerOptions& options)
       : executor(std::move(ex)),
         settings(config),
-        per_key(options.per_key),
+        per_key(per_key_options(options)),
         channel_capacity(options.channel_capacity),
         conflate(options.conflate_ticks),
         per_connection_channels(options.per_connection_channels),

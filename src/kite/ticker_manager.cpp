@@ -35,11 +35,6 @@ struct Placement {
   Mode mode = Mode::quote;
 };
 
-// Idle batches kept per connection: enough for the frames a consumer that
-// keeps up holds at once; beyond it blocks are freed (a stalled consumer's
-// backlog is not kept forever).
-constexpr std::size_t max_idle_batches = 32;
-
 void check_limit(std::string_view what, std::size_t value, std::size_t kite_limit) {
   if (value == 0 || value > kite_limit) {
     throw Error(fmt::format("{} must be between 1 and {} (Kite's limit), not {}", what, kite_limit, value));
@@ -224,7 +219,7 @@ TickerManager::TickerManager(const boost::asio::any_io_executor& executor, std::
   // own pool, which outlives both while a batch of it is held.
   const std::weak_ptr<Impl> weak = impl_;
   for (std::size_t i = 0; i < impl_->options.max_connections; ++i) {
-    auto pool = std::make_shared<detail::TickBatchPool>(MessageSource{impl_->id, i}, max_idle_batches);
+    auto pool = std::make_shared<detail::TickBatchPool>(MessageSource{impl_->id, i}, impl_->options.batches_kept);
     impl_->sources.push_back(pool->shared_source());
     TickerConnection::Handlers handlers{
         .on_frame =

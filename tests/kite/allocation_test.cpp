@@ -8,7 +8,11 @@
 // Exactly zero in the window, in every mode. Before the read path was fixed
 // this test counted 0.16 (ltp) and 1.4 (full) allocations per tick; with
 // Asio's default std::deque as the channel's buffer, about 1 per 1000 ticks
-// (a block for every few messages buffered while the consumer was busy).
+// (a block for every few messages buffered while the consumer was busy);
+// with 32 batches kept per connection, two allocations per batch whenever a
+// loaded machine let the consumer fall more than 32 frames behind (CI saw it
+// under ASan): the connections now keep as many as the channel can buffer,
+// and the warm-up makes them serve that deep a backlog once.
 //
 // A replaced global operator new counts allocations made on the client's
 // threads (the manager's I/O threads, which also run the consumer) while a
@@ -23,6 +27,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
 
@@ -80,7 +86,10 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return true;
 }
 
-asio::awaitable<void> consume(kite::TickerChannel& channel, std::atomic<std::uint64_t>& ticks) {
+// Receives until the channel closes. When `stall` is set it stops receiving
+// for a while first, as a consumer that falls behind does.
+asio::awaitable<void> consume(kite::TickerChannel& channel, std::atomic<std::uint64_t>& ticks,
+                              std::atomic<bool>& stall) {
   const auto take = [&](const kite::TickerMessage& message) {
     if (const kite::TickBatch* batch = message.ticks()) {
       std::uint64_t seen = 0;
@@ -88,7 +97,12 @@ asio::awaitable<void> consume(kite::TickerChannel& channel, std::atomic<std::uin
       ticks.fetch_add(seen, std::memory_order_relaxed);
     }
   };
+  asio::steady_timer pause(co_await asio::this_coro::executor);
   for (;;) {
+    if (stall.exchange(false)) {
+      pause.expires_after(2500ms);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
     take(message);
@@ -125,14 +139,22 @@ TEST_CASE("kite manager delivers ticks with no allocation per tick in steady sta
                      .connection = {.url = server.url(), .allow_plain_ws = true}},
          .default_mode = mode});
     std::atomic<std::uint64_t> ticks{0};
-    asio::co_spawn(io, consume(manager.channel(), ticks), asio::detached);
+    std::atomic<bool> stall{false};
+    asio::co_spawn(io, consume(manager.channel(), ticks, stall), asio::detached);
     manager.start();
     std::vector<std::uint32_t> tokens;
     for (std::uint32_t i = 0; i < 300; ++i) tokens.push_back((5000 + i) << 8 | 1);
     manager.subscribe(tokens);
 
-    // Warm up: every connection streams, pools and caches have grown.
+    // Warm up: every connection streams, pools and caches have grown. Then
+    // the consumer stops until the channel is full and drops: the batch pools
+    // have served a backlog as deep as the channel, so a consumer that lags in
+    // the window (this machine may be loaded) finds the batches it needs kept.
     REQUIRE(eventually([&] { return manager.stats().connections_open == 3 && ticks.load() > 300 * 50; }, 20s));
+    stall = true;
+    REQUIRE(eventually([&] { return manager.stats().messages_dropped > 0; }, 20s));
+    const auto after_stall = ticks.load();
+    REQUIRE(eventually([&] { return ticks.load() > after_stall + 300 * 50; }, 20s));
     std::this_thread::sleep_for(500ms);
 
     const auto before = ticks.load();

@@ -97,8 +97,11 @@ TEST_CASE("the reconnect policies (BackoffPolicy) are part of the Redis and Kite
   CHECK(round_trip(redis).at("reconnect") ==
         json::parse(R"({"floor": "50ms", "cap": "2s", "healthy_after": "5s", "max_attempts": 0})"));
 
-  const auto kite = json::parse(R"({"connection": {"reconnect": {"floor": "2s", "max_attempts": 10}}})")
-                        .get<floodgate::kite::TickerManagerOptions>();
+  const auto kite =
+      json::parse(R"({"connection": {"reconnect": {"floor": "2s", "max_attempts": 10}}, "batches_kept": 512})")
+          .get<floodgate::kite::TickerManagerOptions>();
+  CHECK(kite.batches_kept == 512);
+  CHECK(round_trip(kite).at("batches_kept") == 512);
   CHECK(kite.connection.reconnect.floor == 2s);
   CHECK(kite.connection.reconnect.cap == 60s);
   CHECK(kite.connection.reconnect.max_attempts == 10);

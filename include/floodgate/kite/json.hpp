@@ -4,7 +4,8 @@
 //   {
 //     "per_key": {"max_connections": 3, "max_instruments_per_connection": 3000,
 //                 "connection": {"url": "wss://ws.kite.trade", "connect_timeout": "10s", "watchdog_timeout": "5s",
-//                                "reconnect": {"floor": "1s", "cap": "60s", "max_attempts": 50}}},
+//                                "reconnect": {"floor": "1s", "cap": "60s", "max_attempts": 50}},
+//                 "batches_kept": 32},
 //     "distribution": "round_robin",          // or "manual"
 //     "default_mode": "quote",                // "ltp", "quote", "full"
 //     "health_check_interval": "5s", "failover_after": "30s",
@@ -61,6 +62,7 @@ void describe(V& v, TickerManagerOptions& o) {
   v("max_connections", o.max_connections);
   v("max_instruments_per_connection", o.max_instruments_per_connection);
   v("connection", o.connection);
+  v("batches_kept", o.batches_kept);
 }
 template <class V>
 void describe(V& v, MultiKeyTickerManagerOptions& o) {

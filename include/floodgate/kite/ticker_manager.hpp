@@ -54,6 +54,13 @@ struct TickerManagerOptions {
   std::size_t max_connections = kite_max_connections_per_key;                ///< 1 … 3
   std::size_t max_instruments_per_connection = kite_max_instruments_per_connection;  ///< 1 … 3000
   ConnectionSettings connection;
+  /// Tick batches each connection keeps, tick storage and all, for reuse
+  /// once the consumer lets them go. A backlog no deeper than one already
+  /// served is then served again without allocating; past this many, extra
+  /// batches are allocated and freed. Memory kept: up to this many of the
+  /// connection's largest frames. MultiKeyTickerManager keeps at least its
+  /// channel capacity, the deepest backlog its channel can hold.
+  std::size_t batches_kept = 32;
   /// Called with the key's id when the server refuses the key's access token
   /// (HTTP 403), once until the next update_access_token: the place to run
   /// the login flow and hand the new token to update_access_token. Runs on a
