@@ -73,6 +73,16 @@ bool is_already_deleted(const Outcome<nlohmann::json>& outcome) {
          outcome.description().find("message to delete not found") != std::string::npos;
 }
 
+/// An answer to a query (answerCallbackQuery, answerInlineQuery, …) repeated
+/// after a lost answer is refused alike whether the lost request answered the
+/// query or the query expired meanwhile ("query is too old and response
+/// timeout expired or query ID is invalid"): nobody can tell which, so the
+/// call ends with outcome_unknown, not as a plain failure. (On a first attempt
+/// the same words are a real error.)
+bool is_query_gone(const Outcome<nlohmann::json>& outcome) {
+  return outcome.kind() == OutcomeKind::rejected && outcome.description().find("query ID is invalid") != std::string::npos;
+}
+
 /// Telegram's 403s about one bot rather than the chat: another bot may still reach it.
 bool is_unreachable_for_this_bot(const Outcome<nlohmann::json>& outcome) {
   if (outcome.kind() != OutcomeKind::rejected) return false;
@@ -628,21 +638,25 @@ void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool rerout
   const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
   const bool edit = method_starts_with(call.method, "edit");
   const bool deletion = method_starts_with(call.method, "delete");
+  const bool answer = method_starts_with(call.method, "answer");
   auto migrated = std::make_shared<std::atomic<std::int64_t>>(0);  // 0: the chat has not moved
   // An earlier attempt's request may have been applied (its answer was lost).
   auto maybe_applied = std::make_shared<std::atomic<bool>>(false);
   auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = shared_from_this(), call = std::move(call), chat, edit, deletion, reroute_unreachable, migrated,
+      [impl = shared_from_this(), call = std::move(call), chat, edit, deletion, answer, reroute_unreachable, migrated,
        maybe_applied, sending](const Pool::Lease& lease, auto done) {
         if (sending) sending->begin();
         impl->issue_following_migration(
             lease.id(), call, migrated,
-            [impl, chat, edit, deletion, reroute_unreachable, maybe_applied, id = lease.id(), sending,
+            [impl, chat, edit, deletion, answer, reroute_unreachable, maybe_applied, id = lease.id(), sending,
              done = std::move(done)](BotApiResponse response) mutable {
               auto outcome = classify(std::move(response), chat.has_value());
               if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
               if (deletion && maybe_applied->load() && is_already_deleted(outcome)) {
                 outcome = Outcome<nlohmann::json>::success(true);
+              }
+              if (answer && maybe_applied->load() && is_query_gone(outcome)) {
+                outcome = Outcome<nlohmann::json>::rejected(outcome.description(), make_error_code(errc::outcome_unknown));
               }
               if (outcome.traits().may_be_applied) maybe_applied->store(true);
               if (chat) outcome = impl->widen_flood_scope(id, *chat, std::move(outcome));

@@ -392,6 +392,38 @@ TEST_CASE("BotPool: reads and edits are repeated after a lost answer, a send onl
     CHECK(deleted.attempts == 2);
     CHECK(sim.server.stats(Secret(kTokenA)).by_method["deletemessage"] == 2);
   }
+  SECTION("a query answer repeated after a lost answer and refused ends with outcome_unknown, not a failure") {
+    // The lost request answered the query; the repeat cannot tell that from an expired query.
+    const auto update_id = sim.server.push_callback_query(Secret(kTokenA), 15, "pressed");
+    auto [ec, updates] = sim.bots.async_call_as("token-a", "getUpdates", {{"offset", update_id}}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    const auto query_id = updates.result.at(0).at("callback_query").at("id");
+    sim.server.inject(Secret(kTokenA), Fault::truncated_response());
+    auto [ec1, answered] = sim.bots.async_call_as("token-a", "answerCallbackQuery", {{"callback_query_id", query_id}},
+                                                  asio::use_future).get();
+    CHECK(ec1 == errc::outcome_unknown);
+    CHECK(answered.attempts == 2);
+    CHECK(answered.description.find("query ID is invalid") != std::string::npos);
+    CHECK(sim.server.stats(Secret(kTokenA)).by_method["answercallbackquery"] == 2);
+  }
+  SECTION("a query answer whose first request never applied is repeated and succeeds") {
+    const auto update_id = sim.server.push_callback_query(Secret(kTokenA), 15, "pressed");
+    auto [ec, updates] = sim.bots.async_call_as("token-a", "getUpdates", {{"offset", update_id}}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    const auto query_id = updates.result.at(0).at("callback_query").at("id");
+    sim.server.inject(Secret(kTokenA), Fault::server_error(502));
+    auto [ec1, answered] = sim.bots.async_call_as("token-a", "answerCallbackQuery", {{"callback_query_id", query_id}},
+                                                  asio::use_future).get();
+    REQUIRE_FALSE(ec1);
+    CHECK(answered.attempts == 2);
+    CHECK(answered.result == true);
+  }
+  SECTION("a first answer to a query that is gone is still an error") {
+    auto [ec, answered] = sim.bots.async_call_as("token-a", "answerCallbackQuery", {{"callback_query_id", "404"}},
+                                                 asio::use_future).get();
+    CHECK(ec == errc::bad_request);
+    CHECK(answered.attempts == 1);
+  }
   SECTION("a first delete of a message that does not exist is still an error") {
     auto [ec, deleted] = sim.bots.async_call_as("token-a", "deleteMessage", {{"chat_id", 14}, {"message_id", 999}},
                                                 asio::use_future).get();

@@ -57,7 +57,10 @@
 // other call: one retry path. An edit that changes nothing ("message is not
 // modified") is a success, and so is a delete repeated after a lost answer
 // that finds the message gone ("message to delete not found": the first
-// request deleted it). A call to a group that became a supergroup (400
+// request deleted it). An answer to a query (answerCallbackQuery, …) repeated
+// after a lost answer and refused because the query is answered or expired
+// ends with `errc::outcome_unknown`: the lost request may have answered it.
+// A call to a group that became a supergroup (400
 // with migrate_to_chat_id) is sent once more to the new chat by the same
 // token, and `BotPoolResult::migrated_to_chat_id` tells the caller the new id
 // (the new chat's local limits are not applied to that one follow-up).
