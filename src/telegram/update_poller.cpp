@@ -172,7 +172,7 @@ struct UpdatePoller::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     for (auto& update : updates) {
-      if (!channel.try_send(boost::system::error_code{}, std::move(update))) return;  // closed
+      if (!channel.try_send(std::error_code{}, std::move(update))) return;  // closed
     }
   }
 

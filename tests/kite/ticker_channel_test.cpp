@@ -12,7 +12,7 @@
 namespace kite = floodgate::kite;
 
 namespace {
-std::vector<int> drain(kite::RecyclingRing<int>& ring) {
+std::vector<int> drain(floodgate::async::RecyclingRing<int>& ring) {
   std::vector<int> out;
   while (!ring.empty()) {
     out.push_back(ring.front());
@@ -23,7 +23,7 @@ std::vector<int> drain(kite::RecyclingRing<int>& ring) {
 }  // namespace
 
 TEST_CASE("RecyclingRing keeps first-in order across wrap-around and growth", "[kite][channel]") {
-  kite::RecyclingRing<int> ring;
+  floodgate::async::RecyclingRing<int> ring;
   for (int i = 0; i < 6; ++i) ring.push_back(i);
   CHECK(drain(ring) == std::vector<int>{0, 1, 2, 3, 4, 5});
   REQUIRE(ring.capacity() == 8);
@@ -37,7 +37,7 @@ TEST_CASE("RecyclingRing keeps first-in order across wrap-around and growth", "[
 }
 
 TEST_CASE("RecyclingRing keeps its storage and frees elements when they leave", "[kite][channel]") {
-  kite::RecyclingRing<std::shared_ptr<std::string>> ring;
+  floodgate::async::RecyclingRing<std::shared_ptr<std::string>> ring;
   const auto value = std::make_shared<std::string>("tick");
   for (int i = 0; i < 20; ++i) ring.push_back(value);
   const auto grown = ring.capacity();
@@ -49,7 +49,7 @@ TEST_CASE("RecyclingRing keeps its storage and frees elements when they leave", 
   CHECK(ring.empty());
   CHECK(ring.capacity() == grown);  // nothing given back
 
-  kite::RecyclingRing<std::shared_ptr<std::string>> moved_to;
+  floodgate::async::RecyclingRing<std::shared_ptr<std::string>> moved_to;
   ring.push_back(value);
   moved_to = std::move(ring);
   CHECK(moved_to.size() == 1);

@@ -4,6 +4,9 @@
 // in its own process (update_poller_child) and kills it with SIGKILL.
 #include <catch2/catch.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <signal.h>
@@ -127,11 +130,11 @@ bool wait_until(Predicate done, std::chrono::milliseconds limit) {
 }
 
 /// The channel's next update (or its error).
-std::pair<boost::system::error_code, Update> receive(UpdatePoller& poller) {
-  std::promise<std::pair<boost::system::error_code, Update>> received;
+std::pair<std::error_code, Update> receive(UpdatePoller& poller) {
+  std::promise<std::pair<std::error_code, Update>> received;
   auto next = received.get_future();
   poller.channel().async_receive(
-      [&received](boost::system::error_code ec, Update update) { received.set_value({ec, std::move(update)}); });
+      [&received](std::error_code ec, Update update) { received.set_value({ec, std::move(update)}); });
   return next.get();
 }
 
@@ -456,10 +459,27 @@ TEST_CASE("UpdatePoller: close during a long poll completes at once and no callb
   CHECK(std::chrono::steady_clock::now() - started < 1s);  // not the 3 s of the poll in flight
   for (std::size_t bot = 0; bot < 3; ++bot) sim.server.push_message(Secret(kTokens[bot]), 5, "too late");
   auto [ec, update] = receive(*poller);
-  CHECK(ec);  // the channel is closed
+  CHECK(ec == floodgate::errc::shut_down);  // the channel is closed
   poller.reset();
   std::this_thread::sleep_for(200ms);  // the abandoned polls answer now (updates arrived): dropped unseen
   CHECK(callbacks_after_close == 0);
+}
+
+TEST_CASE("UpdatePoller: the channel speaks std::error_code: a cancelled receive, then shut_down once closed") {
+  Sim sim;
+  BotPool bots(sim.io.executor(), *sim.http, credentials(1), sim.pool_options());
+  UpdatePoller poller(bots, {.timeout = 1s});
+  poller.start();
+  asio::cancellation_signal cancel;
+  std::promise<std::error_code> cancelled;
+  poller.channel().async_receive(asio::bind_cancellation_slot(
+      cancel.slot(), [&cancelled](std::error_code ec, const Update&) { cancelled.set_value(ec); }));
+  asio::post(sim.io.executor(), [&cancel] { cancel.emit(asio::cancellation_type::terminal); });
+  CHECK(cancelled.get_future().get() == floodgate::errc::cancelled);
+  close(poller);
+  auto [ec, update] = receive(poller);
+  CHECK(ec == floodgate::errc::shut_down);
+  CHECK(update.update_id == 0);
 }
 
 TEST_CASE("UpdatePoller: bad options are refused") {

@@ -18,7 +18,9 @@
 //
 // Channel style (no `on_update`): `channel()` is an Asio concurrent channel
 // (`async_receive` with a callback, a future or `co_await`, per-operation
-// cancellation); the consumer calls `acknowledge(update)` once it has
+// cancellation) completing with `std::error_code`: `errc::shut_down` once
+// the poller is closed, `errc::cancelled` for a cancelled receive; the
+// consumer calls `acknowledge(update)` once it has
 // handled an update. It never overflows: a bot is asked for more only when
 // every update it delivered is acknowledged, and the channel holds
 // `limit` x bots.
@@ -74,8 +76,6 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#include <boost/system/error_code.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -88,6 +88,7 @@
 #include <system_error>
 #include <vector>
 
+#include "floodgate/async/channel.hpp"
 #include "floodgate/core/clock.hpp"
 #include "floodgate/core/retry_policy.hpp"
 #include "floodgate/telegram/bot_pool.hpp"
@@ -158,7 +159,9 @@ struct UpdatePollerOptions {
 
 class UpdatePoller {
  public:
-  using Channel = boost::asio::experimental::concurrent_channel<void(boost::system::error_code, Update)>;
+  /// Completes with std::error_code: `errc::shut_down` once closed,
+  /// `errc::cancelled` for a cancelled receive (floodgate/async/channel.hpp).
+  using Channel = async::Channel<void(std::error_code, Update)>;
   using CloseSignature = void(std::error_code);
 
   /// Throws floodgate::Error for an unknown token id, limit or timeout out of
