@@ -392,28 +392,26 @@ TEST_CASE("BotPool: reads and edits are repeated after a lost answer, a send onl
     CHECK(deleted.attempts == 2);
     CHECK(sim.server.stats(Secret(kTokenA)).by_method["deletemessage"] == 2);
   }
-  SECTION("a query answer repeated after a lost answer and refused ends with outcome_unknown, not a failure") {
-    // The lost request answered the query; the repeat cannot tell that from an expired query.
+  // A user presses a button; the first answer to it meets `fault`.
+  const auto answer_pressed_button = [&](Fault fault) {
     const auto update_id = sim.server.push_callback_query(Secret(kTokenA), 15, "pressed");
     auto [ec, updates] = sim.bots.async_call_as("token-a", "getUpdates", {{"offset", update_id}}, asio::use_future).get();
     REQUIRE_FALSE(ec);
-    const auto query_id = updates.result.at(0).at("callback_query").at("id");
-    sim.server.inject(Secret(kTokenA), Fault::truncated_response());
-    auto [ec1, answered] = sim.bots.async_call_as("token-a", "answerCallbackQuery", {{"callback_query_id", query_id}},
-                                                  asio::use_future).get();
+    sim.server.inject(Secret(kTokenA), fault);
+    return sim.bots.async_call_as("token-a", "answerCallbackQuery",
+                                  {{"callback_query_id", updates.result.at(0).at("callback_query").at("id")}},
+                                  asio::use_future).get();
+  };
+  SECTION("a query answer repeated after a lost answer and refused ends with outcome_unknown, not a failure") {
+    // The lost request answered the query; the repeat cannot tell that from an expired query.
+    auto [ec1, answered] = answer_pressed_button(Fault::truncated_response());
     CHECK(ec1 == errc::outcome_unknown);
     CHECK(answered.attempts == 2);
     CHECK(answered.description.find("query ID is invalid") != std::string::npos);
     CHECK(sim.server.stats(Secret(kTokenA)).by_method["answercallbackquery"] == 2);
   }
   SECTION("a query answer whose first request never applied is repeated and succeeds") {
-    const auto update_id = sim.server.push_callback_query(Secret(kTokenA), 15, "pressed");
-    auto [ec, updates] = sim.bots.async_call_as("token-a", "getUpdates", {{"offset", update_id}}, asio::use_future).get();
-    REQUIRE_FALSE(ec);
-    const auto query_id = updates.result.at(0).at("callback_query").at("id");
-    sim.server.inject(Secret(kTokenA), Fault::server_error(502));
-    auto [ec1, answered] = sim.bots.async_call_as("token-a", "answerCallbackQuery", {{"callback_query_id", query_id}},
-                                                  asio::use_future).get();
+    auto [ec1, answered] = answer_pressed_button(Fault::server_error(502));
     REQUIRE_FALSE(ec1);
     CHECK(answered.attempts == 2);
     CHECK(answered.result == true);
