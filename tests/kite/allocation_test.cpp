@@ -86,10 +86,10 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return true;
 }
 
-// Receives until the channel closes. When `stall` is set it stops receiving
-// for a while first, as a consumer that falls behind does.
+// Receives until the channel closes. While `stalled` is set it does not
+// receive, as a consumer that falls behind.
 asio::awaitable<void> consume(kite::TickerChannel& channel, std::atomic<std::uint64_t>& ticks,
-                              std::atomic<bool>& stall) {
+                              const std::atomic<bool>& stalled) {
   const auto take = [&](const kite::TickerMessage& message) {
     if (const kite::TickBatch* batch = message.ticks()) {
       std::uint64_t seen = 0;
@@ -99,8 +99,8 @@ asio::awaitable<void> consume(kite::TickerChannel& channel, std::atomic<std::uin
   };
   asio::steady_timer pause(co_await asio::this_coro::executor);
   for (;;) {
-    if (stall.exchange(false)) {
-      pause.expires_after(2500ms);
+    while (stalled.load()) {
+      pause.expires_after(10ms);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     auto [ec, message] = co_await channel.async_receive(asio::as_tuple(asio::use_awaitable));
@@ -139,8 +139,8 @@ TEST_CASE("kite manager delivers ticks with no allocation per tick in steady sta
                      .connection = {.url = server.url(), .allow_plain_ws = true}},
          .default_mode = mode});
     std::atomic<std::uint64_t> ticks{0};
-    std::atomic<bool> stall{false};
-    asio::co_spawn(io, consume(manager.channel(), ticks, stall), asio::detached);
+    std::atomic<bool> stalled{false};
+    asio::co_spawn(io, consume(manager.channel(), ticks, stalled), asio::detached);
     manager.start();
     std::vector<std::uint32_t> tokens;
     for (std::uint32_t i = 0; i < 300; ++i) tokens.push_back((5000 + i) << 8 | 1);
@@ -151,8 +151,9 @@ TEST_CASE("kite manager delivers ticks with no allocation per tick in steady sta
     // have served a backlog as deep as the channel, so a consumer that lags in
     // the window (this machine may be loaded) finds the batches it needs kept.
     REQUIRE(eventually([&] { return manager.stats().connections_open == 3 && ticks.load() > 300 * 50; }, 20s));
-    stall = true;
+    stalled = true;
     REQUIRE(eventually([&] { return manager.stats().messages_dropped > 0; }, 20s));
+    stalled = false;
     const auto after_stall = ticks.load();
     REQUIRE(eventually([&] { return ticks.load() > after_stall + 300 * 50; }, 20s));
     std::this_thread::sleep_for(500ms);
