@@ -58,19 +58,22 @@ bool is_idempotent(std::string_view method) {
   return false;
 }
 
+/// A 400-class refusal whose description has `words` in it.
+bool rejected_saying(const Outcome<nlohmann::json>& outcome, std::string_view words) {
+  return outcome.kind() == OutcomeKind::rejected && outcome.description().find(words) != std::string::npos;
+}
+
 /// Telegram refuses an edit that changes nothing; for the caller (and for an
 /// edit repeated after a lost answer) the message shows what was asked.
 bool is_not_modified(const Outcome<nlohmann::json>& outcome) {
-  return outcome.kind() == OutcomeKind::rejected &&
-         outcome.description().find("message is not modified") != std::string::npos;
+  return rejected_saying(outcome, "message is not modified");
 }
 
 /// A delete repeated after a lost answer finds the message gone: the lost
 /// answer's request deleted it, which is what the caller asked for. (On a first
 /// attempt the same words are a real error: there was no such message.)
 bool is_already_deleted(const Outcome<nlohmann::json>& outcome) {
-  return outcome.kind() == OutcomeKind::rejected &&
-         outcome.description().find("message to delete not found") != std::string::npos;
+  return rejected_saying(outcome, "message to delete not found");
 }
 
 /// An answer to a query (answerCallbackQuery, answerInlineQuery, …) repeated
@@ -80,16 +83,14 @@ bool is_already_deleted(const Outcome<nlohmann::json>& outcome) {
 /// call ends with outcome_unknown, not as a plain failure. (On a first attempt
 /// the same words are a real error.)
 bool is_query_gone(const Outcome<nlohmann::json>& outcome) {
-  return outcome.kind() == OutcomeKind::rejected && outcome.description().find("query ID is invalid") != std::string::npos;
+  return rejected_saying(outcome, "query ID is invalid");
 }
 
 /// Telegram's 403s about one bot rather than the chat: another bot may still reach it.
 bool is_unreachable_for_this_bot(const Outcome<nlohmann::json>& outcome) {
-  if (outcome.kind() != OutcomeKind::rejected) return false;
-  const auto& description = outcome.description();
   for (std::string_view words : {"bot was blocked by the user", "bot can't initiate conversation",
                                  "bot is not a member", "bot was kicked"}) {
-    if (description.find(words) != std::string::npos) return true;
+    if (rejected_saying(outcome, words)) return true;
   }
   return false;
 }

@@ -12,7 +12,8 @@
 // with 32 batches kept per connection, two allocations per batch whenever a
 // loaded machine let the consumer fall more than 32 frames behind (CI saw it
 // under ASan): the connections now keep as many as the channel can buffer,
-// and the warm-up makes them serve that deep a backlog once.
+// and the warm-up fills the channel once, so each connection's pool has served
+// its share of a backlog as deep as the channel.
 //
 // A replaced global operator new counts allocations made on the client's
 // threads (the manager's I/O threads, which also run the consumer) while a
@@ -147,9 +148,11 @@ TEST_CASE("kite manager delivers ticks with no allocation per tick in steady sta
     manager.subscribe(tokens);
 
     // Warm up: every connection streams, pools and caches have grown. Then
-    // the consumer stops until the channel is full and drops: the batch pools
-    // have served a backlog as deep as the channel, so a consumer that lags in
-    // the window (this machine may be loaded) finds the batches it needs kept.
+    // the consumer stops until the channel is full and drops: the three
+    // connections' pools have together served a backlog as deep as the
+    // channel (each about a third), so a consumer that lags in the window (this
+    // machine may be loaded) finds the batches it needs kept unless one
+    // connection alone falls further behind than that.
     REQUIRE(eventually([&] { return manager.stats().connections_open == 3 && ticks.load() > 300 * 50; }, 20s));
     stalled = true;
     REQUIRE(eventually([&] { return manager.stats().messages_dropped > 0; }, 20s));
