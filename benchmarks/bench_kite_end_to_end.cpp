@@ -6,7 +6,10 @@
 //
 // - `--reader manager` (default): MultiKeyTickerManager, the consumer
 //   reading the unified channel with co_await and draining the buffer with
-//   try_receive after each wake-up.
+//   try_receive after each wake-up. By default manager and consumer share one
+//   thread, the topology docs/kite-ticker.md recommends; `--io-threads N`
+//   runs the io_context on N threads, `--consumer-thread` moves the consumer
+//   to an io_context and thread of its own (both measured for comparison).
 // - `--reader plain`: one thread per connection, a blocking Beast WebSocket
 //   read loop that decodes every packet and consumes it in place: the floor
 //   any delivery mechanism is measured against.
@@ -22,7 +25,7 @@
 // readers), not the simulator's, during the measured window.
 //
 //   bench_kite_end_to_end [--reader manager|plain] [--instruments 9000] [--keys 1] [--rate 10]
-//                         [--seconds 10] [--mode quote] [--tls] [--io-threads 2]
+//                         [--seconds 10] [--mode quote] [--tls] [--io-threads 1] [--consumer-thread]
 //
 // --rate is frames per second per connection; a rate above what the loop can
 // carry saturates it (the simulator then skips frames for a slow client).
@@ -104,7 +107,8 @@ struct Options {
   std::chrono::seconds seconds{10};
   kite::Mode mode = kite::Mode::quote;
   bool tls = false;
-  int io_threads = 2;  ///< the manager's io_context threads
+  int io_threads = 1;  ///< the manager's io_context threads (docs/kite-ticker.md, "Threads")
+  bool consumer_thread = false;  ///< the consumer on an io_context and thread of its own
 };
 
 double number(std::string_view text) {
@@ -122,6 +126,10 @@ Options parse(int argc, char** argv) {
     const std::string_view flag = argv[i];
     if (flag == "--tls") {
       o.tls = true;
+      continue;
+    }
+    if (flag == "--consumer-thread") {
+      o.consumer_thread = true;
       continue;
     }
     if (i + 1 >= argc) throw floodgate::Error(fmt::format("{} needs a value", flag));
@@ -143,6 +151,7 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.plain_reader && o.tls) throw floodgate::Error("--reader plain reads ws:// only");
+  if (o.plain_reader && o.consumer_thread) throw floodgate::Error("--consumer-thread is for --reader manager");
   return o;
 }
 
@@ -278,7 +287,8 @@ int main(int argc, char** argv) try {
   Received received;
   std::vector<std::unique_ptr<Latencies>> latencies;
   std::vector<std::thread> threads;
-  asio::io_context io;
+  asio::io_context io(options.io_threads);
+  asio::io_context consumer_io(1);
   std::unique_ptr<kite::MultiKeyTickerManager> manager;
   std::size_t connections = 0;
 
@@ -311,7 +321,14 @@ int main(int argc, char** argv) try {
     }
     manager = std::make_unique<kite::MultiKeyTickerManager>(io.get_executor(), std::move(manager_options));
     latencies.push_back(std::make_unique<Latencies>());
-    asio::co_spawn(io, consume(manager->channel(), received, *latencies.back()), asio::detached);
+    asio::co_spawn(options.consumer_thread ? consumer_io : io, consume(manager->channel(), received, *latencies.back()),
+                   asio::detached);
+    if (options.consumer_thread) {
+      threads.emplace_back([&consumer_io] {
+        client_thread = true;
+        consumer_io.run();
+      });
+    }
     for (int i = 0; i < options.io_threads; ++i) {
       threads.emplace_back([&io] {
         client_thread = true;
@@ -355,7 +372,9 @@ int main(int argc, char** argv) try {
   const Latencies& latency = *latencies[0];
 
   fmt::print("reader {}: {} instruments over {} key(s), {} connections, mode {}, {}, offered {} frames/s per connection\n",
-             options.plain_reader ? "plain" : fmt::format("manager ({} I/O threads)", options.io_threads), options.instruments, options.keys, connections,
+             options.plain_reader ? "plain"
+                                 : fmt::format("manager ({} I/O threads{})", options.io_threads,
+                                               options.consumer_thread ? ", consumer on its own thread" : ""), options.instruments, options.keys, connections,
              kite::to_string(options.mode), options.tls ? "wss" : "ws", options.rate);
   fmt::print("  simulator sent   {:>12.0f} ticks/s ({} frames skipped for a slow client)\n", sent / wall, skipped);
   fmt::print("  consumer got     {:>12.0f} ticks/s ({:.1f} % of sent), {:.0f} frames/s\n", got / wall,

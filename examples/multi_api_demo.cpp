@@ -161,7 +161,7 @@ int main(int argc, char** argv) try {
   const auto real_keys = floodgate::kite_keys_from(floodgate::Environment::from_process());
   const bool simulated = real_keys.empty();
 
-  asio::io_context io;
+  asio::io_context io(1);
   kite::MultiKeyTickerManagerOptions manager_options{
       .keys = real_keys,
       .per_key = {.max_connections = 3, .max_instruments_per_connection = 3000},
@@ -207,8 +207,9 @@ int main(int argc, char** argv) try {
   auto manager = std::make_unique<kite::MultiKeyTickerManager>(io.get_executor(), std::move(manager_options));
   Consumer consumer;
   asio::co_spawn(io, consume(manager->channel(), consumer), asio::detached);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 2; ++i) threads.emplace_back([&io] { io.run(); });
+  // One thread for the sockets and the consumer, as docs/kite-ticker.md
+  // recommends: a second one would only add handoffs between the two.
+  std::thread io_thread([&io] { io.run(); });
 
   manager->start();
   manager->subscribe(tokens);
@@ -242,7 +243,7 @@ int main(int argc, char** argv) try {
   const std::size_t streaming = consumer.streaming(tokens, 3s);
   const auto stats = manager->stats();
   manager->stop();
-  for (auto& thread : threads) thread.join();
+  io_thread.join();
   if (server) server->stop();
 
   fmt::print("\nsummary after {} s\n", options.duration.count());
