@@ -11,7 +11,6 @@ endif()
 if(FLOODGATE_BUILD_BENCHMARKS)
   find_package(benchmark REQUIRED)
 endif()
-# hiredis (libhiredis-dev) for floodgate::redis only. Found by hand: Debian's
-# HiredisConfigVersion.cmake fails to parse.
-find_path(HIREDIS_INCLUDE_DIR hiredis/hiredis.h REQUIRED)
-find_library(HIREDIS_LIBRARY hiredis REQUIRED)
+# hiredis (libhiredis-dev) for floodgate::redis only, by our find module
+# (cmake/Findhiredis.cmake: Debian's own package config does not parse).
+find_package(hiredis MODULE REQUIRED)

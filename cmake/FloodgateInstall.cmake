@@ -30,6 +30,8 @@ set(FLOODGATE_PACKAGE_nlohmann_json "nlohmann_json 3.10" "nlohmann_json")
 set(FLOODGATE_PACKAGE_Boost "Boost 1.81" "")
 set(FLOODGATE_PACKAGE_OpenSSL "OpenSSL 3" "openssl")
 set(FLOODGATE_PACKAGE_Threads "Threads" "")
+# Found with our find module, installed beside the package config (cmake/Findhiredis.cmake).
+set(FLOODGATE_PACKAGE_hiredis "hiredis MODULE" "hiredis")
 
 # floodgate_requirements(<component>): sets, in the caller,
 #   requires_components  other floodgate components it links
@@ -69,8 +71,6 @@ function(floodgate_requirements component)
       elseif(package STREQUAL "Threads")
         list(APPEND libs -pthread)
       endif()
-    elseif(link STREQUAL "${HIREDIS_LIBRARY}")
-      list(APPEND modules hiredis)  # found by hand (cmake/FloodgateDependencies.cmake); CMake exports its path
     elseif(link MATCHES "^[A-Za-z0-9_]+$")
       list(APPEND libs -l${link})  # a system library such as dl
     else()
@@ -86,6 +86,7 @@ function(floodgate_requirements component)
   set(extra_libs ${libs} PARENT_SCOPE)
 endfunction()
 
+install(FILES cmake/Findhiredis.cmake DESTINATION ${FLOODGATE_CMAKE_DIR} COMPONENT redis)
 install(FILES include/floodgate/core.hpp include/floodgate/version.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/floodgate COMPONENT core)
 
@@ -197,7 +198,7 @@ configure_file(cmake/floodgate.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/floodgate.p
 install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/floodgate.pc DESTINATION ${FLOODGATE_PC_DIR} COMPONENT core)
 
 set(FLOODGATE_PACKAGE_TABLE "")
-foreach(package fmt nlohmann_json Boost OpenSSL Threads)
+foreach(package fmt nlohmann_json Boost OpenSSL Threads hiredis)
   list(GET FLOODGATE_PACKAGE_${package} 0 find_arguments)
   string(APPEND FLOODGATE_PACKAGE_TABLE "set(_floodgate_find_${package} ${find_arguments})\n")
 endforeach()

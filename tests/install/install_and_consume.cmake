@@ -2,17 +2,19 @@
 #
 # Installs the build (`cmake --install --strip`, then `--component sim`) into a
 # private prefix, checks its size and that a component not installed (sim,
-# before it is) or not existing is reported by name, then builds and runs four
+# before it is) or not existing is reported by name, then builds and runs five
 # consumers against that prefix only:
 #   core      find_package(floodgate COMPONENTS core) with Boost's and
 #             OpenSSL's headers hidden from the compiler (see below), and with
 #             find_package(Boost) and find_package(OpenSSL) disabled;
 #   telegram  find_package(... telegram sim): BotPool with C++20 coroutines;
 #   kite      find_package(... kite sim): MultiKeyTickerManager with callbacks;
+#   redis     find_package(... redis): a RedisClient (hiredis found by the
+#             installed Findhiredis.cmake, never by the builder's path);
 #   pkg-config: every floodgate-<component>.pc resolves; the core consumer is
 #             built again with floodgate-core.pc (headers hidden), the kite
-#             one with floodgate-kite.pc, and the telegram one linked with
-#             floodgate-telegram.pc.
+#             one with floodgate-kite.pc, and the telegram and redis ones
+#             linked with floodgate-telegram.pc and floodgate-redis.pc.
 #
 # Hiding the headers: the compiler's own include directories are replaced
 # (-nostdinc, then -isystem each of them again) by copies of those that hold
@@ -183,6 +185,15 @@ consumer(telegram ${launcher_args})
 expect_output("telegram consumer: ok" ${WORK_DIR}/telegram/telegram_consumer)
 consumer(kite ${launcher_args})
 expect_output("kite consumer: 4 of 4 instruments ticked over 2 keys" ${WORK_DIR}/kite/kite_consumer)
+# The installed package names hiredis by the target its find module makes,
+# never by a path on the machine that built it.
+file(GLOB redis_targets ${prefix}/lib*/cmake/floodgate/floodgate-redis-targets.cmake)
+file(READ ${redis_targets} redis_export)
+if(NOT redis_export MATCHES "hiredis::hiredis" OR redis_export MATCHES "libhiredis")
+  message(FATAL_ERROR "${redis_targets} should link hiredis::hiredis and name no library file")
+endif()
+consumer(redis ${launcher_args})
+expect_output("redis consumer: redis://app:\\*\\*\\*\\*@127.0.0.1:1/2, PING: .*" ${WORK_DIR}/redis/redis_consumer)
 
 # 4. pkg-config, one module per component.
 set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
@@ -191,7 +202,8 @@ foreach(module ${modules})
   string(REGEX REPLACE "\\.pc$" "" module ${module})
   run(pkg-config --exists --print-errors ${module})
 endforeach()
-foreach(wanted floodgate-core floodgate-async floodgate-net floodgate-telegram floodgate-kite floodgate-sim floodgate)
+foreach(wanted floodgate-core floodgate-async floodgate-net floodgate-telegram floodgate-kite floodgate-redis floodgate-sim
+               floodgate)
   if(NOT "${wanted}.pc" IN_LIST modules)
     message(FATAL_ERROR "no ${wanted}.pc among ${modules}")
   endif()
@@ -220,4 +232,8 @@ pkg_flags(floodgate-telegram floodgate-sim)
 file(GLOB_RECURSE telegram_object ${WORK_DIR}/telegram/CMakeFiles/*main.cpp.o)
 run(${CXX} ${telegram_object} -o ${WORK_DIR}/pc-telegram ${pc_flags})
 expect_output("telegram consumer: ok" ${WORK_DIR}/pc-telegram)
+pkg_flags(floodgate-redis)
+file(GLOB_RECURSE redis_object ${WORK_DIR}/redis/CMakeFiles/*main.cpp.o)
+run(${CXX} ${redis_object} -o ${WORK_DIR}/pc-redis ${pc_flags})
+expect_output("redis consumer: .*, PING: " ${WORK_DIR}/pc-redis)
 message(STATUS "installed package used through CMake components and pkg-config modules")
