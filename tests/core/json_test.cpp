@@ -102,6 +102,31 @@ TEST_CASE("a Secret is written redacted, never in clear", "[json]") {
   CHECK(written.dump().find("AAH") == std::string::npos);
 }
 
+TEST_CASE("a redacted Secret does not read back as a credential, a real one does", "[json]") {
+  Secret read;
+  floodgate::json_detail::read_value(json("2402491234:AAHsecret-value"), read, "BotToken");
+  CHECK(read.reveal() == "2402491234:AAHsecret-value");
+
+  for (const char* redacted : {"2402****", "****"}) {
+    Secret kept("kept-secret-value");
+    const auto what = error_of(json(redacted), [&](const json& j) { floodgate::json_detail::read_value(j, kept, "BotToken"); });
+    CHECK(what == fmt::format("BotToken: \"{}\" is a redacted secret (written configs hold secrets that way); "
+                              "give the secret itself",
+                              redacted));
+    CHECK(kept.reveal() == "kept-secret-value");  // nothing half-read
+  }
+  // None given: written "", read back as none.
+  CHECK(floodgate::json_detail::write_value(Secret()) == "");
+  Secret none("x");
+  floodgate::json_detail::read_value(json(""), none, "BotToken");
+  CHECK(none.reveal().empty());
+  // A written config holding a secret is refused on the way back, by its path.
+  const auto written = floodgate::json_detail::write_value(Secret("2402491234:AAHsecret-value"));
+  Secret back;
+  CHECK(error_of(written, [&](const json& j) { floodgate::json_detail::read_value(j, back, "bots[0].token"); })
+            .starts_with("bots[0].token: \"2402****\" is a redacted secret"));
+}
+
 TEST_CASE("BackoffPolicy, StatusOptions and PrometheusOptions map from JSON and round-trip", "[json]") {
   const auto backoff = json::parse(R"({"floor": "250ms", "cap": "2min", "max_attempts": 0})").get<BackoffPolicy>();
   CHECK(backoff.floor == 250ms);

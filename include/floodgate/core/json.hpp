@@ -18,7 +18,9 @@
 // - a wrong type or value throws floodgate::Error naming the key's path
 //   ("RetryPolicy.max_wait: …"); nlohmann's own exceptions never escape;
 // - a `Secret` is written redacted ("2402****"), never in clear, so a written
-//   config holding one does not read back into the same secret;
+//   config holding one does not read back into the same secret: reading a
+//   redacted value ("2402****", "****") is an error that says so, rather than a
+//   credential the service will refuse. An empty secret is written "";
 // - a file path is text; a list is an array; an optional field is null or
 //   left out when it holds nothing.
 // A struct joins by naming its fields in a `describe(visitor, object)` found
@@ -213,7 +215,15 @@ void read_value(const Json& j, T& out, const std::string& path) {
     out = j.get<std::string>();
   } else if constexpr (std::is_same_v<T, Secret>) {
     if (!j.is_string()) throw wrong_type("text");
-    out = Secret(j.get<std::string>());
+    Secret secret(j.get<std::string>());
+    // What write_value writes: read back, it would become a wrong credential
+    // that fails only at the service, so it is refused here, where it is plain.
+    if (secret.reveal() == secret.redacted()) {
+      throw Error(fmt::format("{}: \"{}\" is a redacted secret (written configs hold secrets that way); "
+                              "give the secret itself",
+                              path, secret.redacted()));
+    }
+    out = std::move(secret);
   } else if constexpr (std::is_same_v<T, std::filesystem::path>) {
     if (!j.is_string()) throw wrong_type("a file path as text");
     out = std::filesystem::path(j.get<std::string>());
@@ -266,7 +276,8 @@ void read_value(const Json& j, T& out, const std::string& path) {
 template <class T>
 Json write_value(const T& value) {
   if constexpr (std::is_same_v<T, Secret>) {
-    return value.redacted();  // never in clear
+    // Never in clear; an empty one (none given) as "", so that it reads back as none.
+    return value.reveal().empty() ? Json("") : Json(value.redacted());
   } else if constexpr (std::is_same_v<T, std::filesystem::path>) {
     return value.string();
   } else if constexpr (is_optional<T>::value) {
