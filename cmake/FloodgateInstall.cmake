@@ -104,32 +104,6 @@ foreach(component ${FLOODGATE_COMPONENTS})
   install(EXPORT floodgate-${component}-targets NAMESPACE floodgate:: DESTINATION ${FLOODGATE_CMAKE_DIR}
           COMPONENT ${component} ${on_request})
   get_target_property(type ${target} TYPE)
-  if(component STREQUAL "sim" AND type STREQUAL "STATIC_LIBRARY" AND CMAKE_LINKER AND CMAKE_AR)
-    # The simulators' archive goes in as one partially linked object (`ld -r`): its Bot API, HTTP and
-    # Kite servers instantiate the same Asio and Beast templates in each object file, and one object
-    # keeps one copy of each (docs/installing.md: 20.0 MB -> 12.0 MB). Only for sim: a program then
-    # links the whole object, which a test does not mind and an application linking telegram would.
-    set(prelink_dir ${CMAKE_CURRENT_BINARY_DIR}/prelink-${component})
-    install(CODE "set(archive \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/$<TARGET_FILE_NAME:${target}>\")
-                  file(REMOVE_RECURSE \"${prelink_dir}\")
-                  file(MAKE_DIRECTORY \"${prelink_dir}\")
-                  execute_process(COMMAND \"${CMAKE_AR}\" x \"\${archive}\" WORKING_DIRECTORY \"${prelink_dir}\"
-                                  RESULT_VARIABLE failed)
-                  file(GLOB objects \"${prelink_dir}/*.o\")
-                  if(NOT failed)
-                    execute_process(COMMAND \"${CMAKE_LINKER}\" -r -o \"${prelink_dir}/${target}.prelinked.o\" \${objects}
-                                    RESULT_VARIABLE failed)
-                  endif()
-                  if(NOT failed)
-                    file(REMOVE \"\${archive}\")
-                    execute_process(COMMAND \"${CMAKE_AR}\" rcs \"\${archive}\" \"${prelink_dir}/${target}.prelinked.o\"
-                                    RESULT_VARIABLE failed)
-                  endif()
-                  if(failed)
-                    message(FATAL_ERROR \"cannot link the objects of \${archive} into one: \${failed}\")
-                  endif()
-                  file(REMOVE_RECURSE \"${prelink_dir}\")" COMPONENT ${component} ${on_request})
-  endif()
   if(type STREQUAL "STATIC_LIBRARY" AND CMAKE_STRIP AND CMAKE_OBJCOPY AND CMAKE_READELF AND CMAKE_AR)
     # `cmake --install --strip` leaves static libraries alone (a plain strip would drop their symbol
     # table). FloodgateShrinkArchive.cmake strips what linking does not need (debug info, unreferenced
@@ -175,6 +149,11 @@ foreach(component ${FLOODGATE_COMPONENTS})
   set(pc_libs)
   if(NOT type STREQUAL "INTERFACE_LIBRARY")
     list(APPEND pc_libs "-L\${libdir}" -l${target})
+  endif()
+  if(type STREQUAL "SHARED_LIBRARY")
+    # The simulators' library is found at run time where it was installed, as CMake's imported
+    # target arranges: a prefix of one's own is the usual place for a test library.
+    list(APPEND pc_libs "-Wl,-rpath,\${libdir}")
   endif()
   list(APPEND pc_libs ${extra_libs})
   list(JOIN pc_libs " " FLOODGATE_PC_LIBS)
