@@ -306,8 +306,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
       }
       if (next) next();
     }
-    /// Runs `next` now, or once the request on the wire is answered.
-    void then(std::function<void()> next) {
+    /// Runs `next` now, or once the request on the wire is answered (only then is it stored).
+    template <class Next>
+    void then(Next next) {
       {
         std::lock_guard lock(mutex);
         if (on_wire) {
@@ -420,23 +421,25 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     // The caller's cancellation slot goes with every step of the head call.
     const auto slot = boost::asio::get_associated_cancellation_slot(head->handler);
     auto sending = std::make_shared<Sending>();
-    auto anywhere = [self, chat, head, slot, sending](std::uint32_t earlier_attempts) {
-      self->run(head->call, std::nullopt, true,
-                Handler(boost::asio::bind_cancellation_slot(
+    // The call stays in `head`: each run shares it rather than copying it.
+    const std::shared_ptr<const Call> call(head, &head->call);
+    auto anywhere = [self, chat, head, call, slot, sending](std::uint32_t earlier_attempts) {
+      self->run(call, std::nullopt, true,
+                boost::asio::bind_cancellation_slot(
                     slot, [self, chat, head, sending, earlier_attempts](std::error_code ec, BotPoolResult result) mutable {
                       result.attempts += earlier_attempts;
                       self->finish_head(chat, ec, std::move(result), std::move(head->handler), *sending);
-                    })),
+                    }),
                 sending);
     };
     if (!preferred) return anywhere(0);
-    auto through_chat_token = [self, chat, head, preferred, anywhere, slot, sending] {
-      self->run(head->call, preferred, true,
-                Handler(boost::asio::bind_cancellation_slot(
+    auto through_chat_token = [self, chat, head, call, preferred, anywhere, slot, sending] {
+      self->run(call, preferred, true,
+                boost::asio::bind_cancellation_slot(
                     slot, [self, chat, head, anywhere, sending](std::error_code ec, BotPoolResult result) mutable {
                       if (moves_to_another_token(ec)) return anywhere(result.attempts);
                       self->finish_head(chat, ec, std::move(result), std::move(head->handler), *sending);
-                    })),
+                    }),
                 sending);
     };
     // The chat's own limit on its token is waited out here, for this chat alone: the
@@ -503,7 +506,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
-    const auto behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
+    std::string behind_description;  // formatted before `result` moves on, and only when needed
+    if (!ended_behind.empty()) {
+      behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
+    }
     async::detail::post_completion(io, std::move(handler), ec, std::move(result));
     for (auto& queued : ended_behind) {
       BotPoolResult behind;
@@ -555,11 +561,24 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     return any_unreachable;
   }
 
+  /// What one call's attempts share: where its chat moved, and whether an
+  /// earlier attempt's request may have been applied (its answer was lost).
+  struct Attempts {
+    std::atomic<std::int64_t> migrated{0};  // 0: the chat has not moved
+    std::atomic<bool> maybe_applied{false};
+  };
+
+  /// The retry executor's operation for `call`: one attempt with the lease's token.
+  auto attempt_op(std::shared_ptr<const Call> call, std::shared_ptr<Attempts> attempts, bool reroute_unreachable,
+                  std::shared_ptr<Sending> sending);
+
   /// One call through the retry executor: bound to `owner`, or any usable token.
   /// `reroute_unreachable`: a 403 about this bot marks the pair unreachable and moves the call.
   /// `sending`: told when a request goes on the wire and when it is answered (a chat's head call).
-  void run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler,
-           const std::shared_ptr<Sending>& sending = nullptr);
+  /// A template on the handler, so that a chat's head call needs no second type-erased handler.
+  template <class RunHandler>
+  void run(std::shared_ptr<const Call> call, std::optional<std::string> owner, bool reroute_unreachable,
+           RunHandler handler, std::shared_ptr<Sending> sending = nullptr);
 
   boost::asio::any_io_executor io;
   BotPoolOptions options;
@@ -630,36 +649,32 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
   if (!owner && chat && impl_->options.routing.enabled) {
     return impl_->enqueue(*chat, Impl::Queued{std::move(call), std::move(handler)});
   }
-  impl_->run(std::move(call), std::move(owner), false, std::move(handler));
+  impl_->run(std::make_shared<const Call>(std::move(call)), std::move(owner), false, std::move(handler));
 }
 
-void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool reroute_unreachable, Handler handler,
-                        const std::shared_ptr<Sending>& sending) {
-  const auto chat = chat_of(call);
-  const bool idempotent = call.repeat_if_maybe_applied || is_idempotent(call.method);
-  const bool edit = method_starts_with(call.method, "edit");
-  const bool deletion = method_starts_with(call.method, "delete");
-  const bool answer = method_starts_with(call.method, "answer");
-  auto migrated = std::make_shared<std::atomic<std::int64_t>>(0);  // 0: the chat has not moved
-  // An earlier attempt's request may have been applied (its answer was lost).
-  auto maybe_applied = std::make_shared<std::atomic<bool>>(false);
-  auto attempt = async::async_attempt<nlohmann::json>(
-      [impl = shared_from_this(), call = std::move(call), chat, edit, deletion, answer, reroute_unreachable, migrated,
-       maybe_applied, sending](const Pool::Lease& lease, auto done) {
+auto BotPool::Impl::attempt_op(std::shared_ptr<const Call> call, std::shared_ptr<Attempts> attempts,
+                               bool reroute_unreachable, std::shared_ptr<Sending> sending) {
+  const auto chat = chat_of(*call);
+  const bool edit = method_starts_with(call->method, "edit");
+  const bool deletion = method_starts_with(call->method, "delete");
+  const bool answer = method_starts_with(call->method, "answer");
+  return async::async_attempt<nlohmann::json>(
+      [impl = shared_from_this(), call = std::move(call), chat, edit, deletion, answer, reroute_unreachable,
+       attempts = std::move(attempts), sending = std::move(sending)](const Pool::Lease& lease, auto done) {
         if (sending) sending->begin();
         impl->issue_following_migration(
-            lease.id(), call, migrated,
-            [impl, chat, edit, deletion, answer, reroute_unreachable, maybe_applied, id = lease.id(), sending,
+            lease.id(), *call, std::shared_ptr<std::atomic<std::int64_t>>(attempts, &attempts->migrated),
+            [impl, chat, edit, deletion, answer, reroute_unreachable, attempts, id = lease.id(), sending,
              done = std::move(done)](BotApiResponse response) mutable {
               auto outcome = classify(std::move(response), chat.has_value());
               if (edit && is_not_modified(outcome)) outcome = Outcome<nlohmann::json>::success(true);
-              if (deletion && maybe_applied->load() && is_already_deleted(outcome)) {
+              if (deletion && attempts->maybe_applied.load() && is_already_deleted(outcome)) {
                 outcome = Outcome<nlohmann::json>::success(true);
               }
-              if (answer && maybe_applied->load() && is_query_gone(outcome)) {
+              if (answer && attempts->maybe_applied.load() && is_query_gone(outcome)) {
                 outcome = Outcome<nlohmann::json>::rejected(outcome.description(), make_error_code(errc::outcome_unknown));
               }
-              if (outcome.traits().may_be_applied) maybe_applied->store(true);
+              if (outcome.traits().may_be_applied) attempts->maybe_applied.store(true);
               if (chat) outcome = impl->widen_flood_scope(id, *chat, std::move(outcome));
               if (chat && reroute_unreachable && is_unreachable_for_this_bot(outcome)) {
                 // Kept from this chat like a cooldown (so the pool persists it), and the call moves.
@@ -673,15 +688,24 @@ void BotPool::Impl::run(Call call, std::optional<std::string> owner, bool rerout
               if (sending) sending->end();
             });
       });
+}
+
+template <class RunHandler>
+void BotPool::Impl::run(std::shared_ptr<const Call> call, std::optional<std::string> owner, bool reroute_unreachable,
+                        RunHandler handler, std::shared_ptr<Sending> sending) {
+  const auto chat = chat_of(*call);
+  const bool idempotent = call->repeat_if_maybe_applied || is_idempotent(call->method);
+  auto attempts = std::make_shared<Attempts>();
+  auto attempt = attempt_op(std::move(call), attempts, reroute_unreachable, std::move(sending));
   // The retry executor completes on the executor bound here, never inside
   // async_run, so the result can go straight to the handler, without a second
   // post; and it honours the caller's cancellation slot, bound here too.
   const auto associated = async::detail::associations_of(handler, io);
   auto finish = associated.wrap(
-      [handler = std::move(handler), migrated](std::error_code ec,
-                                              async::RunResult<nlohmann::json, TimePoint> run) mutable {
+      [handler = std::move(handler), attempts](std::error_code ec,
+                                               async::RunResult<nlohmann::json, TimePoint> run) mutable {
         BotPoolResult result;
-        if (const auto moved_to = migrated->load()) result.migrated_to_chat_id = moved_to;
+        if (const auto moved_to = attempts->migrated.load()) result.migrated_to_chat_id = moved_to;
         if (run.value) result.result = std::move(*run.value);
         result.token_id = std::move(run.credential);
         result.description = std::move(run.description);
