@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "floodgate/async/detail/associations.hpp"
+#include "floodgate/async/detail/dispatch_completion.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
@@ -476,8 +477,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     return decision.per_key ? std::min<Duration>(decision.retry_after, std::chrono::hours(1)) : Duration::zero();
   }
 
-  /// The head call of `chat` ended: tell its caller, end the calls that may
-  /// not overtake a failure, and start the next.
+  /// The head call of `chat` ended: end the calls that may not overtake a
+  /// failure, start the next, and tell its caller. Called only from the
+  /// completion of the head's run or pacing timer, never inside the caller's
+  /// initiating call: the caller's handler may run at once, on its executor.
   void finish_head(std::int64_t chat, std::error_code ec, BotPoolResult result, Handler handler, Sending& sending) {
     std::vector<Queued> ended_behind;
     bool token_changed = false;
@@ -510,13 +513,13 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     if (!ended_behind.empty()) {
       behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
     }
-    async::detail::post_completion(io, std::move(handler), ec, std::move(result));
     for (auto& queued : ended_behind) {
       BotPoolResult behind;
       behind.description = behind_description;
       async::detail::post_completion(io, std::move(queued.handler), ec, std::move(behind));
     }
     sending.then([self = shared_from_this(), chat] { self->next_in_lane(chat); });
+    async::detail::dispatch_completion(io, std::move(handler), ec, std::move(result));
   }
 
   /// Starts the chat's next call, or leaves the lane idle.
