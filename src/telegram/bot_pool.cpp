@@ -320,6 +320,12 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
       next();
     }
   };
+  /// A chat's call while it is the head: the call, its caller, and its request on the wire.
+  struct Head {
+    explicit Head(Queued head) : queued(std::move(head)) {}
+    Queued queued;
+    Sending sending;
+  };
   /// One chat: its queue, its token, and the tokens that cannot reach it.
   struct Lane {
     std::deque<Queued> waiting;
@@ -399,12 +405,12 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   /// Sends the chat's next call: through the chat's token first, then through any token that may reach it.
   void run_head(std::int64_t chat) {
     std::optional<std::string> preferred;
-    std::shared_ptr<Queued> head;
+    std::shared_ptr<Head> head;
     bool ask_sink = false;
     {
       std::lock_guard lock(lanes_mutex);
       Lane& lane = lanes.at(chat);  // a running lane is never forgotten
-      head = std::make_shared<Queued>(std::move(lane.waiting.front()));
+      head = std::make_shared<Head>(std::move(lane.waiting.front()));
       lane.waiting.pop_front();
       ask_sink = lane.token.empty();
       if (!lane.token.empty() && !unreachable_locked(lane, lane.token)) preferred = lane.token;
@@ -420,28 +426,26 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
     auto self = shared_from_this();
     // The caller's cancellation slot goes with every step of the head call.
-    const auto slot = boost::asio::get_associated_cancellation_slot(head->handler);
-    auto sending = std::make_shared<Sending>();
-    // The call stays in `head`: each run shares it rather than copying it.
-    const std::shared_ptr<const Call> call(head, &head->call);
-    auto anywhere = [self, chat, head, call, slot, sending](std::uint32_t earlier_attempts) {
-      self->run(call, std::nullopt, true,
+    const auto slot = boost::asio::get_associated_cancellation_slot(head->queued.handler);
+    // The call and its Sending stay in `head`: each run shares them rather than copying them.
+    auto anywhere = [self, chat, head, slot](std::uint32_t earlier_attempts) {
+      self->run(std::shared_ptr<const Call>(head, &head->queued.call), std::nullopt, true,
                 boost::asio::bind_cancellation_slot(
-                    slot, [self, chat, head, sending, earlier_attempts](std::error_code ec, BotPoolResult result) mutable {
+                    slot, [self, chat, head, earlier_attempts](std::error_code ec, BotPoolResult result) mutable {
                       result.attempts += earlier_attempts;
-                      self->finish_head(chat, ec, std::move(result), std::move(head->handler), *sending);
+                      self->finish_head(chat, ec, std::move(result), std::move(head->queued.handler), head->sending);
                     }),
-                sending);
+                std::shared_ptr<Sending>(head, &head->sending));
     };
     if (!preferred) return anywhere(0);
-    auto through_chat_token = [self, chat, head, call, preferred, anywhere, slot, sending] {
-      self->run(call, preferred, true,
+    auto through_chat_token = [self, chat, head, preferred, anywhere, slot] {
+      self->run(std::shared_ptr<const Call>(head, &head->queued.call), preferred, true,
                 boost::asio::bind_cancellation_slot(
-                    slot, [self, chat, head, anywhere, sending](std::error_code ec, BotPoolResult result) mutable {
+                    slot, [self, chat, head, anywhere](std::error_code ec, BotPoolResult result) mutable {
                       if (moves_to_another_token(ec)) return anywhere(result.attempts);
-                      self->finish_head(chat, ec, std::move(result), std::move(head->handler), *sending);
+                      self->finish_head(chat, ec, std::move(result), std::move(head->queued.handler), head->sending);
                     }),
-                sending);
+                std::shared_ptr<Sending>(head, &head->sending));
     };
     // The chat's own limit on its token is waited out here, for this chat alone: the
     // retry executor's gate would pause the whole token, holding up its other chats.
@@ -454,10 +458,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         if (type != boost::asio::cancellation_type::none) timer->cancel();
       });
     }
-    timer->async_wait([self, chat, head, sending, timer, through_chat_token](boost::system::error_code ec) {
+    timer->async_wait([self, chat, head, timer, through_chat_token](boost::system::error_code ec) {
       if (ec == boost::asio::error::operation_aborted) {
-        return self->finish_head(chat, make_error_code(errc::cancelled), BotPoolResult{}, std::move(head->handler),
-                                 *sending);
+        return self->finish_head(chat, make_error_code(errc::cancelled), BotPoolResult{},
+                                 std::move(head->queued.handler), head->sending);
       }
       through_chat_token();
     });
