@@ -4,7 +4,10 @@
 // in tests/kite/ticker_test.cpp.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
+#include <set>
 
 #include "floodgate/core/backoff.hpp"
 #include "floodgate/core/clock.hpp"
@@ -55,4 +58,34 @@ TEST_CASE("backoff: RetrySchedule's transient backoff is full jitter from 0 up t
   policy.backoff_cap = 50ms;  // a cap under the base caps every pause
   floodgate::RetrySchedule capped(policy, 7);
   for (int i = 0; i < 5; ++i) CHECK(capped.next_backoff() <= 50ms);
+}
+
+TEST_CASE("backoff: RetrySchedule's jitter spreads over its range, and consecutive seeds draw unrelated pauses") {
+  floodgate::RetryPolicy policy;
+  policy.backoff_base = 1s;
+  policy.backoff_cap = 1s;
+  // The retry executor seeds its runs 1, 2, 3, ...: their first pauses must
+  // not follow the seed, nor bunch in part of [0, 1 s].
+  constexpr int runs = 1000;
+  std::set<std::int64_t> distinct;
+  int quarters[4] = {};
+  std::chrono::nanoseconds previous{-1};
+  int rising = 0;
+  for (std::uint64_t seed = 1; seed <= runs; ++seed) {
+    const auto pause = floodgate::RetrySchedule(policy, seed).next_backoff();
+    REQUIRE(pause >= 0ns);
+    REQUIRE(pause <= 1s);
+    distinct.insert(pause.count());
+    ++quarters[std::min<std::int64_t>(3, pause * 4 / 1s)];
+    if (pause > previous) ++rising;
+    previous = pause;
+  }
+  CHECK(distinct.size() == runs);
+  for (const int quarter : quarters) {
+    CHECK(quarter > runs / 4 - 60);  // 250 expected each; 60 is over 3.5 standard deviations
+    CHECK(quarter < runs / 4 + 60);
+  }
+  // Pauses of consecutive seeds rise about half of the time, as independent draws do.
+  CHECK(rising > runs / 2 - 80);
+  CHECK(rising < runs / 2 + 80);
 }
