@@ -720,11 +720,10 @@ void BotPool::Impl::run(std::shared_ptr<const Call> call, std::optional<std::str
         result.attempts = run.attempts;
         std::move(handler)(ec, std::move(result));
       });
-  retry.async_run(std::move(attempt),
-                  {.destination = chat ? std::to_string(*chat) : std::string(),
-                   .idempotent = idempotent,
-                   .credential = std::move(owner)},
-                  std::move(finish));
+  async::RetryExecutor<Pool>::RunOptions run_options{.destination = chat ? std::to_string(*chat) : std::string(),
+                                                     .idempotent = idempotent,
+                                                     .credential = std::move(owner)};
+  retry.async_run(std::move(attempt), std::move(run_options), std::move(finish));
 }
 
 }  // namespace floodgate::telegram
