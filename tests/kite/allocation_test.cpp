@@ -25,17 +25,18 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <new>
 #include <thread>
 #include <vector>
@@ -141,7 +142,7 @@ TEST_CASE("kite manager delivers ticks with no allocation per tick in steady sta
          .default_mode = mode});
     std::atomic<std::uint64_t> ticks{0};
     std::atomic<bool> stalled{false};
-    asio::co_spawn(io, consume(manager.channel(), ticks, stalled), asio::detached);
+    auto consumer = asio::co_spawn(io, consume(manager.channel(), ticks, stalled), asio::use_future);
     manager.start();
     std::vector<std::uint32_t> tokens;
     for (std::uint32_t i = 0; i < 300; ++i) tokens.push_back((5000 + i) << 8 | 1);
@@ -171,6 +172,9 @@ TEST_CASE("kite manager delivers ticks with no allocation per tick in steady sta
     CHECK(allocations.load() == 0);
     allocations = 0;
     manager.stop();
+    // The consumer reads the manager's channel on an I/O thread: it must be
+    // done (woken by stop() with shut_down) before the manager is destroyed.
+    REQUIRE(consumer.wait_for(20s) == std::future_status::ready);
   }
   work.reset();
   for (auto& thread : threads) thread.join();
