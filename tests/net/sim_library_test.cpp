@@ -15,7 +15,7 @@
 #include "floodgate/sim/bot_api_server.hpp"
 #include "floodgate/version.hpp"
 
-TEST_CASE("sim library: the program and libfloodgate_sim.so share one log state; Asio's stays private") {
+TEST_CASE("sim library: the program and libfloodgate_sim.so share one log state and Asio's stays private") {
   // Linked by this program, so already loaded: RTLD_NOLOAD only finds it.
   const std::string soname = fmt::format("libfloodgate_sim.so.{}.{}", FLOODGATE_VERSION_MAJOR, FLOODGATE_VERSION_MINOR);
   void* library = dlopen(soname.c_str(), RTLD_NOW | RTLD_NOLOAD);
