@@ -295,9 +295,13 @@ class Weighted {
     if (accept(heap_.top())) {
       chosen = heap_.top();
     } else {  // rare path: the first in line is cooling for this destination
-      for (SlotId id : heap_.ids()) {
-        if (accept(id) && (!chosen || Before{}(heap_.key(id), heap_.key(*chosen)))) chosen = id;
-      }
+      const Key* best = nullptr;
+      heap_.for_each([&](SlotId id, const Key& key) {
+        if ((best == nullptr || Before{}(key, *best)) && accept(id)) {
+          chosen = id;
+          best = &key;
+        }
+      });
       if (!chosen) return std::nullopt;
     }
     Key key = heap_.key(*chosen);
