@@ -325,6 +325,11 @@ class CredentialPool {
   }
 
  private:
+  // Only the pool can name this, so only the pool makes leases (through
+  // Lease's public constructor, which std::optional::emplace needs).
+  struct LeaseKey {
+    explicit LeaseKey() = default;
+  };
   enum class Hold : std::uint8_t { flood_wait, ejection, pacing };
 
   struct Slot {
@@ -334,6 +339,7 @@ class CredentialPool {
     std::string disabled_reason;
     std::unordered_map<std::string, time_point, detail::TransparentStringHash, std::equal_to<>> scoped;
     std::uint64_t last_acquired = 0;  // the pool's acquire count then: exact LRU order, even in virtual time
+    double score = 0;                 // the strategy's score, as last computed (candidate_of)
     bool removed = false;
     Hold hold = Hold::flood_wait;  // what the current cooldown is for
   };
@@ -348,10 +354,14 @@ class CredentialPool {
     return true;
   }();
 
-  Candidate candidate_of(const Slot& s) const { return candidate_of(s, clock_.now()); }
-  Candidate candidate_of(const Slot& s, time_point now) const {
-    const double score = kStrategyUsesScore ? s.health.smoothed_success_rate(now) : 0.0;
-    return {score, s.last_acquired, s.health.in_flight, s.credential.weight, s.credential.tier};
+  Candidate candidate_of(Slot& s) { return candidate_of(s, clock_.now()); }
+  Candidate candidate_of(Slot& s, time_point now) {
+    if (kStrategyUsesScore) s.score = s.health.smoothed_success_rate(now);
+    return candidate_with_score(s);
+  }
+  // The slot as the strategy ranks it, with the score it last computed.
+  static Candidate candidate_with_score(const Slot& s) {
+    return {s.score, s.last_acquired, s.health.in_flight, s.credential.weight, s.credential.tier};
   }
 
   // Scores fade with time even for credentials nobody touches; each acquire
@@ -360,7 +370,7 @@ class CredentialPool {
   void rescore_one_locked(time_point now) {
     if (!kStrategyUsesScore || slots_.empty()) return;
     rescore_cursor_ = (rescore_cursor_ + 1) % slots_.size();
-    const Slot* s = slots_[rescore_cursor_].get();
+    Slot* s = slots_[rescore_cursor_].get();
     if (s && !s->removed) strategy_.update(static_cast<SlotId>(rescore_cursor_), candidate_of(*s, now));
   }
 
@@ -477,10 +487,10 @@ class CredentialPool {
   AcquireResult acquire_id_impl(std::string_view id, std::string_view destination) {
     std::lock_guard lock(mutex_);
     const auto it = by_id_.find(id);
-    if (it == by_id_.end()) return AcquireResult(make_error_code(errc::unknown_credential), std::nullopt);
+    if (it == by_id_.end()) return AcquireResult(errc::unknown_credential, std::nullopt);
     const SlotId slot = it->second;
     Slot& s = *slots_[slot];
-    if (!s.credential.enabled) return AcquireResult(make_error_code(errc::all_credentials_disabled), std::nullopt);
+    if (!s.credential.enabled) return AcquireResult(errc::all_credentials_disabled, std::nullopt);
 
     const auto now = clock_.now();
     promote_expired_locked(now);  // a cooldown that has just ended puts it back in the strategy
@@ -498,7 +508,7 @@ class CredentialPool {
     }
     if (until) {
       const auto why = only_paced ? errc::rate_limited : errc::all_credentials_cooling;
-      return AcquireResult(make_error_code(why), std::pair{*until, now});
+      return AcquireResult(why, std::pair{*until, now});
     }
     return lease_locked(slot, now, destination);
   }
@@ -510,9 +520,11 @@ class CredentialPool {
     ++s.health.in_flight;
     s.health.last_used = now;
     s.last_acquired = ++acquires_;
-    strategy_.update(slot, candidate_of(s, now));
+    // The score is not recomputed here: the report that ends this lease does
+    // it (a division and a decay saved on every acquire).
+    strategy_.update(slot, candidate_with_score(s));
     rescore_one_locked(now);
-    return AcquireResult(Lease(this, slot, &s, now, destination));
+    return AcquireResult(LeaseKey{}, this, slot, &s, now, destination);
   }
 
   bool scoped_cooling_locked(Slot& s, std::string_view destination, time_point now) {
@@ -530,7 +542,7 @@ class CredentialPool {
   }
 
   AcquireResult unavailable_locked(std::string_view destination, time_point now) const {
-    if (by_id_.empty()) return AcquireResult(make_error_code(errc::no_credentials), std::nullopt);
+    if (by_id_.empty()) return AcquireResult(errc::no_credentials, std::nullopt);
     std::optional<time_point> earliest;
     if (!cooling_.empty()) earliest = time_point(duration(cooling_.key(cooling_.top())));
     if (!destination.empty()) {
@@ -543,8 +555,8 @@ class CredentialPool {
         }
       }
     }
-    if (!earliest) return AcquireResult(make_error_code(errc::all_credentials_disabled), std::nullopt);
-    return AcquireResult(make_error_code(errc::all_credentials_cooling), std::pair{*earliest, now});
+    if (!earliest) return AcquireResult(errc::all_credentials_disabled, std::nullopt);
+    return AcquireResult(errc::all_credentials_cooling, std::pair{*earliest, now});
   }
 
   // ---- reports (called by Lease) ----------------------------------------
@@ -778,10 +790,18 @@ class CredentialPool {
     /// not persisted.
     void defer(duration pause) { finish(Ending::deferred, nullptr, pause); }
 
+    /// Made by the pool only (a LeaseKey is private to it).
+    Lease(LeaseKey, CredentialPool* pool, SlotId slot_id, Slot* slot, time_point acquired_at,
+          std::string_view destination)
+        : pool_(pool),
+          slot_id_(slot_id),
+          slot_(slot),
+          acquired_at_(acquired_at),
+          // Most acquires name no destination: no string construction for them.
+          destination_(destination.empty() ? std::string() : std::string(destination)) {}
+
    private:
     friend class CredentialPool;
-    Lease(CredentialPool* pool, SlotId slot_id, Slot* slot, time_point acquired_at, std::string_view destination)
-        : pool_(pool), slot_id_(slot_id), slot_(slot), acquired_at_(acquired_at), destination_(destination) {}
 
     void finish(Ending ending, const Outcome<>* outcome, duration value,
                 std::optional<time_point> at = std::nullopt) {
@@ -815,7 +835,7 @@ class CredentialPool {
     /// Moves the lease out; only valid when the result holds one.
     Lease take() && { return std::move(*lease_); }
 
-    std::error_code error() const noexcept { return error_; }
+    std::error_code error() const noexcept { return lease_ ? std::error_code() : make_error_code(error_); }
     /// When the earliest credential becomes usable (all_credentials_cooling,
     /// and rate_limited from `acquire_id`).
     std::optional<time_point> earliest() const noexcept { return earliest_; }
@@ -824,8 +844,12 @@ class CredentialPool {
 
    private:
     friend class CredentialPool;
-    explicit AcquireResult(Lease lease) : lease_(std::move(lease)) {}
-    AcquireResult(std::error_code error, std::optional<std::pair<time_point, time_point>> earliest_and_now)
+    // The lease is built in place: a lease is never moved on the way out of acquire.
+    template <class... LeaseArgs>
+    explicit AcquireResult(LeaseKey key, LeaseArgs&&... args) {
+      lease_.emplace(key, std::forward<LeaseArgs>(args)...);
+    }
+    AcquireResult(errc error, std::optional<std::pair<time_point, time_point>> earliest_and_now)
         : error_(error) {
       if (earliest_and_now) {
         earliest_ = earliest_and_now->first;
@@ -833,7 +857,7 @@ class CredentialPool {
       }
     }
     std::optional<Lease> lease_;
-    std::error_code error_;
+    errc error_{};  // not a std::error_code: building one costs a call on every acquire
     std::optional<time_point> earliest_;
     time_point attempted_at_{};
   };
