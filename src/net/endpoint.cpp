@@ -71,19 +71,30 @@ std::string Endpoint::host_and_port() const {
 
 std::string Endpoint::to_string() const { return (tls ? "https://" : "http://") + host_and_port(); }
 
+std::vector<RequestTarget::Part>& RequestTarget::parts_to_append_to() {
+  if (!parts_) {
+    parts_ = std::make_shared<std::vector<Part>>();
+    parts_->reserve(4);  // "/bot", the token, "/method" and a query: one allocation
+  } else if (parts_.use_count() > 1) {
+    parts_ = std::make_shared<std::vector<Part>>(*parts_);  // shared with a copy: copy before changing
+  }
+  return *parts_;
+}
+
 RequestTarget& RequestTarget::append(std::string text) {
-  parts_.emplace_back(std::move(text));
+  parts_to_append_to().emplace_back(std::move(text));
   return *this;
 }
 
 RequestTarget& RequestTarget::append(const Secret& secret) {
-  parts_.emplace_back(secret);
+  parts_to_append_to().emplace_back(secret);
   return *this;
 }
 
 std::string RequestTarget::reveal() const {
   std::string out;
-  for (const auto& part : parts_) {
+  if (!parts_) return out;
+  for (const auto& part : *parts_) {
     out += std::holds_alternative<Secret>(part) ? std::get<Secret>(part).reveal() : std::get<std::string>(part);
   }
   return out;
@@ -91,7 +102,8 @@ std::string RequestTarget::reveal() const {
 
 std::string RequestTarget::redacted() const {
   std::string out;
-  for (const auto& part : parts_) {
+  if (!parts_) return out;
+  for (const auto& part : *parts_) {
     out += std::holds_alternative<Secret>(part) ? std::get<Secret>(part).redacted() : std::get<std::string>(part);
   }
   return out;

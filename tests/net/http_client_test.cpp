@@ -461,6 +461,22 @@ TEST_CASE("HttpsClient: the bot token never appears in logs or formatted targets
   CHECK(lines[0].find("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw") == std::string::npos);
 }
 
+TEST_CASE("RequestTarget: copies share their parts and appending to one leaves the others as they were") {
+  const auto base = net::RequestTarget("/bot").append(kToken);
+  auto send = base;  // shares base's parts
+  send.append("/sendMessage");
+  auto copy = send;
+  copy.append("?x=1");
+  CHECK(base.reveal() == "/bot" + kToken.reveal());
+  CHECK(send.reveal() == "/bot" + kToken.reveal() + "/sendMessage");
+  CHECK(copy.reveal() == "/bot" + kToken.reveal() + "/sendMessage?x=1");
+  CHECK(send.redacted() == "/bot1234****/sendMessage");
+  CHECK(fmt::format("{}", copy) == "/bot1234****/sendMessage?x=1");
+  const auto moved = std::move(copy);
+  CHECK(moved.redacted() == "/bot1234****/sendMessage?x=1");
+  CHECK(net::RequestTarget().reveal().empty());
+}
+
 TEST_CASE("Endpoint::parse") {
   const auto e = net::Endpoint::parse("https://api.telegram.org");
   CHECK(e.tls);

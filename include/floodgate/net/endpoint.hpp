@@ -11,6 +11,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +46,10 @@ struct Endpoint {
 ///
 ///   auto t = RequestTarget("/bot").append(token).append("/sendMessage");
 ///   fmt::print("{}", t);   // "/bot2402****/sendMessage"
+///
+/// Copies share their parts (a reference count, no string or secret copied;
+/// an `append` to a shared target copies first), so a copy kept for a log
+/// line costs nothing until the line is written.
 class RequestTarget {
  public:
   RequestTarget() = default;
@@ -59,7 +64,10 @@ class RequestTarget {
   std::string redacted() const;
 
  private:
-  std::vector<std::variant<std::string, Secret>> parts_;
+  using Part = std::variant<std::string, Secret>;
+  std::vector<Part>& parts_to_append_to();
+
+  std::shared_ptr<std::vector<Part>> parts_;  // null: empty
 };
 
 /// Extra request headers, in order: (name, value).
