@@ -13,6 +13,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -223,13 +224,25 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     auto on_response = [handler = std::move(handler)](std::error_code, BotApiResponse response) mutable {
       handler(std::move(response));
     };
-    if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
-      t->client.async_call(call.method, *params, std::move(on_response));
-    } else if (const auto* media = std::get_if<SendMediaParams>(&call.body)) {
-      t->client.async_send_media(*media, std::move(on_response));
-    } else {
-      t->client.async_send_media_group(std::get<SendMediaGroupParams>(call.body), std::move(on_response));
+    {
+      // Calls outlive the BotPool object (a retry may be waiting on a timer),
+      // but its HTTPS client need not: once ~BotPool has run, nothing more is
+      // sent, and the call ends with shut_down (a rejection: no token blamed).
+      std::shared_lock alive(lifetime_mutex);
+      if (!pool_destroyed) {
+        if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
+          t->client.async_call(call.method, *params, std::move(on_response));
+        } else if (const auto* media = std::get_if<SendMediaParams>(&call.body)) {
+          t->client.async_send_media(*media, std::move(on_response));
+        } else {
+          t->client.async_send_media_group(std::get<SendMediaGroupParams>(call.body), std::move(on_response));
+        }
+        return;
+      }
     }
+    BotApiResponse gone;
+    gone.transport = make_error_code(errc::shut_down);
+    on_response({}, std::move(gone));
   }
 
   /// Sends `call` with token `id`, following a group's move to a supergroup
@@ -593,6 +606,9 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   async::RetryExecutor<Pool> retry;
   std::map<std::string, std::unique_ptr<Token>, std::less<>> tokens;  // fixed after construction
 
+  std::shared_mutex lifetime_mutex;  // a request is started under a shared lock; ~BotPool takes it whole
+  bool pool_destroyed = false;       // guarded by lifetime_mutex: set by ~BotPool, nothing is sent after it
+
   std::mutex lanes_mutex;  // guards lanes and lane_recency
   std::unordered_map<std::int64_t, Lane> lanes;
   std::list<std::int64_t> lane_recency;  // least recently used first
@@ -605,7 +621,11 @@ BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
   impl_->retry.set_gate([impl = impl_.get()](const Pool::Lease& lease) { return impl->gate(lease); });
 }
 
-BotPool::~BotPool() = default;
+BotPool::~BotPool() {
+  // Waits for a request being started right now; none starts after this.
+  std::lock_guard lock(impl_->lifetime_mutex);
+  impl_->pool_destroyed = true;
+}
 
 BotPool::Pool& BotPool::pool() noexcept { return impl_->pool; }
 

@@ -356,6 +356,26 @@ TEST_CASE("BotPool: a send whose answer times out is not repeated (a slow server
   CHECK(sim.server.messages(10).size() == 1);
 }
 
+TEST_CASE("BotPool: destroyed while a call waits to send again it sends nothing more and the call ends with shut_down") {
+  // The order a program shutting down uses: the pool, then its HTTPS client,
+  // while a call (an abandoned long poll, say) still waits to be sent again.
+  Sim sim;
+  sim.server.inject(Secret(kTokenA), Fault::flood_wait(1));  // the first getMe: wait 1 s, then send again
+  auto pending = [&] {
+    BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}}, {.endpoint = sim.server.endpoint()});
+    auto call = bots.async_get_me(asio::use_future);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (sim.server.stats(Secret(kTokenA)).by_method["getme"] < 1 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    return call;
+  }();  // the pool is destroyed here, its call waiting out the flood wait
+  sim.http.reset();
+  auto [ec, result] = pending.get();
+  CHECK(ec == errc::shut_down);
+  CHECK(sim.server.stats(Secret(kTokenA)).by_method["getme"] == 1);
+}
+
 TEST_CASE("BotPool: reads and edits are repeated after a lost answer, a send only when the caller opts in") {
   PoolSim sim;
   sim.server.revoke_token(Secret(kTokenB));  // keep every attempt on token-a

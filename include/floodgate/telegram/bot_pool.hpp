@@ -101,7 +101,10 @@
 // Errors: floodgate::errc (bad_request, all_credentials_cooling,
 // attempts_exhausted, …); `BotPoolResult::description` holds Telegram's words.
 // Stats per token: `snapshot()` (requests, successes, flood waits, cooling until).
-// The pool must outlive its calls' completion; thread-safe.
+// Thread-safe. Nothing is sent once the pool is destroyed: a call that would
+// send a request after that (a retry waiting on its backoff, a chat's next
+// call) ends with errc::shut_down instead; a request already on the wire
+// completes as it will, and every call still completes exactly once.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -220,7 +223,8 @@ class BotPool {
     bool may_overtake = false;
   };
 
-  /// `http` must outlive the pool. Throws floodgate::Error on duplicate ids.
+  /// `http` must outlive the pool object (not its calls: see the header
+  /// comment). Throws floodgate::Error on duplicate ids.
   BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http, std::vector<Credential<BotToken>> tokens,
           BotPoolOptions options = {});
   ~BotPool();
