@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "floodgate/async/detail/associations.hpp"
+#include "floodgate/async/detail/open_latch.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
@@ -224,8 +225,11 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
   void issue(const Pool::Lease& lease, const ApiCall& call, std::shared_ptr<ApiResult> last, Done done) {
     Key* k = key(lease.id());
     if (!k) return done(Outcome<ApiResult>::auth_failed("key added to the pool without an ApiKeyPool provider"));
-    http.async_request(build(call, *k), [self = shared_from_this(), k, id = lease.id(), last = std::move(last),
-                                         done = std::move(done)](std::error_code ec, net::HttpResponse response) mutable {
+    // Calls outlive the ApiKeyPool object (a retry may be waiting on a timer),
+    // but its HTTPS client need not: once ~ApiKeyPool has run, nothing more is
+    // sent, and the call ends with shut_down (a rejection: no key blamed).
+    auto on_response = [self = shared_from_this(), k, id = lease.id(), last = std::move(last),
+                        done = std::move(done)](std::error_code ec, net::HttpResponse response) mutable {
       if (ec) {
         if (ec == net::errc::dns_failed || ec == net::errc::connect_failed || ec == net::errc::tls_handshake_failed) {
           self->rest_provider(*k->provider, ec);
@@ -252,7 +256,9 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
       const std::string description = redact(verdict.outcome.description(), k->secret.reveal());
       log_outcome(id, provider.name, verdict, description);
       done(reclassified(verdict.outcome, description));
-    });
+    };
+    const bool started = open.run_if_open([&] { http.async_request(build(call, *k), std::move(on_response)); });
+    if (!started) on_response(make_error_code(errc::shut_down), {});
   }
 
   /// Rests every key of a provider that could not be reached.
@@ -300,13 +306,17 @@ struct ApiKeyPool::Impl : std::enable_shared_from_this<Impl> {
   async::RetryExecutor<Pool> retry;
   std::vector<std::unique_ptr<Provider>> providers;
   std::map<std::string, std::unique_ptr<Key>, std::less<>> by_id;  // fixed after construction
+  async::detail::OpenLatch open;  // every request starts through it; ~ApiKeyPool closes it
 };
 
 ApiKeyPool::ApiKeyPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
                        std::vector<ProviderSpec> providers, ApiKeyPoolOptions options)
     : impl_(std::make_shared<Impl>(std::move(executor), http, std::move(providers), options)) {}
 
-ApiKeyPool::~ApiKeyPool() = default;
+ApiKeyPool::~ApiKeyPool() {
+  // Waits for a request being started right now; none starts after this.
+  impl_->open.close();
+}
 
 ApiKeyPool::Pool& ApiKeyPool::pool() noexcept { return impl_->pool; }
 

@@ -13,13 +13,13 @@
 #include <list>
 #include <map>
 #include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "floodgate/async/detail/associations.hpp"
 #include "floodgate/async/detail/dispatch_completion.hpp"
+#include "floodgate/async/detail/open_latch.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/async/retry_executor.hpp"
 #include "floodgate/core/error.hpp"
@@ -224,22 +224,19 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     auto on_response = [handler = std::move(handler)](std::error_code, BotApiResponse response) mutable {
       handler(std::move(response));
     };
-    {
-      // Calls outlive the BotPool object (a retry may be waiting on a timer),
-      // but its HTTPS client need not: once ~BotPool has run, nothing more is
-      // sent, and the call ends with shut_down (a rejection: no token blamed).
-      std::shared_lock alive(lifetime_mutex);
-      if (!pool_destroyed) {
-        if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
-          t->client.async_call(call.method, *params, std::move(on_response));
-        } else if (const auto* media = std::get_if<SendMediaParams>(&call.body)) {
-          t->client.async_send_media(*media, std::move(on_response));
-        } else {
-          t->client.async_send_media_group(std::get<SendMediaGroupParams>(call.body), std::move(on_response));
-        }
-        return;
+    // Calls outlive the BotPool object (a retry may be waiting on a timer),
+    // but its HTTPS client need not: once ~BotPool has run, nothing more is
+    // sent, and the call ends with shut_down (a rejection: no token blamed).
+    const bool started = open.run_if_open([&] {
+      if (const auto* params = std::get_if<nlohmann::json>(&call.body)) {
+        t->client.async_call(call.method, *params, std::move(on_response));
+      } else if (const auto* media = std::get_if<SendMediaParams>(&call.body)) {
+        t->client.async_send_media(*media, std::move(on_response));
+      } else {
+        t->client.async_send_media_group(std::get<SendMediaGroupParams>(call.body), std::move(on_response));
       }
-    }
+    });
+    if (started) return;
     BotApiResponse gone;
     gone.transport = make_error_code(errc::shut_down);
     on_response({}, std::move(gone));
@@ -606,8 +603,7 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   async::RetryExecutor<Pool> retry;
   std::map<std::string, std::unique_ptr<Token>, std::less<>> tokens;  // fixed after construction
 
-  std::shared_mutex lifetime_mutex;  // a request is started under a shared lock; ~BotPool takes it whole
-  bool pool_destroyed = false;       // guarded by lifetime_mutex: set by ~BotPool, nothing is sent after it
+  async::detail::OpenLatch open;  // every request starts through it; ~BotPool closes it
 
   std::mutex lanes_mutex;  // guards lanes and lane_recency
   std::unordered_map<std::int64_t, Lane> lanes;
@@ -623,8 +619,7 @@ BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
 
 BotPool::~BotPool() {
   // Waits for a request being started right now; none starts after this.
-  std::lock_guard lock(impl_->lifetime_mutex);
-  impl_->pool_destroyed = true;
+  impl_->open.close();
 }
 
 BotPool::Pool& BotPool::pool() noexcept { return impl_->pool; }

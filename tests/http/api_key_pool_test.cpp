@@ -451,3 +451,31 @@ TEST_CASE("ApiKeyPool: a call cancelled on the wire ends at once with operation_
   CHECK(setup.primary->applied_ids().count("cancelled") == 1);
   CHECK(setup.backup->applied_ids().count("cancelled") == 0);
 }
+
+TEST_CASE("ApiKeyPool: destroyed while a call waits to send again it sends nothing more and the call ends with shut_down") {
+  // The order a program shutting down uses: the pool, then its HTTPS client,
+  // while a call still waits out its only key's cooldown to be sent again.
+  const auto keys = make_keys("k", 1);
+  sim::HttpApiServerOptions server_options;
+  server_options.keys = secrets_of(keys);
+  auto server = start_server(std::move(server_options));
+  server->inject(keys[0].key, sim::HttpFault::answer(429, "Rate limit reached", "1"));
+  IoThread io;
+  auto client = std::make_unique<net::HttpsClient>(io.executor(), trusting_client_options());
+  auto pending = [&] {
+    ApiKeyPoolOptions options;
+    options.retry.max_wait = 30s;  // the call waits out the cooldown instead of ending
+    ApiKeyPool api(io.executor(), *client, {Setup::spec("only", *server, keys, 0)}, options);
+    auto call = api.async_call(transcribe("once"), boost::asio::use_future);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (api.pool().snapshot("k-1")->state != CredentialState::cooling && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    return call;
+  }();  // the pool is destroyed here, its call waiting out the cooldown
+  client.reset();
+  auto [ec, result] = pending.get();
+  CHECK(ec == errc::shut_down);
+  CHECK(server->stats(keys[0].key).requests == 1);
+  CHECK(server->applied_ids().count("once") == 0);
+}

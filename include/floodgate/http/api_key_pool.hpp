@@ -47,7 +47,10 @@
 //   });
 //
 // Every call completes exactly once with `void(std::error_code, ApiResult)`.
-// The pool and the HTTPS client must outlive the calls' completion; thread-safe.
+// Thread-safe. Nothing is sent once the pool is destroyed: a call that would
+// send a request after that (a retry waiting out a cooldown or a backoff)
+// ends with errc::shut_down instead, so the HTTPS client may be destroyed
+// right after the pool; a request already on the wire completes as it will.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>

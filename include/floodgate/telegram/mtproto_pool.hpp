@@ -70,6 +70,7 @@
 // destroyed), CooldownStore, TdjsonClient, io_context.
 #pragma once
 
+#include <floodgate/async/detail/open_latch.hpp>
 #include <floodgate/async/detail/pending_op.hpp>
 #include <floodgate/async/retry_executor.hpp>
 #include <floodgate/core/cooldown_sink.hpp>
@@ -92,7 +93,6 @@
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -248,7 +248,7 @@ class BasicMtprotoPool {
                                    user = std::move(options.on_state_change)](MtprotoSession::State s,
                                                                               const std::string& reason) {
           if (s == MtprotoSession::State::disabled) {
-            if (auto self = weak.lock()) self->while_open([&] { self->pool.disable(id, reason); });
+            if (auto self = weak.lock()) self->open.run_if_open([&] { self->pool.disable(id, reason); });
           }
           if (user) user(s, reason);
         };
@@ -264,20 +264,9 @@ class BasicMtprotoPool {
       }
     }
 
-    // Runs `action` (which may write to the store, or read a session) only
-    // while the pool is open; close waits for an action in progress.
-    template <class Action>
-    void while_open(Action&& action) {
-      std::shared_lock lock(lifecycle);
-      if (!detached) action();
-    }
-
     // From now on no session callback reaches the pool or the store.
     void detach() {
-      {
-        std::unique_lock lock(lifecycle);
-        detached = true;
-      }
+      open.close();
       pool.stop_persisting();  // a lease reported later (a reply after close) writes nowhere
     }
 
@@ -382,7 +371,7 @@ class BasicMtprotoPool {
             // Disabled in the pool before the caller hears "ready", so its
             // snapshot already says so; only a disabled session is, never
             // one that timed out (errc::deadline_exceeded: it is retrying).
-            alive->while_open([&] {
+            alive->open.run_if_open([&] {
               if (session->state() == MtprotoSession::State::disabled) {
                 alive->pool.disable(session->id(), session->disabled_reason());
               }
@@ -405,16 +394,14 @@ class BasicMtprotoPool {
 
     // One attempt on one session: wait for its login, send, classify the reply.
     // A session is touched only while the pool is open (close destroys them),
-    // and `done` is called outside the lifecycle lock (it may start the next
+    // and `done` is called outside the latch (it may start the next
     // attempt at once).
     void attempt(MtprotoSession& session, nlohmann::json request, std::string chat, Done done) {
-      bool open = false;
-      while_open([&] {
-        open = true;
+      const bool handed_to_session = open.run_if_open([&] {
         session.async_wait_ready([self = this->shared_from_this(), &session, request = std::move(request),
                                   chat = std::move(chat), done](std::error_code ec) mutable {
           std::optional<Outcome> unsent = closed();
-          self->while_open([&] {
+          self->open.run_if_open([&] {
             if (ec) {
               unsent = self->not_sent(session, ec);
               return;
@@ -423,14 +410,14 @@ class BasicMtprotoPool {
             session.async_send(std::move(request), [self, &session, chat = std::move(chat), done](
                                                        std::error_code send_ec, nlohmann::json reply) {
               Outcome outcome = closed();
-              self->while_open([&] { outcome = self->classify(session, chat, send_ec, std::move(reply)); });
+              self->open.run_if_open([&] { outcome = self->classify(session, chat, send_ec, std::move(reply)); });
               done(std::move(outcome));
             });
           });
           if (unsent) done(std::move(*unsent));
         });
       });
-      if (!open) done(closed());
+      if (!handed_to_session) done(closed());
     }
 
     static Outcome closed() { return Outcome::rejected("the pool was closed", make_error_code(errc::shut_down)); }
@@ -472,8 +459,9 @@ class BasicMtprotoPool {
     CorePool pool;
     async::RetryExecutor<CorePool> executor;
     std::vector<std::unique_ptr<MtprotoSession>> sessions;  // fixed after start(), emptied by close_sessions()
-    std::shared_mutex lifecycle;  // guards `detached` against a session callback in progress
-    bool detached = false;        // closed: session callbacks no longer reach the pool or the store
+    // Closed by detach: session callbacks (which read a session, or write to
+    // the pool's store) run through it, and none runs after the pool closed.
+    async::detail::OpenLatch open;
   };
 
   std::shared_ptr<State> state_;
