@@ -32,7 +32,7 @@
 //   };
 #pragma once
 
-#include "floodgate/core/detail/indexed_heap.hpp"
+#include "floodgate/core/detail/tournament_tree.hpp"
 
 #include <algorithm>
 #include <array>
@@ -274,29 +274,29 @@ class Weighted {
 
   void insert(SlotId id, const Candidate& c) {
     // Joins at the current virtual time, half a stride in, like a fresh start.
-    heap_.set(id, {now_ + 0.5 / weight_of(c), weight_of(c), id});
+    tree_.set(id, {now_ + 0.5 / weight_of(c), weight_of(c), id});
   }
-  void erase(SlotId id) { heap_.erase(id); }
+  void erase(SlotId id) { tree_.erase(id); }
   void update(SlotId id, const Candidate& c) {
-    if (!heap_.contains(id)) return;
-    Key key = heap_.key(id);
+    if (!tree_.contains(id)) return;
+    Key key = tree_.key(id);
     if (key.weight == weight_of(c)) return;
     // Rescale what is left of the current turn to the new weight.
     const double left = std::max(0.0, key.pass - now_);
     key.pass = now_ + left * key.weight / weight_of(c);
     key.weight = weight_of(c);
-    heap_.set(id, key);
+    tree_.set(id, key);
   }
 
   template <class Accept>
   std::optional<SlotId> pick(Accept&& accept) {
-    if (heap_.empty()) return std::nullopt;
+    if (tree_.empty()) return std::nullopt;
     std::optional<SlotId> chosen;
-    if (accept(heap_.top())) {
-      chosen = heap_.top();
+    if (accept(tree_.top())) {
+      chosen = tree_.top();
     } else {  // rare path: the first in line is cooling for this destination
       const Key* best = nullptr;
-      heap_.for_each([&](SlotId id, const Key& key) {
+      tree_.for_each([&](SlotId id, const Key& key) {
         if ((best == nullptr || Before{}(key, *best)) && accept(id)) {
           chosen = id;
           best = &key;
@@ -304,10 +304,10 @@ class Weighted {
       });
       if (!chosen) return std::nullopt;
     }
-    Key key = heap_.key(*chosen);
+    Key key = tree_.key(*chosen);
     now_ = std::max(now_, key.pass);
     key.pass += 1.0 / key.weight;
-    heap_.set(*chosen, key);
+    tree_.set(*chosen, key);
     return chosen;
   }
 
@@ -325,7 +325,7 @@ class Weighted {
   };
   static std::uint32_t weight_of(const Candidate& c) { return c.weight == 0 ? 1 : c.weight; }
 
-  detail::IndexedHeap<Key, Before> heap_;
+  detail::TournamentTree<Key, Before> tree_;
   double now_ = 0;  // virtual time: the pass of the latest pick
 };
 

@@ -1,16 +1,17 @@
 // floodgate/core/detail/indexed_heap.hpp: a binary heap over small integer ids
 // whose keys can change in place.
 //
-// The pool's strategies and its cooling queue need "give me the best one" and
-// "this one's key changed" in O(log n), so that an acquire costs the same at
-// 10,000 credentials as at 16 (no scan). Ids are dense slot numbers, so the
-// position index is a vector, not a hash map.
+// The pool's cooling queue needs "give me the soonest one" and "this one's
+// key changed" in O(log n), so that an acquire costs the same at 10,000
+// credentials as at 16 (no scan). Ids are dense slot numbers, so the
+// position index is a vector, not a hash map. (Weighted, whose best entry
+// changes on every pick, uses a TournamentTree instead: tournament_tree.hpp
+// says why.)
 //
 // Each heap entry holds its key beside its id, so a comparison reads the two
 // entries it compares and nothing else, and a sift moves a hole down (or up)
 // and writes the moved entry once at the end instead of swapping at every
-// level: on the pool's hot path (Weighted moves its top on every pick) that
-// halves the heap's work.
+// level.
 #pragma once
 
 #include <cstdint>
