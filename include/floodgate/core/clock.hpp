@@ -68,7 +68,8 @@ struct SteadyClock {
 /// ejections, stored cooldowns), and which the rate limiters charge to each
 /// admission (rate.hpp). `lag_bound()` is twice the kernel's stated
 /// resolution: one tick, plus one for a tick that comes late. It is the
-/// default clock of the pool and of the limiters: docs/concepts.md, "Clocks".
+/// pool's default clock; the limiters take it when asked (their default is
+/// SteadyClock): docs/concepts.md, "Clocks".
 ///
 /// Elsewhere than Linux it is `SteadyClock` with a lag bound of zero.
 struct CoarseClock {

@@ -28,7 +28,7 @@
 // full bucket carries no information; that is what lets KeyedLimiter forget
 // idle keys.
 //
-// Limiting on a lagging clock. A limiter's default clock, CoarseClock, reads
+// Limiting on a lagging clock. A limiter on CoarseClock (opt-in) reads
 // a time `c` that may be up to L (`lag_bound()`) behind the true time t of
 // the request: c <= t <= c + L. Judged naively on c, two requests can be up
 // to L closer in true time than in readings, and a bucket lets up to L * rate
