@@ -30,7 +30,7 @@ class TournamentTree {
 
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
-  bool contains(Id id) const noexcept { return id < present_.size() && present_[id] != 0; }
+  bool contains(Id id) const noexcept { return id < capacity() && leaf(id) == id; }
   /// The best id; the tree must not be empty.
   Id top() const noexcept { return winner_[1]; }
   /// The key of `id`, which must be present.
@@ -40,34 +40,40 @@ class TournamentTree {
   /// scans. `visit` must not change the tree.
   template <class Visit>
   void for_each(Visit&& visit) const {
-    for (Id id = 0; id < present_.size(); ++id) {
-      if (present_[id] != 0) visit(id, keys_[id]);
+    for (Id id = 0; id < capacity(); ++id) {
+      if (leaf(id) == id) visit(id, keys_[id]);
     }
   }
 
   /// Inserts `id`, or changes its key if it is present.
   void set(Id id, Key key) {
     if (id >= capacity()) grow(id);
-    size_ += present_[id] == 0 ? 1 : 0;
-    present_[id] = 1;
+    size_ += leaf(id) == id ? 0 : 1;
+    leaf(id) = id;
     keys_[id] = std::move(key);
     replay(id);
   }
 
   void erase(Id id) noexcept {
     if (!contains(id)) return;
-    present_[id] = 0;
+    leaf(id) = absent();
     --size_;
     replay(id);
   }
 
  private:
-  std::size_t capacity() const noexcept { return keys_.size(); }
+  // An empty leaf holds the id `capacity()`, which loses every match; its key
+  // (one spare element at the end of keys_) is read but never decides.
+  std::size_t capacity() const noexcept { return winner_.size() / 2; }
+  Id absent() const noexcept { return static_cast<Id>(capacity()); }
+  Id& leaf(Id id) noexcept { return winner_[capacity() + id]; }
+  Id leaf(Id id) const noexcept { return winner_[capacity() + id]; }
 
-  // The winner of a match: an absent id always loses. Bitwise operators, not
-  // && and ||, so that the choice compiles to a conditional move.
+  // The winner of a match. Bitwise operators, not && and ||, so that the
+  // choice compiles to a conditional move.
   Id winner(Id a, Id b) const noexcept {
-    const bool b_wins = (present_[b] != 0) & ((present_[a] == 0) | before_(keys_[b], keys_[a]));
+    const Id none = absent();
+    const bool b_wins = (b != none) & ((a == none) | before_(keys_[b], keys_[a]));
     return b_wins ? b : a;
   }
 
@@ -79,21 +85,23 @@ class TournamentTree {
 
   // Doubles the capacity until `id` fits, and plays every match again.
   void grow(Id id) {
-    std::size_t capacity = keys_.empty() ? 1 : keys_.size();
+    const std::size_t old_capacity = capacity();
+    std::size_t capacity = old_capacity == 0 ? 1 : old_capacity;
     while (capacity <= id) capacity *= 2;
-    keys_.resize(capacity);
-    present_.resize(capacity, 0);
-    winner_.assign(2 * capacity, 0);
-    for (std::size_t leaf = 0; leaf < capacity; ++leaf) winner_[capacity + leaf] = static_cast<Id>(leaf);
+    std::vector<Id> winner(2 * capacity, static_cast<Id>(capacity));
+    for (std::size_t leaf = 0; leaf < old_capacity; ++leaf) {
+      if (winner_[old_capacity + leaf] == leaf) winner[capacity + leaf] = static_cast<Id>(leaf);
+    }
+    winner_ = std::move(winner);
+    keys_.resize(capacity + 1);  // + the spare key of the empty leaves
     for (std::size_t node = capacity - 1; node >= 1; --node) {
-      winner_[node] = winner(winner_[2 * node], winner_[2 * node + 1]);
+      winner_[node] = this->winner(winner_[2 * node], winner_[2 * node + 1]);
     }
   }
 
   Before before_;
-  std::vector<Key> keys_;              // by id (the leaves' keys)
-  std::vector<std::uint8_t> present_;  // by id
-  std::vector<Id> winner_;             // node -> the winning id; leaves at [capacity, 2 * capacity)
+  std::vector<Key> keys_;   // by id (the leaves' keys), and one spare for the empty leaves
+  std::vector<Id> winner_;  // node -> the winning id; leaves at [capacity, 2 * capacity)
   std::size_t size_ = 0;
 };
 
