@@ -635,16 +635,17 @@ std::optional<std::string> BotPool::chat_token(std::int64_t chat) const {
   return it->second.token;
 }
 
-void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler) {
-  if (owner && !impl_->tokens.contains(*owner)) {
-    return async::detail::post_completion(impl_->io, std::move(handler),
+void BotPool::start(const std::shared_ptr<Impl>& impl, Call call, std::optional<std::string> owner,
+                    boost::asio::any_completion_handler<Signature> handler) {
+  if (owner && !impl->tokens.contains(*owner)) {
+    return async::detail::post_completion(impl->io, std::move(handler),
                                                      make_error_code(errc::unknown_credential), BotPoolResult{});
   }
   if (!owner && method_starts_with(call.method, "getfile")) {
     BotPoolResult refused;
     refused.description =
         "getFile is bound to the bot that owns the file id: use async_get_file(token_id, file_id)";
-    return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+    return async::detail::post_completion(impl->io, std::move(handler), make_error_code(errc::bad_request),
                                           std::move(refused));
   }
   if (const auto* media = std::get_if<SendMediaParams>(&call.body);
@@ -652,7 +653,7 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
     BotPoolResult refused;
     refused.description =
         "a file id belongs to the bot that received the file: use async_send_media_as(token_id, params)";
-    return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+    return async::detail::post_completion(impl->io, std::move(handler), make_error_code(errc::bad_request),
                                           std::move(refused));
   }
   if (const auto* group = std::get_if<SendMediaGroupParams>(&call.body)) {
@@ -663,15 +664,15 @@ void BotPool::start(Call call, std::optional<std::string> owner, boost::asio::an
           "a file id belongs to the bot that received the file: use async_send_media_group_as(token_id, params)";
     }
     if (!refused.description.empty()) {
-      return async::detail::post_completion(impl_->io, std::move(handler), make_error_code(errc::bad_request),
+      return async::detail::post_completion(impl->io, std::move(handler), make_error_code(errc::bad_request),
                                             std::move(refused));
     }
   }
   const auto chat = chat_of(call);
-  if (!owner && chat && impl_->options.routing.enabled) {
-    return impl_->enqueue(*chat, Impl::Queued{std::move(call), std::move(handler)});
+  if (!owner && chat && impl->options.routing.enabled) {
+    return impl->enqueue(*chat, Impl::Queued{std::move(call), std::move(handler)});
   }
-  impl_->run(std::make_shared<const Call>(std::move(call)), std::move(owner), false, std::move(handler));
+  impl->run(std::make_shared<const Call>(std::move(call)), std::move(owner), false, std::move(handler));
 }
 
 auto BotPool::Impl::attempt_op(std::shared_ptr<const Call> call, std::shared_ptr<Attempts> attempts,

@@ -13,7 +13,9 @@
 namespace floodgate::telegram {
 
 struct StatusMessage::State {
-  BotPool& bots;
+  // The pool's state, not the BotPool object: an edit that waits for its slot
+  // after the pool is destroyed ends with shut_down (nothing is sent then).
+  std::shared_ptr<BotPool::Impl> pool;
   SentMessage message;
   std::chrono::milliseconds interval;
   boost::asio::any_io_executor io;
@@ -35,7 +37,8 @@ struct StatusMessage::State {
 std::shared_ptr<StatusMessage> StatusMessage::create(BotPool& bots, SentMessage message, std::string shown_text,
                                                      std::chrono::milliseconds interval) {
   auto io = bots.executor();
-  auto state = std::unique_ptr<State>(new State{bots, std::move(message), interval, io, boost::asio::steady_timer(io)});
+  auto state =
+      std::unique_ptr<State>(new State{bots.impl_, std::move(message), interval, io, boost::asio::steady_timer(io)});
   state->shown = shown_text;
   state->wanted = std::move(shown_text);
   state->next_slot = std::chrono::steady_clock::now() + interval;
@@ -119,10 +122,11 @@ void StatusMessage::flush() {
     ++state_->edits;
     text = state_->wanted;
   }
-  state_->bots.async_edit_message_text(
-      state_->message, text, [self = shared_from_this(), text](std::error_code ec, const BotPoolResult& result) {
-        self->on_edited(text, ec, result);
-      });
+  BotPool::start(state_->pool, BotPool::edit_message_text_call(state_->message, text), state_->message.token_id,
+                 boost::asio::any_completion_handler<BotPool::Signature>(
+                     [self = shared_from_this(), text](std::error_code ec, const BotPoolResult& result) {
+                       self->on_edited(text, ec, result);
+                     }));
 }
 
 void StatusMessage::on_edited(const std::string& text, std::error_code ec, const BotPoolResult& result) {

@@ -675,6 +675,24 @@ TEST_CASE("StatusMessage: a final text the chat already shows is success (Telegr
   CHECK(sim.server.stats(Secret(owner)).by_method["editmessagetext"] == 2);
 }
 
+TEST_CASE("StatusMessage: outliving its BotPool it sends nothing more and its finish ends with shut_down") {
+  // Pending edits keep a status message alive, so the program cannot make it
+  // die before the pool: the pool and its HTTPS client go first here.
+  Sim sim;
+  std::shared_ptr<telegram::StatusMessage> status;
+  {
+    BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}}, {.endpoint = sim.server.endpoint()});
+    auto [ec, sent] = bots.async_send_message({.chat_id = 520, .text = "0%"}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    status = telegram::StatusMessage::create(bots, sent.sent().value(), "0%", 50ms);
+    status->update("50%");  // waits for its edit slot
+  }
+  sim.http.reset();
+  CHECK(status->async_finish("done", asio::use_future).get() == errc::shut_down);
+  CHECK(sim.server.stats(Secret(kTokenA)).by_method["editmessagetext"] == 0);
+  CHECK(sim.server.messages(520).at(0).text == "0%");
+}
+
 TEST_CASE("BotPool: getFile and downloads go only through the bot that owns the file id") {
   PoolSim sim;
   const std::string bytes(70000, 'f');

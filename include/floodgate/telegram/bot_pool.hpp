@@ -209,6 +209,8 @@ struct BotPoolResult {
   std::optional<SentMessage> sent() const;
 };
 
+class StatusMessage;
+
 class BotPool {
  public:
   using Pool = CredentialPool<BotToken>;
@@ -294,9 +296,8 @@ class BotPool {
   }
   template <class CompletionToken>
   auto async_edit_message_text(const SentMessage& message, std::string text, CompletionToken&& token) {
-    return async_call_as(message.token_id, "editMessageText",
-                         EditMessageTextParams{message.chat_id, message.message_id, std::move(text), {}}.to_json(),
-                         std::forward<CompletionToken>(token));
+    return initiate(edit_message_text_call(message, std::move(text)), message.token_id,
+                    std::forward<CompletionToken>(token));
   }
 
   /// Media through token `token_id` only: how a `FileId` is sent again (by the bot that owns it).
@@ -350,19 +351,29 @@ class BotPool {
   };
 
  private:
+  // StatusMessage edits through the pool's state, which outlives the BotPool
+  // object (its edits may wait on a timer after the pool is destroyed; they
+  // then end with shut_down instead of touching the destroyed object).
+  friend class StatusMessage;
+  struct Impl;
+
   template <class CompletionToken>
   auto initiate(Call call, std::optional<std::string> owner, CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, Signature>(
         [this](auto handler, Call c, std::optional<std::string> o) {
-          start(std::move(c), std::move(o), boost::asio::any_completion_handler<Signature>(std::move(handler)));
+          start(impl_, std::move(c), std::move(o), boost::asio::any_completion_handler<Signature>(std::move(handler)));
         },
         token, std::move(call), std::move(owner));
   }
-  void start(Call call, std::optional<std::string> owner, boost::asio::any_completion_handler<Signature> handler);
+  static Call edit_message_text_call(const SentMessage& message, std::string text) {
+    return Call{"editMessageText",
+                EditMessageTextParams{message.chat_id, message.message_id, std::move(text), {}}.to_json(), false, false};
+  }
+  static void start(const std::shared_ptr<Impl>& impl, Call call, std::optional<std::string> owner,
+                    boost::asio::any_completion_handler<Signature> handler);
   void start_download(const std::string& token_id, const std::string& file_path, std::filesystem::path destination,
                       boost::asio::any_completion_handler<DownloadSignature> handler);
 
-  struct Impl;
   std::shared_ptr<Impl> impl_;
 };
 

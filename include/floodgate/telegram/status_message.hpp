@@ -13,7 +13,8 @@
 //   for (int i = 1; i <= 1000; ++i) status->update(fmt::format("{}%", i / 10));   // a few edits
 //   co_await status->async_finish("done", use_awaitable);                          // always shown
 //
-// Thread-safe. Held by shared_ptr: pending edits keep it alive.
+// Thread-safe. Held by shared_ptr: pending edits keep it alive (and keep the
+// BotPool's state, not the BotPool object, alive: see create()).
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -33,7 +34,9 @@ class StatusMessage : public std::enable_shared_from_this<StatusMessage> {
  public:
   using FinishSignature = void(std::error_code);
 
-  /// `bots` must outlive the status message. `message.text` is taken as what is shown now.
+  /// `message.text` is taken as what is shown now. The status message may
+  /// outlive `bots`: edits due after the BotPool is destroyed are not sent (a
+  /// pending finish ends with errc::shut_down).
   static std::shared_ptr<StatusMessage> create(BotPool& bots, SentMessage message, std::string shown_text,
                                                std::chrono::milliseconds interval = std::chrono::seconds(1));
 
