@@ -52,7 +52,11 @@
 //
 // `stop()` is final: connections close, nothing reconnects, the channels are
 // closed (pending and later receives complete with `floodgate::errc::shut_down`;
-// messages still buffered are discarded). Every method is thread-safe.
+// messages still buffered are discarded). As with TickerManager, a callback
+// may still run briefly after `stop()` returns, and on a multi-threaded
+// io_context one already running may finish after the destructor returned:
+// capture what callbacks use by value or shared pointer. Every method is
+// thread-safe.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -145,7 +145,11 @@ class TickerManager {
 
   /// Opens every connection.
   void start();
-  /// Stops every connection for good.
+  /// Stops every connection for good. The connections stop on their strands:
+  /// a callback (message handler, health handler, `callbacks.*`) may still
+  /// run briefly after `stop()` returns, and on a multi-threaded io_context
+  /// one already running may finish after the destructor has returned (none
+  /// starts after it). Capture what callbacks use by value or shared pointer.
   void stop();
 
   /// Subscribes `tokens` in `mode`, all or nothing; throws CapacityError when
