@@ -23,10 +23,10 @@
 // table reach 2 MB from about 800,000 live keys; with more shards every table
 // stays smaller and on 4 KB pages.
 //
-// Clock: CoarseClock by default. Buckets whose burst refills in at least
-// 100 lag bounds (0.8 s with the usual 8 ms) are judged on its fast reading
-// with the lag charged (rate.hpp, "Limiting on a lagging clock"); smaller
-// ones read steady_clock.
+// Clock: SteadyClock by default. On CoarseClock (opt-in), buckets whose
+// burst refills in at least 100 lag bounds (0.8 s with the usual 8 ms) are
+// judged on its fast reading with the lag charged (rate.hpp, "Limiting on a
+// lagging clock"); smaller ones read steady_clock.
 //
 // Hard cap (`KeyedLimiterOptions::max_keys`): when a table is at its share of
 // the cap and none of its buckets is full, a *new* key is refused with
@@ -46,6 +46,7 @@
 #include <floodgate/core/rate.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -87,7 +88,16 @@ class KeyedLimiter {
   }
 
   /// Takes n tokens from `key`'s bucket if they are there.
-  LimitDecision try_acquire(const Key& key, std::uint32_t n = 1) { return try_acquire_at(key, n, read()); }
+  LimitDecision try_acquire(const Key& key, std::uint32_t n = 1) {
+    const std::uint64_t h = mix(Hash{}(key));
+    // In a big table the key's slot is a cache miss. Asked for before the
+    // clock read, it arrives while the clock is read: steady_clock's read
+    // waits for earlier loads to finish (the vDSO orders the TSC read), so a
+    // load issued before it would be paid in full, then the read on top
+    // (docs/benchmarks.md: 1M keys).
+    shard_for(h).prefetch(h >> shard_bits_);
+    return try_acquire_hashed(key, h, n, read());
+  }
 
   /// How long until `key` has n tokens (zero now, `LimitDecision::never` if
   /// never). Ignores the key cap.
@@ -134,8 +144,11 @@ class KeyedLimiter {
   friend class LimitSet;  // reads the clock once for all its limits
 
   LimitDecision try_acquire_at(const Key& key, std::uint32_t n, detail::Reading at) {
+    return try_acquire_hashed(key, mix(Hash{}(key)), n, at);
+  }
+
+  LimitDecision try_acquire_hashed(const Key& key, std::uint64_t h, std::uint32_t n, detail::Reading at) {
     const std::int64_t now = at.now;
-    const std::uint64_t h = mix(Hash{}(key));
     Shard& shard = shard_for(h);
     std::lock_guard lock(shard.mutex);
     Slot* slot = shard.find(key, h >> shard_bits_);
@@ -190,7 +203,22 @@ class KeyedLimiter {
     // instant, so a sweep earlier cannot free anything.
     std::int64_t earliest_full = std::numeric_limits<std::int64_t>::max();
 
+    // Where the table is, for a prefetch outside the lock: written under the
+    // lock whenever `slots` is replaced. Read while another thread rebuilds,
+    // it may name the old table: a useless prefetch, nothing worse (a
+    // prefetch never faults).
+    std::atomic<const Slot*> table{nullptr};
+    std::atomic<std::size_t> table_mask{0};
+
     std::size_t mask() const noexcept { return slots.size() - 1; }
+
+    void prefetch([[maybe_unused]] std::uint64_t h) const noexcept {
+#if defined(__GNUC__)
+      if (const Slot* t = table.load(std::memory_order_relaxed)) {
+        __builtin_prefetch(t + (h & table_mask.load(std::memory_order_relaxed)), 1);
+      }
+#endif
+    }
 
     void store(Slot& slot, std::int64_t tat) noexcept {
       slot.tat = tat;
@@ -238,6 +266,8 @@ class KeyedLimiter {
     void rebuild(std::size_t capacity, std::int64_t now, unsigned shard_bits) {
       std::vector<Slot, detail::HugePageAllocator<Slot>> old(capacity);
       old.swap(slots);
+      table.store(slots.data(), std::memory_order_relaxed);
+      table_mask.store(mask(), std::memory_order_relaxed);
       used = 0;
       earliest_full = std::numeric_limits<std::int64_t>::max();
       for (const Slot& s : old) {
