@@ -15,6 +15,7 @@
 #include <random>
 #include <utility>
 
+#include "floodgate/async/detail/open_latch.hpp"
 #include "floodgate/async/detail/post_completion.hpp"
 #include "floodgate/core/error.hpp"
 #include "floodgate/core/log.hpp"
@@ -98,11 +99,14 @@ struct UpdatePoller::Impl : std::enable_shared_from_this<Impl> {
                           {"limit", options.limit},
                           {"timeout", options.timeout.count()}};
     if (options.allowed_updates) params["allowed_updates"] = *options.allowed_updates;
-    bots.async_call_as(bot.status.token_id, "getUpdates", std::move(params),
-                       boost::asio::bind_executor(strand, [self = shared_from_this(), &bot](std::error_code ec,
-                                                                                             BotPoolResult result) {
-                         self->on_answer(bot, ec, std::move(result));
-                       }));
+    // Destroyed (the BotPool may be gone too): no more getUpdates.
+    open.run_if_open([&] {
+      bots.async_call_as(bot.status.token_id, "getUpdates", std::move(params),
+                         boost::asio::bind_executor(strand, [self = shared_from_this(), &bot](std::error_code ec,
+                                                                                               BotPoolResult result) {
+                           self->on_answer(bot, ec, std::move(result));
+                         }));
+    });
   }
 
   void on_answer(Bot& bot, std::error_code ec, BotPoolResult result) {
@@ -203,8 +207,12 @@ struct UpdatePoller::Impl : std::enable_shared_from_this<Impl> {
     poll(bot);
   }
 
+  /// False when the sink could not save, or the poller is destroyed (the sink may be gone too).
   bool save(Bot& bot, UpdateOffsets offsets) {
-    if (options.offsets && !options.offsets->save(bot.status.token_id, offsets)) return false;
+    if (options.offsets) {
+      bool saved = false;
+      if (!open.run_if_open([&] { saved = options.offsets->save(bot.status.token_id, offsets); }) || !saved) return false;
+    }
     bot.saved_next = offsets.next_offset;
     update_status(bot, [&](BotPollStatus& s) { s.next_offset = offsets.next_offset; });
     return true;
@@ -252,6 +260,7 @@ struct UpdatePoller::Impl : std::enable_shared_from_this<Impl> {
 
   /// On the strand: after this no callback starts.
   void close_on_strand() {
+    open.close();
     closed = true;
     closing = true;
     for (auto& [id, bot] : by_id) {
@@ -275,6 +284,10 @@ struct UpdatePoller::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> closing{false};  // set by close and the destructor, read before every callback
   mutable std::mutex status_mutex;
   std::recursive_mutex callback_mutex;  // held while a user callback runs; the destructor waits on it
+  // The BotPool and the sink are touched only through it: the destructor closes
+  // it, so strand work queued before the close touches neither (they may be
+  // destroyed right after the poller). User callbacks run outside it.
+  async::detail::OpenLatch open;
 };
 
 UpdatePoller::UpdatePoller(BotPool& bots, UpdatePollerOptions options) {
@@ -310,6 +323,8 @@ UpdatePoller::~UpdatePoller() {
     std::lock_guard lock(impl_->callback_mutex);
     impl_->closing = true;
   }
+  // Waits for a save or a getUpdates being started on the strand right now; none starts after this.
+  impl_->open.close();
   boost::asio::post(impl_->strand, [impl = impl_] { impl->close_on_strand(); });
 }
 

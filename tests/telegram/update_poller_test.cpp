@@ -465,6 +465,65 @@ TEST_CASE("UpdatePoller: close during a long poll completes at once and no callb
   CHECK(callbacks_after_close == 0);
 }
 
+namespace {
+
+/// Offsets in memory, counting saves in a counter that outlives it.
+class CountingOffsets final : public floodgate::telegram::UpdateOffsetSink {
+ public:
+  explicit CountingOffsets(std::atomic<int>& saves) : saves_(saves) {}
+  std::optional<UpdateOffsets> find(std::string_view) const override { return std::nullopt; }
+  bool save(std::string_view, const UpdateOffsets&) override {
+    ++saves_;
+    return true;
+  }
+
+ private:
+  std::atomic<int>& saves_;
+};
+
+}  // namespace
+
+TEST_CASE("UpdatePoller: destroyed without async_close while an acknowledge is queued and then the BotPool and the sink: neither is touched") {
+  const bool with_sink = GENERATE(false, true);  // without a sink the next getUpdates touches the BotPool; with one the save comes first
+  INFO("with a sink: " << with_sink);
+  Sim sim;
+  auto bots = std::make_unique<BotPool>(sim.io.executor(), *sim.http, credentials(1), sim.pool_options());
+  std::atomic<int> saves{0};
+  auto offsets = std::make_unique<CountingOffsets>(saves);
+  sim.server.push_message(Secret(kTokens[0]), 7, "m0");
+  auto poller = std::make_unique<UpdatePoller>(
+      *bots, UpdatePollerOptions{.timeout = 1s, .offsets = with_sink ? offsets.get() : nullptr});
+  poller->start();
+  auto [ec, update] = receive(*poller);
+  REQUIRE_FALSE(ec);
+  // Nothing is in flight now (the bot waits for the acknowledge). Hold the io
+  // thread, so the acknowledge is still queued on the strand, ahead of the
+  // destructor's close, when the BotPool and the sink go.
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  asio::post(sim.io.executor(), [&entered, released] {
+    entered.set_value();
+    released.wait();
+  });
+  entered.get_future().wait();
+  poller->acknowledge(update);
+  poller.reset();  // no async_close: the natural order of destruction
+  bots.reset();
+  const int saves_before = saves.load();
+  offsets.reset();
+  sim.http.reset();
+  const auto requests_before = sim.server.stats(Secret(kTokens[0])).requests;
+  release.set_value();
+  // The io thread runs the acknowledge and the close now; give it time to do harm.
+  std::this_thread::sleep_for(300ms);
+  std::promise<void> drained;
+  asio::post(sim.io.executor(), [&drained] { drained.set_value(); });
+  CHECK(drained.get_future().wait_for(5s) == std::future_status::ready);
+  CHECK(saves == saves_before);  // the destroyed sink saw nothing
+  CHECK(sim.server.stats(Secret(kTokens[0])).requests == requests_before);  // nothing sent
+}
+
 TEST_CASE("UpdatePoller: the channel speaks std::error_code: a cancelled receive, then shut_down once closed") {
   Sim sim;
   BotPool bots(sim.io.executor(), *sim.http, credentials(1), sim.pool_options());
