@@ -70,8 +70,13 @@
 // abandoned: its answer is dropped unseen, so its updates are not confirmed
 // and come again next time), closes the channel and completes once no
 // callback can run any more. The destructor closes too, without waiting for
-// an `on_update` running on another thread to return only if called from it.
-// The BotPool and the sink must outlive the poller. Thread-safe.
+// an `on_update` running on another thread to return only if called from it
+// (it also waits for a sink `save` in progress: do not destroy the poller from
+// inside one). The BotPool and the sink must outlive the poller; without
+// `async_close` too: once the destructor returns the poller touches neither
+// (work already queued on its strand, an acknowledge or a getUpdates answer,
+// finds it closed), so destroying the poller, then the BotPool, then the sink
+// while the io_context still runs is safe. Thread-safe.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
