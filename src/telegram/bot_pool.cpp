@@ -168,7 +168,17 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
   /// processes already count as sent, so nothing may hold the send back after
   /// it (a local refusal after it would send late, outside the window Redis
   /// accounted it in, and spend a second reservation on the retry).
+  ///
+  /// The shared limits are the program's (a Redis client behind them, say)
+  /// and need not outlive the BotPool object: once ~BotPool has run the gate
+  /// asks nothing and admits, and issue() then ends the call with shut_down.
   Duration gate(const Pool::Lease& lease) {
+    Duration pause = Duration::zero();
+    open.run_if_open([&] { pause = gate_open(lease); });
+    return pause;
+  }
+
+  Duration gate_open(const Pool::Lease& lease) {
     const auto chat = parse_chat(lease.destination());
     Token* t = chat ? token(lease.id()) : nullptr;
     if (!t) return Duration::zero();  // no chat, or no client (issue() reports that)
@@ -427,7 +437,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
     }
     if (auto* sink = options.routing.affinity_sink; sink && ask_sink) {
       // A chat this pool does not remember may have a token from before a restart, or from another process.
-      if (auto stored = sink->find(chat); stored && tokens.contains(*stored)) {
+      // The sink need not outlive the BotPool object: once ~BotPool has run it is not asked.
+      std::optional<std::string> stored;
+      open.run_if_open([&] { stored = sink->find(chat); });
+      if (stored && tokens.contains(*stored)) {
         std::lock_guard lock(lanes_mutex);
         Lane& lane = lanes.at(chat);
         if (lane.token.empty()) lane.token = *stored;
@@ -522,7 +535,10 @@ struct BotPool::Impl : std::enable_shared_from_this<Impl> {
         lane.waiting = std::move(kept);
       }
     }
-    if (auto* sink = options.routing.affinity_sink; sink && token_changed) sink->set(chat, result.token_id);
+    if (auto* sink = options.routing.affinity_sink; sink && token_changed) {
+      // A send on the wire may succeed after ~BotPool, when the sink may be gone: not told then.
+      open.run_if_open([&] { sink->set(chat, result.token_id); });
+    }
     std::string behind_description;  // formatted before `result` moves on, and only when needed
     if (!ended_behind.empty()) {
       behind_description = fmt::format("an earlier call to chat {} failed: {}", chat, result.description);
@@ -618,7 +634,8 @@ BotPool::BotPool(boost::asio::any_io_executor executor, net::HttpsClient& http,
 }
 
 BotPool::~BotPool() {
-  // Waits for a request being started right now; none starts after this.
+  // Waits for a request being started, a shared-limits ask or a ChatAffinitySink
+  // call in progress; none starts after this.
   impl_->open.close();
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../net/net_test_support.hpp"
@@ -374,6 +376,111 @@ TEST_CASE("BotPool: destroyed while a call waits to send again it sends nothing 
   auto [ec, result] = pending.get();
   CHECK(ec == errc::shut_down);
   CHECK(sim.server.stats(Secret(kTokenA)).by_method["getme"] == 1);
+}
+
+namespace {
+
+/// An object a pool borrows from the program (a shared limit over a Redis
+/// client, a sink): the test says when the program would destroy it, and it
+/// counts the calls that come after that.
+struct Borrowed {
+  std::atomic<bool> gone{false};
+  std::atomic<int> calls{0};
+  std::atomic<int> calls_after_gone{0};
+  void called() {
+    ++calls;
+    if (gone) ++calls_after_gone;
+  }
+};
+
+struct RecordingAffinitySink : telegram::ChatAffinitySink {
+  explicit RecordingAffinitySink(Borrowed& watch) : watch(watch) {}
+  std::optional<std::string> find(std::int64_t) const override {
+    watch.called();
+    return std::nullopt;
+  }
+  void set(std::int64_t, std::string_view) override { watch.called(); }
+  Borrowed& watch;
+};
+
+/// Waits (up to 10 s) until the server has seen `count` requests of `method` from token A.
+void wait_for_requests(Sim& sim, const std::string& method, std::uint64_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (sim.server.stats(Secret(kTokenA)).by_method[method] < count && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("BotPool: destroyed while a call waits to send again it no longer asks the shared limits") {
+  // The shared limits borrow a Redis client that the program may destroy
+  // right after the pool: the retry after the flood wait must not ask them.
+  Sim sim;
+  sim.server.inject(Secret(kTokenA), Fault::flood_wait(1));  // the first send: wait 1 s, then send again
+  Borrowed shared;
+  auto pending = [&] {
+    auto options = floodgate::telegram::BotPoolOptions{.endpoint = sim.server.endpoint()};
+    options.shared_limits = [&shared](std::string_view, std::int64_t) {
+      shared.called();
+      return std::chrono::nanoseconds::zero();
+    };
+    BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}}, options);
+    auto call = bots.async_send_message({.chat_id = 21, .text = "later"}, asio::use_future);
+    wait_for_requests(sim, "sendmessage", 1);
+    return call;
+  }();  // the pool is destroyed here, its call waiting out the flood wait
+  shared.gone = true;
+  auto [ec, result] = pending.get();
+  CHECK(ec == errc::shut_down);
+  CHECK(shared.calls == 1);  // the first attempt's
+  CHECK(shared.calls_after_gone == 0);
+  CHECK(sim.server.stats(Secret(kTokenA)).by_method["sendmessage"] == 1);
+  CHECK(sim.server.messages(21).empty());
+}
+
+TEST_CASE("BotPool: destroyed with calls still running it no longer calls its ChatAffinitySink") {
+  Sim sim;
+  Borrowed sink_watch;
+  RecordingAffinitySink sink(sink_watch);
+  auto options = floodgate::telegram::BotPoolOptions{.endpoint = sim.server.endpoint()};
+  options.routing.affinity_sink = &sink;
+
+  SECTION("a send on the wire that succeeds after the pool is gone does not record the chat's token") {
+    sim.server.inject(Secret(kTokenA), Fault::slow_reply(600ms));
+    auto pending = [&] {
+      BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}}, options);
+      auto call = bots.async_send_message({.chat_id = 22, .text = "on the wire"}, asio::use_future);
+      wait_for_requests(sim, "sendmessage", 1);
+      return call;
+    }();  // the pool is destroyed here, its request on the wire
+    sink_watch.gone = true;
+    auto [ec, result] = pending.get();
+    CHECK_FALSE(ec);  // a request already on the wire completes as it will
+    CHECK(result.token_id == "token-a");
+    CHECK(sink_watch.calls == 1);  // the first call's find
+    CHECK(sink_watch.calls_after_gone == 0);
+  }
+  SECTION("the chat's next call after the pool is gone does not look its token up") {
+    sim.server.inject(Secret(kTokenA), Fault::flood_wait(1));  // the first send: wait 1 s, then send again
+    auto [first, second] = [&] {
+      BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}}, options);
+      auto head = bots.async_send_message({.chat_id = 23, .text = "first"}, asio::use_future);
+      // Behind it in the chat's queue; not ended by the first one's failure.
+      auto behind = bots.async_call("sendMessage", {{"chat_id", 23}, {"text", "second"}},
+                                    BotPool::CallOptions{.may_overtake = true}, asio::use_future);
+      wait_for_requests(sim, "sendmessage", 1);
+      return std::make_pair(std::move(head), std::move(behind));
+    }();  // the pool is destroyed here, the first call waiting out the flood wait
+    sink_watch.gone = true;
+    auto [ec1, result1] = first.get();
+    auto [ec2, result2] = second.get();
+    CHECK(ec1 == errc::shut_down);
+    CHECK(ec2 == errc::shut_down);
+    CHECK(sink_watch.calls == 1);  // the first call's find
+    CHECK(sink_watch.calls_after_gone == 0);
+    CHECK(sim.server.messages(23).empty());
+  }
 }
 
 TEST_CASE("BotPool: reads and edits are repeated after a lost answer, a send only when the caller opts in") {
