@@ -316,6 +316,10 @@ ApiKeyPool::ApiKeyPool(boost::asio::any_io_executor executor, net::HttpsClient& 
 ApiKeyPool::~ApiKeyPool() {
   // Waits for a request being started right now; none starts after this.
   impl_->open.close();
+  // A reply still on the wire may report a cooldown or a disable later: the
+  // program's CooldownSink (pool().persist_to) need not outlive this object.
+  // Waits for a write in progress; none starts after this.
+  impl_->pool.stop_persisting();
 }
 
 ApiKeyPool::Pool& ApiKeyPool::pool() noexcept { return impl_->pool; }

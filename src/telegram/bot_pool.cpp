@@ -637,6 +637,10 @@ BotPool::~BotPool() {
   // Waits for a request being started, a shared-limits ask or a ChatAffinitySink
   // call in progress; none starts after this.
   impl_->open.close();
+  // A reply still on the wire may report a cooldown or a disable later: the
+  // program's CooldownSink (pool().persist_to) need not outlive this object.
+  // Waits for a write in progress; none starts after this.
+  impl_->pool.stop_persisting();
 }
 
 BotPool::Pool& BotPool::pool() noexcept { return impl_->pool; }

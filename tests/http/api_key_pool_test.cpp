@@ -10,6 +10,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -478,4 +479,56 @@ TEST_CASE("ApiKeyPool: destroyed while a call waits to send again it sends nothi
   CHECK(ec == errc::shut_down);
   CHECK(server->stats(keys[0].key).requests == 1);
   CHECK(server->applied_ids().count("once") == 0);
+}
+
+namespace {
+
+/// A cooldown store the program may destroy right after the pool: the test
+/// says when, and the store counts the writes that come after that.
+struct WatchedCooldownSink : CooldownSink {
+  std::optional<CooldownRecord> find(std::string_view) const override { return std::nullopt; }
+  void set_cooldown(std::string_view, WallTime) override { written(); }
+  void set_scoped_cooldown(std::string_view, std::string_view, WallTime) override { written(); }
+  void clear_cooldowns(std::string_view) override { written(); }
+  void set_disabled(std::string_view, std::string_view) override { written(); }
+  void set_enabled(std::string_view) override { written(); }
+  void written() {
+    ++writes;
+    if (gone) ++writes_after_gone;
+  }
+  std::atomic<bool> gone{false};
+  std::atomic<int> writes{0};
+  std::atomic<int> writes_after_gone{0};
+};
+
+}  // namespace
+
+TEST_CASE("ApiKeyPool: a reply that arrives after the pool is destroyed is not written to its CooldownSink") {
+  // The reply says the key's window is used up (remaining 0): the key rests,
+  // which the pool would write to the store the program has destroyed by then.
+  const auto keys = make_keys("k", 1);
+  sim::HttpApiServerOptions server_options;
+  server_options.keys = secrets_of(keys);
+  server_options.limit = sim::Rate{1, 60s};
+  server_options.headers = sim::RateLimitHeaders::openai;
+  auto server = start_server(std::move(server_options));
+  server->inject(keys[0].key, sim::HttpFault::slow_reply(600ms));
+  IoThread io;
+  net::HttpsClient client(io.executor(), trusting_client_options());
+  WatchedCooldownSink store;
+  auto pending = [&] {
+    ApiKeyPool api(io.executor(), client, {Setup::spec("only", *server, keys, 0)}, Setup::fast_policy());
+    api.pool().persist_to(store);
+    auto call = api.async_call(transcribe("late"), boost::asio::use_future);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (server->stats(keys[0].key).requests < 1 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    return call;
+  }();  // the pool is destroyed here, its request on the wire
+  store.gone = true;
+  auto [ec, result] = pending.get();
+  CHECK_FALSE(ec);  // a request already on the wire completes as it will
+  CHECK(server->applied_ids().count("late") == 1);
+  CHECK(store.writes_after_gone == 0);
 }

@@ -403,6 +403,17 @@ struct RecordingAffinitySink : telegram::ChatAffinitySink {
   Borrowed& watch;
 };
 
+struct RecordingCooldownSink : floodgate::CooldownSink {
+  explicit RecordingCooldownSink(Borrowed& watch) : watch(watch) {}
+  std::optional<floodgate::CooldownRecord> find(std::string_view) const override { return std::nullopt; }
+  void set_cooldown(std::string_view, WallTime) override { watch.called(); }
+  void set_scoped_cooldown(std::string_view, std::string_view, WallTime) override { watch.called(); }
+  void clear_cooldowns(std::string_view) override { watch.called(); }
+  void set_disabled(std::string_view, std::string_view) override { watch.called(); }
+  void set_enabled(std::string_view) override { watch.called(); }
+  Borrowed& watch;
+};
+
 /// Waits (up to 10 s) until the server has seen `count` requests of `method` from token A.
 void wait_for_requests(Sim& sim, const std::string& method, std::uint64_t count) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -481,6 +492,29 @@ TEST_CASE("BotPool: destroyed with calls still running it no longer calls its Ch
     CHECK(sink_watch.calls_after_gone == 0);
     CHECK(sim.server.messages(23).empty());
   }
+}
+
+TEST_CASE("BotPool: a 429 that arrives after the pool is destroyed is not written to its CooldownSink") {
+  Sim sim(true, one_message_per_chat_per_minute());
+  Borrowed store_watch;
+  RecordingCooldownSink store(store_watch);
+  auto pending = [&] {
+    BotPool bots(sim.io.executor(), *sim.http, {{"token-a", {Secret(kTokenA)}}},
+                 {.endpoint = sim.server.endpoint(), .retry = PoolSim::fast_retry()});
+    bots.pool().persist_to(store);
+    auto [ec, sent] = bots.async_send_message({.chat_id = 24, .text = "one"}, asio::use_future).get();
+    REQUIRE_FALSE(ec);
+    // The chat's second message: the server refuses it (one per minute), and answers late.
+    sim.server.inject(Secret(kTokenA), Fault::slow_reply(600ms));
+    auto call = bots.async_send_message({.chat_id = 24, .text = "two"}, asio::use_future);
+    wait_for_requests(sim, "sendmessage", 2);
+    return call;
+  }();  // the pool is destroyed here, the 429 still on its way
+  store_watch.gone = true;
+  auto [ec, result] = pending.get();
+  CHECK(ec == errc::all_credentials_cooling);  // the 429 still cools the token for the call
+  CHECK(sim.server.stats(Secret(kTokenA)).rate_limited == 1);
+  CHECK(store_watch.calls_after_gone == 0);
 }
 
 TEST_CASE("BotPool: reads and edits are repeated after a lost answer, a send only when the caller opts in") {
