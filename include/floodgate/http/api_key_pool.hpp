@@ -47,10 +47,16 @@
 //   });
 //
 // Every call completes exactly once with `void(std::error_code, ApiResult)`.
-// Thread-safe. Nothing is sent once the pool is destroyed: a call that would
-// send a request after that (a retry waiting out a cooldown or a backoff)
-// ends with errc::shut_down instead, so the HTTPS client may be destroyed
-// right after the pool; a request already on the wire completes as it will.
+// Thread-safe. Calls outlive the pool object (a retry waiting out a cooldown
+// or a backoff, a request on the wire). ~ApiKeyPool waits for a request being
+// started and a write to the pool's CooldownSink in progress; after it nothing
+// is sent (a call that would send ends with errc::shut_down instead) and the
+// CooldownSink given to `pool().persist_to` is not written (a reply arriving
+// later cools, disables or rests the key in memory only). So the HTTPS client
+// and the cooldown sink need only outlive the pool object, not its calls. A
+// request already on the wire completes as it will, and every call still
+// completes exactly once. The sink may not destroy the pool (the destructor
+// would wait for itself).
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -178,7 +184,8 @@ class ApiKeyPool {
   using Pool = CredentialPool<ApiKey, Tiered<Weighted>>;
   using Signature = void(std::error_code, ApiResult);
 
-  /// `http` must outlive the pool. Throws floodgate::Error on a bad base URL,
+  /// `http` must outlive the pool object (not its calls: see the header
+  /// comment). Throws floodgate::Error on a bad base URL,
   /// a duplicate or empty key id, or a provider without keys.
   ApiKeyPool(boost::asio::any_io_executor executor, net::HttpsClient& http, std::vector<ProviderSpec> providers,
              ApiKeyPoolOptions options = {});
@@ -200,6 +207,8 @@ class ApiKeyPool {
   /// The provider of a key ("" if unknown).
   std::string provider_of(std::string_view key_id) const;
 
+  /// The credential pool. A CooldownSink given to its `persist_to` must
+  /// outlive the ApiKeyPool object, not its calls: ~ApiKeyPool stops persisting.
   Pool& pool() noexcept;
   std::vector<HealthSnapshot> snapshot() const;
   boost::asio::any_io_executor executor() const noexcept;

@@ -101,10 +101,18 @@
 // Errors: floodgate::errc (bad_request, all_credentials_cooling,
 // attempts_exhausted, …); `BotPoolResult::description` holds Telegram's words.
 // Stats per token: `snapshot()` (requests, successes, flood waits, cooling until).
-// Thread-safe. Nothing is sent once the pool is destroyed: a call that would
-// send a request after that (a retry waiting on its backoff, a chat's next
-// call) ends with errc::shut_down instead; a request already on the wire
-// completes as it will, and every call still completes exactly once.
+// Thread-safe. Calls outlive the pool object (a retry waiting on its backoff,
+// a chat's next call, a request on the wire). ~BotPool waits for a request
+// being started, a `shared_limits` ask, a ChatAffinitySink call and a write to
+// the pool's CooldownSink in progress; after it nothing is sent (a call that
+// would send ends with errc::shut_down instead), `shared_limits` is not asked,
+// the ChatAffinitySink is not called and the CooldownSink given to
+// `pool().persist_to` is not written (a 429 or 401 arriving later cools or
+// disables the token in memory only). So the HTTPS client, the shared limits,
+// the affinity sink and the cooldown sink need only outlive the pool object,
+// not its calls. A request already on the wire completes as it will, and
+// every call still completes exactly once. None of those callbacks may destroy
+// the pool (the destructor would wait for itself).
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -147,7 +155,8 @@ struct FloodScope {
 /// sink, keep each chat on its bot. Unreachable pairs need no sink of their
 /// own: they are scoped cooldowns, kept by the pool's CooldownSink.
 /// Called from any thread, outside BotPool's locks; calls should be quick and
-/// must not call back into the pool. Records name tokens by id only.
+/// must not call back into the pool (nor destroy it). Never called once
+/// ~BotPool has returned. Records name tokens by id only.
 class ChatAffinitySink {
  public:
   virtual ~ChatAffinitySink() = default;
@@ -168,7 +177,8 @@ struct ChatRouting {
   /// How long a (token, chat) pair stays unreachable after a 403 about that bot.
   std::chrono::seconds unreachable_for{std::chrono::hours(24)};
   /// Consulted for a chat the pool does not remember, told when a chat's token
-  /// changes; none: affinity lives as long as the pool. Must outlive the pool.
+  /// changes; none: affinity lives as long as the pool. Must outlive the
+  /// BotPool object, not its calls: not called after ~BotPool.
   ChatAffinitySink* affinity_sink = nullptr;
 };
 
@@ -184,7 +194,9 @@ struct BotPoolOptions {
   /// Limits shared with other processes, asked after the local ones admit a
   /// call to a chat: how long (token id, chat) must wait, zero to send now (the
   /// call is then sent at once). Must answer at once
-  /// (redis/reserving_gate.hpp does, by reservation).
+  /// (redis/reserving_gate.hpp does, by reservation). Must outlive the
+  /// BotPool object, not its calls: not asked after ~BotPool (a call that
+  /// would ask ends with errc::shut_down, unsent).
   std::function<std::chrono::nanoseconds(std::string_view token_id, std::int64_t chat_id)> shared_limits;
 };
 
@@ -335,6 +347,8 @@ class BotPool {
 
   // ---- observation --------------------------------------------------------
 
+  /// The credential pool. A CooldownSink given to its `persist_to` must
+  /// outlive the BotPool object, not its calls: ~BotPool stops persisting.
   Pool& pool() noexcept;
   /// The token that serves `chat` now (chat affinity), if the chat is remembered.
   std::optional<std::string> chat_token(std::int64_t chat) const;
