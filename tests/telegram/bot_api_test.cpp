@@ -394,7 +394,7 @@ struct Borrowed {
 };
 
 struct RecordingAffinitySink : telegram::ChatAffinitySink {
-  explicit RecordingAffinitySink(Borrowed& watch) : watch(watch) {}
+  explicit RecordingAffinitySink(Borrowed& watched) : watch(watched) {}
   std::optional<std::string> find(std::int64_t) const override {
     watch.called();
     return std::nullopt;
@@ -404,7 +404,7 @@ struct RecordingAffinitySink : telegram::ChatAffinitySink {
 };
 
 struct RecordingCooldownSink : floodgate::CooldownSink {
-  explicit RecordingCooldownSink(Borrowed& watch) : watch(watch) {}
+  explicit RecordingCooldownSink(Borrowed& watched) : watch(watched) {}
   std::optional<floodgate::CooldownRecord> find(std::string_view) const override { return std::nullopt; }
   void set_cooldown(std::string_view, WallTime) override { watch.called(); }
   void set_scoped_cooldown(std::string_view, std::string_view, WallTime) override { watch.called(); }
