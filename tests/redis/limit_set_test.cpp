@@ -4,12 +4,17 @@
 // time a test takes cannot refill a limit by more than the one token allowed for.
 #include <catch2/catch.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "../telegram/io_runner.hpp"
 #include "floodgate/redis/limit_set.hpp"
+#include "floodgate/redis/reserving_gate.hpp"
 #include "redis_server.hpp"
 
 using floodgate::LimitDecision;
@@ -21,6 +26,8 @@ using floodgate::redis::RedisClientOptions;
 using floodgate::redis::RedisLimitOptions;
 using floodgate::redis::RedisLimitSet;
 using floodgate::redis::RedisReply;
+using floodgate::redis::ReservingGate;
+using floodgate::redis::ReservingGateOptions;
 using floodgate::test::IoRunner;
 using floodgate::test::RedisServer;
 using namespace std::chrono_literals;
@@ -205,3 +212,18 @@ TEST_CASE("redis limits: Redis restarted mid-run: checks resume, at most one ext
   }
   CHECK(after == 3);  // the documented bound: one more burst, no more
 }
+
+TEST_CASE("redis limits: a check outlives its client: it ends without touching the destroyed client") {
+  RedisServer server;
+  boost::asio::io_context io;  // not running yet: the check is queued when the client goes
+  auto redis = std::make_unique<RedisClient>(io.get_executor(), parse_redis_url(server.url()), quick());
+  redis->start();
+  RedisLimitSet<std::int64_t> limits(*redis, {.owner = "tok-1"});
+  limits.add("bot", Rate::per_minute(6), 5);
+  int completions = 0;
+  limits.async_try_acquire(42, 1, [&](std::error_code, LimitDecision) { ++completions; });
+  redis.reset();  // its shutdown ends the queued check after the client object is gone
+  io.run();       // without the executor kept by the set: heap-use-after-free (ASan)
+  CHECK(completions == 1);
+}
+

@@ -53,6 +53,13 @@
 //
 // Completes with void(std::error_code, LimitDecision) on the caller's
 // executor, never inline. Configure before sharing; checks are thread-safe.
+//
+// Lifetime: the client must outlive the calls to the set (`async_try_acquire`,
+// `shared`), not the checks they started. A check still queued or in flight
+// when the client is destroyed is ended by the client's shutdown
+// (errc::shut_down) and completes through the client's strand, an executor
+// the set copied when it was made: nothing on that path touches the client
+// object. The set itself may go before its checks too (they hold its state).
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -103,7 +110,7 @@ class RedisLimitSet {
   using Scope = std::function<bool(const Key&)>;
   using Signature = void(std::error_code, LimitDecision);
 
-  /// `client` must outlive the set and its checks.
+  /// `client` must outlive the calls to this set; its checks may outlive it (see Lifetime above).
   RedisLimitSet(RedisClient& client, RedisLimitOptions options = {})
       : state_(std::make_shared<State>(client, std::move(options))) {}
 
@@ -146,15 +153,16 @@ class RedisLimitSet {
   };
 
   struct State {
-    State(RedisClient& c, RedisLimitOptions o) : client(c), options(std::move(o)), keys(options.pool_name) {}
+    State(RedisClient& c, RedisLimitOptions o)
+        : client(c), strand(c.get_executor()), options(std::move(o)), keys(options.pool_name) {}
 
     using Handler = boost::asio::any_completion_handler<Signature>;
 
     // Never inline: through the client's strand, then on the handler's own executor.
+    // The strand is the copy taken at construction: a check may end after the client is gone.
     void complete(Handler handler, std::error_code ec, LimitDecision d) {
-      auto strand = client.get_executor();
-      boost::asio::post(strand, [h = std::move(handler), ec, d, strand]() mutable {
-        auto ex = boost::asio::get_associated_executor(h, strand);
+      boost::asio::post(strand, [h = std::move(handler), ec, d, s = strand]() mutable {
+        auto ex = boost::asio::get_associated_executor(h, s);
         boost::asio::dispatch(ex, [h = std::move(h), ec, d]() mutable { std::move(h)(ec, d); });
       });
     }
@@ -277,7 +285,8 @@ class RedisLimitSet {
       lease_expiry = std::chrono::steady_clock::now() + ttl;
     }
 
-    RedisClient& client;
+    RedisClient& client;                   // only where a check starts (the caller keeps it alive then)
+    boost::asio::any_io_executor strand;   // the client's strand, used by completions instead of `client`
     RedisLimitOptions options;
     Keys keys;
     std::vector<Limit> limits;
