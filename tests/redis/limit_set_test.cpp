@@ -227,3 +227,42 @@ TEST_CASE("redis limits: a check outlives its client: it ends without touching t
   CHECK(completions == 1);
 }
 
+TEST_CASE("redis gate: a destroyed gate starts no check and never answers send now") {
+  RedisServer server;
+  IoRunner io;
+  RedisClient redis(io.executor(), parse_redis_url(server.url()), quick());
+  redis.start();
+  int configured = 0;
+  std::function<std::chrono::nanoseconds(std::string_view, std::int64_t)> gate_fn;
+  {
+    ReservingGate gate(redis, {.pool_name = "bots"}, [&](ReservingGate::Limits& limits) {
+      ++configured;
+      limits.add("bot", Rate::per_minute(6), 5);
+    });
+    gate_fn = gate.as_function();
+  }
+  // A retry of a destroyed pool may still ask. No reservation exists, so not
+  // zero (send now), and not a short poll either: a long refusal, which a
+  // retry gives up on (beyond its max_wait) instead of polling.
+  CHECK(gate_fn("tok-1", 42) >= 1h);
+  CHECK(gate_fn("tok-1", 42) >= 1h);
+  CHECK(configured == 0);
+}
+
+TEST_CASE("redis gate: calls after the gate and its client are destroyed use neither") {
+  RedisServer server;
+  IoRunner io;
+  auto redis = std::make_unique<RedisClient>(io.executor(), parse_redis_url(server.url()), quick());
+  redis->start();
+  auto gate = std::make_unique<ReservingGate>(*redis, ReservingGateOptions{.pool_name = "bots"},
+                                              [](ReservingGate::Limits& limits) {
+                                                limits.add("bot", Rate::per_minute(6), 5);
+                                              });
+  auto gate_fn = gate->as_function();
+  CHECK(gate_fn("tok-1", 42) == ReservingGateOptions{}.poll);  // a check in flight at teardown
+  gate.reset();   // the shipped order: the gate, then its client
+  redis.reset();
+  // A new credential would make a limit set on the freed client and call it (ASan without the latch).
+  CHECK(gate_fn("tok-2", 42) >= 1h);
+  CHECK(gate_fn("tok-1", 42) >= 1h);
+}

@@ -17,7 +17,19 @@
 // rate × reservation_ttl over any window (the same argument as for leases in
 // redis/limit_set.hpp); an unspent one costs throughput, never the limit.
 //
-// Thread-safe; the gate and its limit sets must outlive the pools using it.
+// Thread-safe. Lifetime: `client` must outlive the gate (declare it first);
+// the gate should outlive the pools using it, but their calls may come later:
+// a BotPool's retries (waiting out a flood wait or a backoff) outlive the
+// BotPool and still ask its gate. ~ReservingGate closes the gate: it waits for
+// a call starting a check, and after it no call starts one or touches the
+// client or the `configure` function; such a call answers `closed_wait` (an
+// hour). Never zero, which would mean a reserved token was spent: a pool still
+// running against a destroyed gate would then send outside the shared limits.
+// An hour is beyond a retry's max_wait (60 s by default), so such a run ends
+// (all_credentials_cooling) instead of waiting, and BotPool caps what it
+// honours at an hour anyway. Checks in flight at teardown end without
+// touching the client (redis/limit_set.hpp) and record nothing once the
+// gate's state is gone.
 #pragma once
 
 #include <chrono>
@@ -30,6 +42,7 @@
 #include <string_view>
 #include <utility>
 
+#include "floodgate/async/detail/open_latch.hpp"
 #include "floodgate/redis/limit_set.hpp"
 
 namespace floodgate::redis {
@@ -53,8 +66,16 @@ class ReservingGate {
   ReservingGate(RedisClient& client, ReservingGateOptions options, Configure configure)
       : state_(std::make_shared<State>(client, std::move(options), std::move(configure))) {}
 
+  /// Closes the gate: calls made after it (through `as_function`) start no check.
+  ~ReservingGate() { state_->open.close(); }
+  ReservingGate(const ReservingGate&) = delete;
+  ReservingGate& operator=(const ReservingGate&) = delete;
+
+  /// What a closed gate answers: no reservation, and a wait no retry waits out.
+  static constexpr std::chrono::nanoseconds closed_wait = std::chrono::hours(1);
+
   /// How long `credential` must wait before sending to `destination`; zero
-  /// means send now (a reserved token was spent).
+  /// means send now (a reserved token was spent). `closed_wait` once the gate is destroyed.
   std::chrono::nanoseconds reserve(std::string_view credential, std::int64_t destination) {
     return State::reserve(state_, credential, destination);
   }
@@ -75,8 +96,16 @@ class ReservingGate {
     State(RedisClient& c, ReservingGateOptions o, Configure f)
         : client(c), options(std::move(o)), configure(std::move(f)) {}
 
+    // Everything that may start a check (and so touch the client) runs inside the latch.
     static std::chrono::nanoseconds reserve(const std::shared_ptr<State>& self, std::string_view credential,
                                             std::int64_t destination) {
+      std::chrono::nanoseconds answer = closed_wait;
+      self->open.run_if_open([&] { answer = reserve_open(self, credential, destination); });
+      return answer;
+    }
+
+    static std::chrono::nanoseconds reserve_open(const std::shared_ptr<State>& self, std::string_view credential,
+                                                 std::int64_t destination) {
       const auto now = Clock::now();
       Limits* limits = nullptr;
       {
@@ -144,7 +173,8 @@ class ReservingGate {
       });
     }
 
-    RedisClient& client;
+    async::detail::OpenLatch open;  // closed by ~ReservingGate
+    RedisClient& client;            // used only inside `open`
     ReservingGateOptions options;
     Configure configure;
     std::mutex mutex;
