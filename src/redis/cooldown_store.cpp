@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "floodgate/async/detail/open_latch.hpp"
 #include "floodgate/core/log.hpp"
 #include "floodgate/redis/keys.hpp"
 
@@ -316,24 +317,28 @@ struct RedisCooldownStore::Impl : std::enable_shared_from_this<RedisCooldownStor
       }
     }
     if (!news) return;
-    if (auto* fallback = options.fallback) {
-      switch (change.kind) {
-        case Kind::cooldown: fallback->set_cooldown(change.id, change.until); break;
-        case Kind::scoped_cooldown: fallback->set_scoped_cooldown(change.id, change.destination, change.until); break;
-        case Kind::clear: fallback->clear_cooldowns(change.id); break;
-        case Kind::disable: fallback->set_disabled(change.id, change.reason); break;
-        case Kind::enable: fallback->set_enabled(change.id); break;
+    // A reply already queued when close() ran still comes here: the fallback
+    // and the pool may be gone right after close(), so not past the latch.
+    open.run_if_open([&] {
+      if (auto* fallback = options.fallback) {
+        switch (change.kind) {
+          case Kind::cooldown: fallback->set_cooldown(change.id, change.until); break;
+          case Kind::scoped_cooldown: fallback->set_scoped_cooldown(change.id, change.destination, change.until); break;
+          case Kind::clear: fallback->clear_cooldowns(change.id); break;
+          case Kind::disable: fallback->set_disabled(change.id, change.reason); break;
+          case Kind::enable: fallback->set_enabled(change.id); break;
+        }
       }
-    }
-    std::lock_guard lock(listener_mutex);
-    if (!listener) return;
-    applying_remote = this;
-    try {
-      listener(change);
-    } catch (const std::exception& e) {
-      log(LogLevel::warning, "Redis cooldown store {}: applying a change failed: {}", options.pool_name, e.what());
-    }
-    applying_remote = nullptr;
+      std::lock_guard lock(listener_mutex);
+      if (!listener) return;
+      applying_remote = this;
+      try {
+        listener(change);
+      } catch (const std::exception& e) {
+        log(LogLevel::warning, "Redis cooldown store {}: applying a change failed: {}", options.pool_name, e.what());
+      }
+      applying_remote = nullptr;
+    });
   }
 
   // ---- writes ----
@@ -419,6 +424,7 @@ struct RedisCooldownStore::Impl : std::enable_shared_from_this<RedisCooldownStor
   bool sync_again = false;
   std::atomic<bool> loaded{false};
   std::atomic<bool> closed{false};
+  async::detail::OpenLatch open;  // closed first by close(): fallback writes and the listener run inside
 
   std::mutex listener_mutex;
   std::function<void(const CooldownChange&)> listener;
@@ -467,6 +473,7 @@ bool RedisCooldownStore::shared() const noexcept {
 }
 
 void RedisCooldownStore::close() {
+  impl_->open.close();  // waits for a remote change being applied; none is applied after
   impl_->closed.store(true);
   on_change(nullptr);
   impl_->events.close();

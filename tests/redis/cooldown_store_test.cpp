@@ -5,8 +5,11 @@
 
 #include <boost/asio/use_future.hpp>
 
+#include <atomic>
 #include <filesystem>
+#include <future>
 #include <string>
+#include <thread>
 
 #include "../telegram/io_runner.hpp"
 #include "floodgate/core/cooldown_store.hpp"
@@ -276,4 +279,58 @@ TEST_CASE("redis cooldowns: malformed entries and events are ignored, never fata
                    R"({"op":"cooldown","id":"tok-1","ttl_ms":60000,"origin":"elsewhere"})"});
   REQUIRE(wait_for([&] { return a.cooling("tok-1"); }));
   CHECK_FALSE(a.cooling("tok-2"));
+}
+
+namespace {
+
+// A fallback sink that counts the calls made after it was told it is gone
+// (as a file store declared before the Redis store is destroyed right after it).
+class WatchedFallback final : public floodgate::CooldownSink {
+ public:
+  std::optional<floodgate::CooldownRecord> find(std::string_view) const override { return std::nullopt; }
+  void set_cooldown(std::string_view, WallTime) override { called(); }
+  void set_scoped_cooldown(std::string_view, std::string_view, WallTime) override { called(); }
+  void clear_cooldowns(std::string_view) override { called(); }
+  void set_disabled(std::string_view, std::string_view) override { called(); }
+  void set_enabled(std::string_view) override { called(); }
+
+  std::promise<void> first_call;
+  std::atomic<bool> closing{false};
+  std::atomic<bool> gone{false};
+  std::atomic<int> calls{0};
+  std::atomic<int> calls_after_gone{0};
+
+ private:
+  // The first call holds the I/O thread until close() has started, and a while
+  // longer: a close() that does not wait for it returns meanwhile.
+  void called() {
+    if (gone.load()) ++calls_after_gone;
+    if (calls++ != 0) return;
+    first_call.set_value();
+    while (!closing.load()) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(100ms);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("redis cooldowns: after close() the store never calls its fallback, even for a load already read") {
+  RedisServer server;
+  for (const char* id : {"tok-1", "tok-2"}) {
+    const std::string value = std::string(R"({"id":")") + id + R"("})";
+    REQUIRE_FALSE(command(server, {"SET", std::string("floodgate:{bots}:state:cooldown:") + id, value, "PX", "300000"}).first);
+  }
+  WatchedFallback fallback;
+  IoRunner io;
+  auto o = options();
+  o.fallback = &fallback;
+  RedisCooldownStore store(io.executor(), parse_redis_url(server.url()), o);
+  // The load reads both keys in one reply and applies them one after the other.
+  REQUIRE(fallback.first_call.get_future().wait_for(5s) == std::future_status::ready);
+  fallback.closing = true;
+  store.close();  // while the first is being applied: the second must not reach the fallback
+  fallback.gone = true;
+  io.drain();
+  CHECK(fallback.calls == 1);
+  CHECK(fallback.calls_after_gone == 0);
 }

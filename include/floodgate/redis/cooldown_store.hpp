@@ -134,7 +134,11 @@ class RedisCooldownStore final : public CooldownSink {
   /// True while both connections to Redis are up and the records loaded.
   bool shared() const noexcept;
 
-  /// Stops: closes the connections; writes still queued end unsent.
+  /// Stops: closes the connections; writes still queued end unsent. Waits
+  /// for a change from another process being applied; when it returns, the
+  /// store calls neither `fallback` nor the `on_change` handler again (not
+  /// even for a load reply already read), so both may be destroyed next.
+  /// The destructor runs it.
   void close();
 
   // ---- CooldownSink ----
