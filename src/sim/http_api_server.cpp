@@ -202,6 +202,7 @@ struct HttpApiServer::Impl {
         return answer;
       }
       if (fault.kind == HttpFault::Kind::drop_connection) return {200, {}, {}, fault};
+      roll_window(key, now);  // the delivered answer counts in the window and carries its headers
       Answer served = apply(key, request, path, now);
       served.delivery = fault;
       return served;
@@ -214,12 +215,8 @@ struct HttpApiServer::Impl {
                               "insufficient_quota")};
     }
     if (key.limit) {
-      const auto period = key.limit->period();
-      if (now >= key.window_start + period) {
-        key.window_start = now;
-        key.window_count = 0;
-      }
-      const auto reset = key.window_start + period - now;
+      roll_window(key, now);
+      const auto reset = key.window_start + key.limit->period() - now;
       if (key.window_count >= static_cast<int>(key.limit->tokens())) {  // whole requests
         ++stats.rate_limited;
         Answer answer{429, error_body("Rate limit reached for requests", "requests")};
@@ -239,6 +236,14 @@ struct HttpApiServer::Impl {
       return answer;
     }
     return apply(key, request, path, now);
+  }
+
+  /// Starts the key's next window when the current one is over.
+  static void roll_window(Key& key, nanoseconds now) {
+    if (key.limit && now >= key.window_start + key.limit->period()) {
+      key.window_start = now;
+      key.window_count = 0;
+    }
   }
 
   /// Serves the request for `key` (counting it in the window and the quota when applied).
