@@ -19,8 +19,8 @@
 
 namespace floodgate::detail {
 
-/// `Before(a, b)` is true when key a must be served before key b; it must be
-/// a strict total order (break ties, by id for example).
+/// `Before(a, b)` is true when key a must be served before key b (a strict
+/// weak order; of keys it does not order, any may be served first).
 template <class Key, class Before>
 class TournamentTree {
  public:
